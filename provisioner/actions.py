@@ -1,0 +1,129 @@
+"""Actions: each command of the tool as an ordered list of phases, in one place.
+
+    up          connect → facts → validate → read state → plan → first server → stale nodes
+                → other servers → agents → kubeconfig → wait Ready → verify kubeconfig
+    plan        connect → facts → validate → read state → plan (nothing changes)
+    status      connect to servers → read nodes
+    kubeconfig  connect to servers → facts → read state → kubeconfig → verify
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provisioner import distros
+from provisioner.errors import HostsFailed, ProvisionerError
+from provisioner.inventory import Host, Inventory
+from provisioner.phases import Connector, Context, Options, Phase, run_phases
+from provisioner.phases.bootstrap_first_server import BootstrapFirstServer
+from provisioner.phases.connect import Connect
+from provisioner.phases.gather_facts import GatherFacts
+from provisioner.phases.get_kubeconfig import GetKubeconfig
+from provisioner.phases.join_hosts import JoinAgents, JoinServers
+from provisioner.phases.plan_hosts import PlanHosts
+from provisioner.phases.read_cluster_state import ReadClusterState
+from provisioner.phases.read_nodes import ReadNodes
+from provisioner.phases.remove_stale_nodes import RemoveStaleNodes
+from provisioner.phases.validate_hosts import ValidateHosts
+from provisioner.phases.verify_kubeconfig import VerifyKubeconfig
+from provisioner.phases.wait_ready import WaitReady
+from provisioner.progress import SilentReporter
+from provisioner.remote import Remote, connect, sudo_password_for
+
+
+def up_phases() -> list[Phase]:
+    return [
+        Connect(),
+        GatherFacts(),
+        ValidateHosts(),
+        ReadClusterState(),
+        PlanHosts(),
+        BootstrapFirstServer(),
+        RemoveStaleNodes(),
+        JoinServers(),
+        JoinAgents(),
+        GetKubeconfig(),
+        WaitReady(),
+        VerifyKubeconfig(),
+    ]
+
+
+def plan_phases() -> list[Phase]:
+    return [Connect(), GatherFacts(), ValidateHosts(), ReadClusterState(), PlanHosts()]
+
+
+def status_phases() -> list[Phase]:
+    return [Connect(require_all=False), ReadNodes()]
+
+
+def kubeconfig_phases() -> list[Phase]:
+    return [Connect(), GatherFacts(), ReadClusterState(), GetKubeconfig(), VerifyKubeconfig()]
+
+
+def ssh_connector(inventory: Inventory, host: Host) -> Remote:
+    """Connect over SSH with the inventory's settings and the sudo password it names."""
+    return connect(inventory, host, sudo_password=sudo_password_for(inventory, host))
+
+
+@dataclass
+class Outcome:
+    """A finished action: everything it learned, and the error that ended it, if any."""
+
+    context: Context
+    error: ProvisionerError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def execute(
+    phases: list[Phase],
+    inventory: Inventory,
+    options: Options | None = None,
+    *,
+    reporter: SilentReporter | None = None,
+    connector: Connector | None = None,
+    servers_only: bool = False,
+) -> Outcome:
+    """Run ``phases`` against ``inventory``. Host failures that let the run finish are turned
+    into one ``HostsFailed`` at the end, after the summary data is complete."""
+    options = options or Options()
+    ctx = Context(
+        inventory=inventory,
+        distribution=distros.for_inventory(inventory, timeout=options.timeout),
+        options=options,
+        connector=connector or ssh_connector,
+        reporter=reporter or SilentReporter(),
+        hosts=list(inventory.servers) if servers_only else [],
+    )
+    error: ProvisionerError | None = None
+    try:
+        run_phases(phases, ctx)
+    except ProvisionerError as raised:
+        error = raised
+    finally:
+        ctx.reporter.end()
+    if error is None and ctx.failures:
+        error = HostsFailed(dict(ctx.failures))
+    return Outcome(ctx, error)
+
+
+def up(inventory: Inventory, options: Options | None = None, **kwargs: object) -> Outcome:
+    """Build or converge the cluster the inventory describes."""
+    return execute(up_phases(), inventory, options, **kwargs)  # type: ignore[arg-type]
+
+
+def plan(inventory: Inventory, options: Options | None = None, **kwargs: object) -> Outcome:
+    """What ``up`` would do, per host, without changing anything."""
+    return execute(plan_phases(), inventory, options, **kwargs)  # type: ignore[arg-type]
+
+
+def status(inventory: Inventory, options: Options | None = None, **kwargs: object) -> Outcome:
+    """The cluster's nodes as the API reports them."""
+    return execute(status_phases(), inventory, options, servers_only=True, **kwargs)  # type: ignore[arg-type]
+
+
+def kubeconfig(inventory: Inventory, options: Options | None = None, **kwargs: object) -> Outcome:
+    """Fetch, rewrite and write (or merge) the cluster's kubeconfig."""
+    return execute(kubeconfig_phases(), inventory, options, servers_only=True, **kwargs)  # type: ignore[arg-type]

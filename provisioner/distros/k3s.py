@@ -1,0 +1,371 @@
+"""k3s: installed with the official install script (online, pinned or by channel, or air-gapped).
+
+Everything a host needs (server URL, join token, node name, node IP, TLS SANs, extra flags) is
+rendered into ``/etc/rancher/k3s/config.yaml`` (root, 0600, uploaded over SFTP), so the join token
+never appears in a command line or an environment, and a rerun knows a host is already done when
+its version, binary and config hash match and its service is active with a Ready node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from provisioner import templates
+from provisioner.distros.base import Action, ClusterState, Distribution, HostPlan
+from provisioner.errors import HostError, RemoteCommandError
+from provisioner.flags import flags_to_config
+from provisioner.inventory import Host
+from provisioner.secrets import REDACTOR, Secret
+
+if TYPE_CHECKING:
+    from provisioner.facts import HostFacts
+    from provisioner.remote import Remote
+
+BIN = "/usr/local/bin/k3s"
+CONFIG = "/etc/rancher/k3s/config.yaml"
+NODE_TOKEN = "/var/lib/rancher/k3s/server/node-token"
+ADMIN_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+INSTALLER = "/var/lib/provisioner/k3s-install.sh"
+IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
+UNITS = {"server": "k3s", "agent": "k3s-agent"}
+ARCHES = {"x86_64", "aarch64", "armv7l", "s390x"}
+TOKEN_PLACEHOLDER = "<join token of the first server>"
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class K3sFacts:
+    """What k3s looks like on a host."""
+
+    version: str | None = None
+    units: dict[str, str] = field(default_factory=dict)  # unit name -> `systemctl is-active`
+    config_sha256: str | None = None
+    binary_sha256: str | None = None
+    images_sha256: str | None = None
+    installer_sha256: str | None = None
+
+    @property
+    def installed(self) -> bool:
+        return bool(self.units)
+
+    @property
+    def role(self) -> str | None:
+        if "k3s" in self.units:
+            return "server"
+        if "k3s-agent" in self.units:
+            return "agent"
+        return None
+
+    @property
+    def service_state(self) -> str:
+        role = self.role
+        return self.units.get(UNITS[role], "missing") if role else "missing"
+
+    @property
+    def active(self) -> bool:
+        return self.service_state == "active"
+
+
+class K3s(Distribution):
+    """k3s servers and agents."""
+
+    name = "k3s"
+    admin_kubeconfig = ADMIN_KUBECONFIG
+
+    # --- facts --------------------------------------------------------------------------
+    def fact_script(self) -> str:
+        airgap = self.inventory.cluster.airgap
+        lines = [
+            f"if [ -x {BIN} ]; then",
+            f"  echo \"k3s.version=$({BIN} --version 2>/dev/null | awk 'NR==1 {{print $3}}')\"",
+        ]
+        if airgap is not None:
+            lines.append(f"  echo \"k3s.binary_sha256=$(sha256sum {BIN} | cut -d' ' -f1)\"")
+        lines += [
+            "fi",
+            "for unit in k3s k3s-agent; do",
+            "  if [ -f /etc/systemd/system/$unit.service ]; then",
+            "    echo \"k3s.unit.$unit=$(systemctl is-active $unit 2>/dev/null)\"",
+            "  fi",
+            "done",
+            f"[ -f {CONFIG} ] && echo \"k3s.config_sha256=$(sha256sum {CONFIG} | cut -d' ' -f1)\"",
+        ]
+        if airgap is not None:
+            lines.append(
+                f"[ -f {INSTALLER} ] && echo \"k3s.installer_sha256=$(sha256sum {INSTALLER} | cut -d' ' -f1)\""
+            )
+            if airgap.images is not None:
+                image = f"{IMAGES_DIR}/{airgap.images.name}"
+                lines.append(
+                    f"[ -f {shlex.quote(image)} ] && echo \"k3s.images_sha256=$(sha256sum {shlex.quote(image)} | cut -d' ' -f1)\""
+                )
+        lines.append("true")
+        return "\n".join(lines) + "\n"
+
+    def parse_facts(self, values: dict[str, str]) -> K3sFacts:
+        return K3sFacts(
+            version=values.get("k3s.version") or None,
+            units={k.split(".", 2)[2]: v or "unknown" for k, v in values.items() if k.startswith("k3s.unit.")},
+            config_sha256=values.get("k3s.config_sha256") or None,
+            binary_sha256=values.get("k3s.binary_sha256") or None,
+            images_sha256=values.get("k3s.images_sha256") or None,
+            installer_sha256=values.get("k3s.installer_sha256") or None,
+        )
+
+    def check_hosts(self, facts: dict[str, HostFacts]) -> list[str]:
+        problems = []
+        online = self.inventory.cluster.airgap is None
+        for host in self.inventory.hosts:
+            f = facts[host.name]
+            k: K3sFacts = f.dist
+            if not f.systemd:
+                problems.append(f"{host.name}: systemd is not running; k3s is installed as a systemd service")
+            if f.arch not in ARCHES:
+                problems.append(f"{host.name}: architecture {f.arch!r} is not one k3s ships for ({', '.join(sorted(ARCHES))})")
+            if online and not f.tools & {"curl", "wget"}:
+                problems.append(f"{host.name}: neither curl nor wget is installed; install one, or use cluster.airgap")
+            if len(k.units) > 1:
+                problems.append(
+                    f"{host.name}: both k3s and k3s-agent are installed; remove the wrong one "
+                    "(k3s-uninstall.sh or k3s-agent-uninstall.sh) and run again"
+                )
+            elif k.role is not None and k.role != host.role:
+                script = "k3s-uninstall.sh" if k.role == "server" else "k3s-agent-uninstall.sh"
+                problems.append(
+                    f"{host.name}: runs k3s as {k.role} but the inventory says {host.role}; changing roles "
+                    f"needs a fresh host (run {script} on it first)"
+                )
+        return problems
+
+    # --- cluster state --------------------------------------------------------------------
+    def kubectl(self, args: str) -> str:
+        return f"{BIN} kubectl {args}"
+
+    def read_state(self, remote: Remote, init_server: Host) -> ClusterState:
+        state = ClusterState(init_server=init_server)
+        token = remote.sudo(f"cat {NODE_TOKEN}", check=False, secret_output=True)
+        if token.ok and token.stdout.strip():
+            state.join_secret = Secret(token.stdout.strip())
+        state.nodes = self.read_nodes(remote)
+        return state
+
+    # --- configuration --------------------------------------------------------------------
+    def render_config(self, host: Host, init_server: Host, token: str | None) -> str:
+        """The config.yaml for ``host``; ``token`` is the text to put in it (or None)."""
+        cluster = self.inventory.cluster
+        is_init = host.name == init_server.name
+        extra, _ = flags_to_config(cluster.server_args if host.role == "server" else cluster.agent_args)
+        user_sans = extra.pop("tls-san", [])
+        sans: list[str] = []
+        for san in [cluster.api_endpoint, init_server.address if is_init else None, host.address, host.node_ip, *user_sans]:
+            if san and san not in sans:
+                sans.append(str(san))
+        return templates.render(
+            "k3s/config.yaml.j2",
+            cluster_name=cluster.name,
+            node_name=host.name,
+            role=host.role,
+            server_url=None if is_init else self.server_url(init_server),
+            token=None if is_init else token,
+            node_ip=host.node_ip,
+            flannel_iface=host.flannel_iface,
+            cluster_init=is_init and len(self.inventory.servers) > 1,
+            tls_sans=sans,
+            extra=extra,
+        )
+
+    @cached_property
+    def _airgap_hashes(self) -> dict[str, str]:
+        airgap = self.inventory.cluster.airgap
+        if airgap is None:
+            return {}
+        hashes = {
+            "binary": _file_sha256(airgap.k3s_binary),
+            "installer": _file_sha256(airgap.install_script),
+        }
+        if airgap.images is not None:
+            hashes["images"] = _file_sha256(airgap.images)
+        return hashes
+
+    # --- planning ---------------------------------------------------------------------------
+    def plan(self, facts: dict[str, HostFacts], state: ClusterState) -> dict[str, HostPlan]:
+        plans = {}
+        for host in self.inventory.hosts:
+            is_init = host.name == state.init_server.name
+            secret = state.join_secret
+            if is_init:
+                desired: str | None = sha256_text(self.render_config(host, state.init_server, None))
+                preview = self.render_config(host, state.init_server, None)
+            elif secret is not None:
+                desired = sha256_text(self.render_config(host, state.init_server, secret.reveal()))
+                preview = self.render_config(host, state.init_server, str(secret))
+            else:
+                desired = None
+                preview = self.render_config(host, state.init_server, TOKEN_PLACEHOLDER)
+            action, reasons = self.decide(host, facts[host.name].dist, desired, state, is_init=is_init)
+            plans[host.name] = HostPlan(host, action, state.init_server, reasons, preview)
+        return plans
+
+    def decide(
+        self, host: Host, k: K3sFacts, desired_config_sha: str | None, state: ClusterState, *, is_init: bool
+    ) -> tuple[Action, list[str]]:
+        """One host's action from its facts. ``desired_config_sha`` is None when the config
+        cannot be known yet (the first server is about to be installed)."""
+        if not k.installed:
+            return (Action.INSTALL if is_init else Action.JOIN), ["k3s is not installed"]
+        unit = UNITS[host.role]
+        reasons: list[str] = []
+        action = Action.NOTHING
+        wanted = self.inventory.cluster.version
+        if wanted and k.version != wanted:
+            reasons.append(f"runs {k.version or 'an unknown version'}, the inventory wants {wanted}")
+            action = Action.UPGRADE
+        hashes = self._airgap_hashes
+        if hashes and k.binary_sha256 != hashes["binary"]:
+            reasons.append(f"{BIN} differs from cluster.airgap.k3s_binary")
+            action = Action.UPGRADE
+        if "images" in hashes and k.images_sha256 != hashes["images"]:
+            reasons.append("the air-gap images differ from cluster.airgap.images")
+            action = Action.UPGRADE
+        if desired_config_sha is None:
+            reasons.append("the first server is new: it will rejoin with the new token")
+            action = action if action is Action.UPGRADE else Action.RECONFIGURE
+        elif k.config_sha256 != desired_config_sha:
+            reasons.append(f"{CONFIG} {'is missing' if k.config_sha256 is None else 'differs from the inventory'}")
+            action = action if action is Action.UPGRADE else Action.RECONFIGURE
+        if action is Action.NOTHING:
+            node = state.node(host.name)
+            if not k.active:
+                reasons.append(f"{unit} is {k.service_state}")
+                action = Action.RESTART
+            elif state.nodes is not None and node is None:
+                reasons.append(f"{unit} is active but node {host.name} is not registered")
+                action = Action.RESTART
+            elif node is not None and not node.is_ready:
+                why = node.ready_condition.reason if node.ready_condition else "no Ready condition"
+                reasons.append(f"node {host.name} is NotReady ({why})")
+                action = Action.RESTART
+        return action, reasons
+
+    # --- applying -----------------------------------------------------------------------------
+    def bootstrap(self, remote: Remote, plan: HostPlan, facts: HostFacts) -> Secret:
+        self._converge(remote, plan, facts, None)
+        self._wait_api(remote, plan.host)
+        return self._read_token(remote, plan.host)
+
+    def apply(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: Secret) -> None:
+        self._converge(remote, plan, facts, secret)
+
+    def _converge(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: Secret | None) -> None:
+        """Bring one host to its plan. Config first (0600, over SFTP), then installer or restart."""
+        host, k = plan.host, facts.dist
+        unit = UNITS[host.role]
+        if plan.action is Action.NOTHING:
+            return
+        if plan.action is Action.RESTART:
+            self._service(remote, host, f"systemctl reset-failed {unit} 2>/dev/null; systemctl restart {unit}")
+            return
+        config = self.render_config(host, plan.init_server, secret.reveal() if secret else None)
+        changed = sha256_text(config) != k.config_sha256
+        if changed:
+            remote.put(config, CONFIG, mode=0o600)
+        if plan.action is Action.RECONFIGURE:
+            self._service(remote, host, f"systemctl reset-failed {unit} 2>/dev/null; systemctl restart {unit}")
+            return
+        self._install(remote, host, k, force_restart=changed and k.installed)
+
+    def _install(self, remote: Remote, host: Host, k: K3sFacts, *, force_restart: bool) -> None:
+        """Run the install script: the host ends with the wanted binary and a started unit.
+        The script itself skips the restart when binary, unit and environment are unchanged."""
+        cluster = self.inventory.cluster
+        env = {"INSTALL_K3S_EXEC": host.role}
+        if cluster.version:
+            env["INSTALL_K3S_VERSION"] = cluster.version
+        elif cluster.channel:
+            env["INSTALL_K3S_CHANNEL"] = cluster.channel
+        if force_restart:
+            env["INSTALL_K3S_FORCE_RESTART"] = "true"
+        airgap = cluster.airgap
+        if airgap is not None:
+            hashes = self._airgap_hashes
+            if k.binary_sha256 != hashes["binary"]:
+                remote.put(airgap.k3s_binary.read_bytes(), BIN, mode=0o755)
+            if airgap.images is not None and k.images_sha256 != hashes["images"]:
+                remote.put(airgap.images.read_bytes(), f"{IMAGES_DIR}/{airgap.images.name}", mode=0o644)
+            if k.installer_sha256 != hashes["installer"]:
+                remote.put(airgap.install_script.read_bytes(), INSTALLER, mode=0o755)
+            env["INSTALL_K3S_SKIP_DOWNLOAD"] = "true"
+            env["INSTALL_K3S_SKIP_SELINUX_RPM"] = "true"
+            fetch = ""
+        else:
+            url = shlex.quote(cluster.install_script_url)
+            fetch = (
+                "mkdir -p /var/lib/provisioner && "
+                f"{{ curl -sfL {url} -o {INSTALLER} || wget -qO {INSTALLER} {url}; }} && "
+            )
+        assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in sorted(env.items()))
+        command = f"{fetch}env {assignments} timeout {int(self.timeout)} sh {INSTALLER}"
+        self._service(remote, host, command)
+
+    def _service(self, remote: Remote, host: Host, command: str) -> None:
+        """Run a command that (re)starts the k3s unit; on failure, attach the unit's journal."""
+        try:
+            remote.sudo(command, timeout=self.timeout + 30)
+        except RemoteCommandError as error:
+            journal = self.diagnose(remote, host)
+            raise RemoteCommandError(
+                host.name,
+                error.command,
+                error.exit_status,
+                journal or error.stderr_tail,
+                f"see `journalctl -u {UNITS[host.role]}` on {host.name}",
+            ) from None
+
+    def _wait_api(self, remote: Remote, host: Host) -> None:
+        """Poll the API's /readyz on the server until it answers ok, up to the timeout."""
+        retrying = Retrying(
+            stop=stop_after_delay(self.timeout), wait=wait_fixed(2), retry=retry_if_result(lambda ok: not ok)
+        )
+        try:
+            retrying(self._api_ready, remote)
+        except RetryError:
+            journal = self.diagnose(remote, host)
+            raise HostError(
+                host.name,
+                f"the k3s API did not become ready within {self.timeout:.0f}s"
+                + (f"; last log line: {journal.splitlines()[-1]}" if journal else ""),
+            ) from None
+
+    def _api_ready(self, remote: Remote) -> bool:
+        result = remote.sudo(self.kubectl("get --raw=/readyz"), check=False, timeout=20)
+        return result.ok and result.stdout.strip() == "ok"
+
+    def _read_token(self, remote: Remote, host: Host) -> Secret:
+        """The full join token (K10<ca-hash>::server:<secret>) from the server, read as root."""
+        result = remote.sudo(f"cat {NODE_TOKEN}", secret_output=True)
+        token = result.stdout.strip()
+        if not token:
+            raise HostError(host.name, f"{NODE_TOKEN} is empty")
+        return Secret(token)
+
+    def diagnose(self, remote: Remote, host: Host) -> str:
+        unit = UNITS[host.role]
+        result = remote.sudo(f"journalctl -u {unit} -n 20 --no-pager -o cat", check=False, timeout=20)
+        return REDACTOR.redact(result.stdout.strip())
+
+
+def _file_sha256(path: object) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:  # type: ignore[arg-type]
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,139 @@
+"""One error hierarchy for the core. The CLI turns each into one clear line and an exit code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ProvisionerError(Exception):
+    """Base of every expected failure. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+    def lines(self) -> list[str]:
+        """The message as the lines the CLI prints (one per problem)."""
+        return [str(self)]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: where (file, line, field path) and what."""
+
+    field: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file or ""
+        if self.file and self.line is not None:
+            where += f":{self.line}"
+        prefix = f"{where}: " if where else ""
+        field = f"{self.field}: " if self.field else ""
+        return f"{prefix}{field}{self.message}"
+
+
+class InventoryError(ProvisionerError):
+    """The inventory is unreadable or invalid; nothing was contacted."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+    def lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+class UsageError(ProvisionerError):
+    """A flag combination or argument that cannot work."""
+
+    exit_code = 2
+
+
+class HostError(ProvisionerError):
+    """A failure tied to one host."""
+
+    def __init__(self, host: str, message: str) -> None:
+        self.host = host
+        self.message = message
+        super().__init__(f"{host}: {message}")
+
+
+class ConnectError(HostError):
+    """Could not open an SSH session (unreachable, auth refused, host key problem)."""
+
+
+class HostKeyError(ConnectError):
+    """The host's SSH key is unknown (strict) or differs from known_hosts."""
+
+
+class SudoError(HostError):
+    """sudo is missing, needs a password we do not have, or refused the one we gave."""
+
+
+class RemoteCommandError(HostError):
+    """A command on a host exited non-zero (or timed out)."""
+
+    def __init__(
+        self,
+        host: str,
+        command: str,
+        exit_code: int | None,
+        stderr_tail: str = "",
+        hint: str = "",
+    ) -> None:
+        self.command = command
+        self.exit_status = exit_code
+        self.stderr_tail = stderr_tail
+        self.hint = hint
+        status = "timed out" if exit_code is None else f"exited {exit_code}"
+        detail = f": {stderr_tail.strip().splitlines()[-1]}" if stderr_tail.strip() else ""
+        message = f"`{_short(command)}` {status}{detail}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(host, message)
+
+
+class HostValidationError(ProvisionerError):
+    """Facts gathered from the hosts rule out going ahead; nothing was changed."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+    def lines(self) -> list[str]:
+        return list(self.problems)
+
+
+class HostsFailed(ProvisionerError):
+    """One or more hosts failed during a run; the others finished their steps."""
+
+    def __init__(self, failures: dict[str, ProvisionerError]) -> None:
+        self.failures = failures
+        super().__init__("; ".join(f"{h}: {_host_message(e)}" for h, e in failures.items()))
+
+    def lines(self) -> list[str]:
+        return [f"{h}: {_host_message(e)}" for h, e in self.failures.items()]
+
+
+class NotReadyError(ProvisionerError):
+    """Nodes did not all become Ready before the deadline."""
+
+    def __init__(self, message: str, not_ready: list[object]) -> None:
+        self.not_ready = not_ready
+        super().__init__(message)
+
+
+class KubeconfigError(ProvisionerError):
+    """A kubeconfig could not be read, merged or verified."""
+
+
+def _host_message(error: ProvisionerError) -> str:
+    return error.message if isinstance(error, HostError) else str(error)
+
+
+def _short(command: str, limit: int = 120) -> str:
+    one_line = " ".join(command.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"

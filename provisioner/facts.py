@@ -1,0 +1,111 @@
+"""Facts: what a host is, gathered once per run with one command, parsed by pure functions.
+
+The fact script prints ``key=value`` lines. Host facts (OS, architecture, memory, systemd,
+hostname, machine-id) come from here; each distribution appends its own keys (installed version,
+role, service state, config hash) through ``Distribution.fact_script``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+HOST_FACT_SCRIPT = r"""
+export LC_ALL=C
+( . /etc/os-release 2>/dev/null
+  echo "os.id=${ID:-unknown}"
+  echo "os.id_like=${ID_LIKE:-}"
+  echo "os.version_id=${VERSION_ID:-}"
+  echo "os.pretty_name=${PRETTY_NAME:-}" )
+echo "arch=$(uname -m)"
+echo "kernel=$(uname -r)"
+echo "mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+echo "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 0)"
+if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi
+echo "hostname=$(cat /proc/sys/kernel/hostname)"
+echo "machine_id=$(cat /etc/machine-id 2>/dev/null)"
+echo "user=$(id -un)"
+for tool in curl wget; do command -v $tool >/dev/null 2>&1 && echo "tool.$tool=yes"; done
+"""
+
+RHEL_FAMILY = {"rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn"}
+DEBIAN_FAMILY = {"debian", "ubuntu", "raspbian", "linuxmint", "pop"}
+
+
+def parse_key_values(text: str) -> dict[str, str]:
+    """``key=value`` lines into a dict; later keys win, other lines are ignored."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key and " " not in key:
+            values[key.strip()] = value.strip()
+    return values
+
+
+@dataclass(frozen=True)
+class OSInfo:
+    """The host's distribution, from /etc/os-release."""
+
+    id: str
+    id_like: tuple[str, ...]
+    version_id: str
+    pretty_name: str
+
+    @property
+    def family(self) -> str:
+        """``debian``, ``rhel`` or ``other``."""
+        ids = {self.id, *self.id_like}
+        if ids & DEBIAN_FAMILY:
+            return "debian"
+        if ids & RHEL_FAMILY:
+            return "rhel"
+        return "other"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Everything the planner needs to know about one host."""
+
+    name: str
+    os: OSInfo
+    arch: str
+    kernel: str
+    memory_mib: int
+    cpus: int
+    systemd: bool
+    hostname: str
+    machine_id: str
+    user: str
+    tools: frozenset[str] = frozenset()
+    dist: Any = None  # the distribution's own facts (e.g. K3sFacts)
+    raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+
+def parse_host_facts(name: str, values: dict[str, str]) -> HostFacts:
+    """Build ``HostFacts`` from the fact script's output (distribution facts parsed separately)."""
+
+    def number(key: str) -> int:
+        try:
+            return int(values.get(key, "0") or 0)
+        except ValueError:
+            return 0
+
+    return HostFacts(
+        name=name,
+        os=OSInfo(
+            id=values.get("os.id", "unknown"),
+            id_like=tuple(values.get("os.id_like", "").split()),
+            version_id=values.get("os.version_id", ""),
+            pretty_name=values.get("os.pretty_name", ""),
+        ),
+        arch=values.get("arch", ""),
+        kernel=values.get("kernel", ""),
+        memory_mib=number("mem_kib") // 1024,
+        cpus=number("cpus"),
+        systemd=values.get("systemd") == "yes",
+        hostname=values.get("hostname", ""),
+        machine_id=values.get("machine_id", ""),
+        user=values.get("user", ""),
+        tools=frozenset(k.split(".", 1)[1] for k, v in values.items() if k.startswith("tool.") and v == "yes"),
+        raw=values,
+    )

@@ -1,0 +1,101 @@
+"""TEST DOUBLE: `provisioner lab up|down|status` (not product code).
+
+Loaded lazily by provisioner/cli.py only when someone types ``provisioner lab``; product code
+never imports provisioner.lab.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from provisioner.lab.lab import DISTRIBUTIONS, USERS, Lab, status_json
+from provisioner.lab.system import LabError
+
+
+def _echo(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _make_lab(name: str) -> Lab:
+    try:
+        return Lab(name, echo=_echo)
+    except ValueError as exc:
+        raise _fail(exc) from exc
+
+
+@click.group("lab")
+def lab() -> None:
+    """On-machine test lab: Debian hosts as systemd-nspawn containers on br-lab (testing only)."""
+
+
+@lab.command("up")
+@click.option("--servers", type=click.IntRange(min=0), default=1, show_default=True, help="Server hosts.")
+@click.option("--agents", type=click.IntRange(min=0), default=2, show_default=True, help="Agent hosts.")
+@click.option("--name", default="lab", show_default=True, help="Lab name (prefix of the host names).")
+@click.option("--inventory", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Inventory to write [default: ./<name>.yaml]; known_hosts and ssh_config go next to it.")
+@click.option("--user", type=click.Choice(USERS), default="root", show_default=True,
+              help="SSH user written into the inventory (lab: sudo with a password).")
+@click.option("--distribution", type=click.Choice([*DISTRIBUTIONS, "kubeadm"]), default="k3s", show_default=True,
+              help="Distribution the inventory asks for (k3s stand-in only, for now).")
+def up(servers: int, agents: int, name: str, inventory: Path | None, user: str, distribution: str) -> None:
+    """Boot (or grow) a lab and write its inventory, known_hosts and ssh_config."""
+    if distribution not in DISTRIBUTIONS:
+        raise click.ClickException(f"--distribution {distribution}: not yet supported by the lab (only k3s for now)")
+    lab_ = _make_lab(name)
+    try:
+        hosts = lab_.up(servers=servers, agents=agents, inventory=inventory, user=user, distribution=distribution)
+    except LabError as exc:
+        raise _fail(exc) from exc
+    for h in hosts:
+        how = f"booted in {h.boot_seconds:.1f} s ({h.system_state})" if h.started else "already running"
+        click.echo(f"{h.name:<20} {h.role:<7} {h.address:<15} {how}")
+    st = lab_.state()
+    assert st is not None
+    click.echo(f"inventory:   {st.inventory}")
+    click.echo(f"known_hosts: {st.known_hosts}")
+    click.echo(f"ssh:         ssh -F {st.ssh_config} {hosts[0].name if hosts else ''}".rstrip())
+    if user != "root":
+        click.echo(f"sudo:        export PROVISIONER_SUDO_PASSWORD=\"$(cat {lab_.sudo_password_file})\"")
+
+
+@lab.command("down")
+@click.option("--name", default="lab", show_default=True, help="Lab to remove.")
+def down(name: str) -> None:
+    """Stop and remove a lab's hosts (the cached base image stays)."""
+    lab_ = _make_lab(name)
+    try:
+        removed = lab_.down()
+    except LabError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"lab {name} removed" if removed else f"lab {name} is not there; nothing to do")
+
+
+@lab.command("status")
+@click.option("--name", default=None, help="Only this lab [default: every lab].")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(name: str | None, output: str) -> None:
+    """Hosts of every lab (or one): role, address, running, reachable over ssh."""
+    try:
+        labs = [_make_lab(name)] if name else Lab.all(echo=_echo)
+        labs = [lab_ for lab_ in labs if lab_.exists()]
+        if output == "json":
+            click.echo(status_json(labs))
+            return
+        if not labs:
+            click.echo(f"lab {name} is not there" if name else "no lab is up")
+            return
+        for lab_ in labs:
+            click.echo(f"lab {lab_.name} ({lab_.dir})")
+            for h in lab_.status():
+                run = "running" if h["running"] else "stopped"
+                ssh = {True: "ssh ok", False: "ssh unreachable", None: "-"}[h["ssh"]]  # type: ignore[index]
+                click.echo(f"  {h['name']:<20} {h['role']:<7} {h['address']:<15} {run:<8} {ssh}")
+    except (LabError, PermissionError) as exc:
+        raise _fail(exc) from exc

@@ -1,0 +1,120 @@
+"""TEST DOUBLE: the files `provisioner lab up` writes for its users (not product code).
+
+Pure functions building the inventory YAML, the known_hosts file and the ssh_config of a lab,
+plus where the k3s stand-in lives in the installed package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from provisioner.lab.state import HostRecord
+
+#: Environment variable the provisioner reads the sudo password from when ``ssh.user`` is not root.
+SUDO_PASSWORD_ENV = "PROVISIONER_SUDO_PASSWORD"
+#: Written into the inventory when the stand-in does not say its version (yet).
+FALLBACK_STANDIN_VERSION = "v1.31.4+k3s1"
+
+_STANDIN_VERSION_RE = re.compile(r"""^\s*STANDIN_VERSION\s*=\s*["']([^"']+)["']""", re.M)
+_PLAIN_RE = re.compile(r"^(?:[/A-Za-z][A-Za-z0-9_./+-]*|\d{1,3}(?:\.\d{1,3}){3})$")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}
+
+
+def standin_dir() -> Path:
+    """Directory of the k3s stand-in inside the installed package (may not exist yet)."""
+    return Path(__file__).resolve().parent / "standin"
+
+
+def standin_paths() -> tuple[Path, Path]:
+    """(k3s binary, install script) of the stand-in, absolute."""
+    d = standin_dir()
+    return d / "k3s", d / "k3s-install.sh"
+
+
+def standin_version(k3s: Path | None = None) -> str | None:
+    """The ``STANDIN_VERSION = "…"`` line of the stand-in k3s, or None if absent."""
+    k3s = k3s if k3s is not None else standin_paths()[0]
+    try:
+        m = _STANDIN_VERSION_RE.search(k3s.read_text(errors="replace"))
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def yaml_scalar(value: str | int) -> str:
+    """``value`` as a YAML scalar: plain when unambiguous as a string, else double-quoted."""
+    if isinstance(value, int):
+        return str(value)
+    if _PLAIN_RE.match(value) and value.lower() not in _YAML_WORDS:
+        return value
+    return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def inventory_text(
+    *,
+    lab: str,
+    hosts: Sequence[HostRecord],
+    version: str,
+    k3s_binary: Path,
+    install_script: Path,
+    user: str,
+    private_key: Path,
+    known_hosts: Path,
+) -> str:
+    """Inventory YAML for the lab: cluster (k3s stand-in, air-gapped), ssh settings, hosts."""
+    q = yaml_scalar
+    lines = [
+        f'# Written by `provisioner lab up` for the on-machine test lab "{lab}" (systemd-nspawn hosts).',
+        "# k3s here is a STAND-IN for testing (provisioner/lab/standin), not real k3s.",
+        "cluster:",
+        f"  name: {q(lab)}",
+        "  distribution: k3s",
+        f"  version: {q(version)}",
+        "  airgap:",
+        f"    k3s_binary: {q(str(k3s_binary))}",
+        f"    install_script: {q(str(install_script))}",
+        "ssh:",
+        f"  user: {q(user)}",
+    ]
+    if user != "root":
+        lines.append(f"  sudo_password_env: {SUDO_PASSWORD_ENV}")
+    lines += [
+        f"  private_key: {q(str(private_key))}",
+        f"  known_hosts: {q(str(known_hosts))}",
+        "  host_key_policy: strict",
+        "hosts:",
+    ]
+    lines += [f"  - {{name: {q(h.name)}, address: {q(h.address)}, role: {q(h.role)}}}" for h in hosts]
+    return "\n".join(lines) + "\n"
+
+
+def known_hosts_text(lab: str, entries: Sequence[tuple[str, str]]) -> str:
+    """known_hosts lines ``<address> <keytype> <base64>`` from (address, public key line) pairs."""
+    out = [f"# Written by `provisioner lab up` for lab {lab!r}: host keys made on this machine."]
+    for address, pubkey in entries:
+        keytype, blob = pubkey.split()[:2]
+        out.append(f"{address} {keytype} {blob}")
+    return "\n".join(out) + "\n"
+
+
+def ssh_config_text(lab: str, hosts: Sequence[HostRecord], *, user: str, private_key: Path, known_hosts: Path) -> str:
+    """ssh_config for ``ssh -F``: one block per host, reachable by name or address."""
+    out = [f"# Written by `provisioner lab up` for lab {lab!r}. Use: ssh -F <this file> <host name>", ""]
+    for h in hosts:
+        out += [
+            f"Host {h.name} {h.address}",
+            f"  HostName {h.address}",
+            f"  User {user}",
+            f'  IdentityFile "{private_key}"',
+            "  IdentitiesOnly yes",
+            f'  UserKnownHostsFile "{known_hosts}"',
+            "  GlobalKnownHostsFile /dev/null",
+            "  StrictHostKeyChecking yes",
+            "  ConnectTimeout 5",
+            "  LogLevel ERROR",
+            "",
+        ]
+    return "\n".join(out)

@@ -1,0 +1,24 @@
+"""Verify the kubeconfig from this machine: TLS verified against its CA, client cert accepted."""
+
+from __future__ import annotations
+
+from provisioner import kubeconfig
+from provisioner.errors import KubeconfigError
+from provisioner.phases import Context, Phase
+
+
+class VerifyKubeconfig(Phase):
+    """An address the certificate does not cover is an error; an API not reachable from here
+    (a VIP behind a firewall, say) is a warning."""
+
+    title = "verify kubeconfig"
+
+    def should_run(self, ctx: Context) -> bool:
+        return ctx.kubeconfig is not None
+
+    def run(self, ctx: Context) -> None:
+        ctx.kubeconfig_check = result = kubeconfig.check(ctx.kubeconfig)
+        if result.status == "error":
+            raise KubeconfigError(result.detail)
+        if result.status == "unreachable":
+            ctx.warn(result.detail)

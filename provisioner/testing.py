@@ -1,0 +1,90 @@
+"""Test doubles shipped with the package (like ``fabric.testing``): an in-memory ``Remote``.
+
+``FakeRemote`` records every command and file operation and answers commands from rules, so
+unit tests can drive phases and actions without SSH:
+
+    host = FakeRemote("worker1", "10.0.0.2")
+    host.on(r"systemctl is-active", stdout="active")
+    host.sudo("systemctl is-active k3s").stdout  # -> "active"
+    host.commands  # -> [("sudo", "systemctl is-active k3s")]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from provisioner.remote import Remote
+
+Answer = tuple[int, str, str]
+Handler = Callable[["FakeRemote", str], Answer]
+
+
+@dataclass
+class _Rule:
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+class FakeRemote(Remote):
+    """An in-memory host: files in a dict, commands answered by the newest matching rule.
+
+    Commands with no matching rule succeed with empty output (set ``strict=True`` to make them
+    fail instead, which catches commands a test did not expect).
+    """
+
+    def __init__(self, name: str, address: str = "192.0.2.1", *, user: str = "root", strict: bool = False) -> None:
+        super().__init__(name=name, address=address, user=user)
+        self.files: dict[str, bytes] = {}
+        self.modes: dict[str, int] = {}
+        self.commands: list[tuple[str, str]] = []  # (run|sudo, command as sent)
+        self.uploads: list[str] = []
+        self.strict = strict
+        self.closed = False
+        self._rules: list[_Rule] = []
+
+    def on(
+        self,
+        pattern: str,
+        stdout: str = "",
+        *,
+        exit_code: int = 0,
+        stderr: str = "",
+        handler: Handler | None = None,
+    ) -> FakeRemote:
+        """Answer commands matching ``pattern`` (a regex searched in the command)."""
+        if handler is None:
+            def handler(_remote: FakeRemote, _command: str) -> Answer:
+                return exit_code, stdout, stderr
+        self._rules.append(_Rule(re.compile(pattern, re.DOTALL), handler))
+        return self
+
+    def ran(self, pattern: str) -> list[str]:
+        """Commands sent so far that match ``pattern``."""
+        regex = re.compile(pattern, re.DOTALL)
+        return [command for _, command in self.commands if regex.search(command)]
+
+    def _execute(self, command: str, *, as_root: bool, timeout: float | None) -> tuple[int | None, str, str]:
+        self.commands.append(("sudo" if as_root else "run", command))
+        for rule in reversed(self._rules):
+            if rule.pattern.search(command):
+                return rule.handler(self, command)
+        if self.strict:
+            return 127, "", f"fake host {self.name}: no rule for {command!r}"
+        return 0, "", ""
+
+    def _upload(self, data: bytes, path: str, *, mode: int) -> None:
+        self.files[path] = data
+        self.modes[path] = mode
+        self.uploads.append(path)
+
+    def _download(self, path: str) -> str:
+        if path not in self.files:
+            from provisioner.errors import RemoteCommandError
+
+            raise RemoteCommandError(self.name, f"cat {path}", 1, f"cat: {path}: No such file or directory")
+        return self.files[path].decode()
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,209 @@
+"""k3s plan decisions and rendered configs: facts in, action and config out."""
+
+from __future__ import annotations
+
+import hashlib
+
+import jinja2
+import pytest
+from ruamel.yaml import YAML
+
+from provisioner.distros import Action, ClusterState
+from provisioner.distros.k3s import K3s, K3sFacts
+from provisioner.nodes import Condition, Node
+from provisioner.secrets import Secret
+from tests.unit.conftest import make_inventory
+
+TOKEN = Secret("K10" + "cd" * 32 + "::server:" + "0123456789abcdef" * 2)
+
+
+def k3s_for(text: str | None = None) -> K3s:
+    return K3s(make_inventory(text) if text else make_inventory())
+
+
+def ready(name: str, ok: bool = True) -> Node:
+    status = "True" if ok else "Unknown"
+    return Node(name, status, (), "v1.31.4+k3s1", "192.0.2.1", conditions=(Condition("Ready", status, "KubeletReady" if ok else "NodeStatusUnknown"),))
+
+
+def config_sha(dist: K3s, name: str, token: Secret | None = TOKEN) -> str:
+    inv = dist.inventory
+    text = dist.render_config(inv.host(name), inv.servers[0], token.reveal() if token and name != "controller" else None)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def installed(dist: K3s, name: str, *, role: str, active: str = "active", version: str = "v1.31.4+k3s1", sha: str | None = "same") -> K3sFacts:
+    unit = "k3s" if role == "server" else "k3s-agent"
+    return K3sFacts(version=version, units={unit: active}, config_sha256=config_sha(dist, name) if sha == "same" else sha)
+
+
+def decide(dist: K3s, name: str, facts: K3sFacts, *, nodes: list[Node] | None = None, desired: str | None = "auto") -> tuple[Action, list[str]]:
+    inv = dist.inventory
+    state = ClusterState(inv.servers[0], TOKEN, nodes)
+    if desired == "auto":
+        desired = config_sha(dist, name)
+    return dist.decide(inv.host(name), facts, desired, state, is_init=name == "controller")
+
+
+def test_fresh_first_server_is_installed_and_fresh_agent_joins() -> None:
+    dist = k3s_for()
+    assert decide(dist, "controller", K3sFacts())[0] is Action.INSTALL
+    assert decide(dist, "worker1", K3sFacts()) == (Action.JOIN, ["k3s is not installed"])
+
+
+def test_host_with_same_version_config_and_ready_node_is_left_alone() -> None:
+    dist = k3s_for()
+    action, reasons = decide(dist, "worker1", installed(dist, "worker1", role="agent"), nodes=[ready("worker1")])
+    assert (action, reasons) == (Action.NOTHING, [])
+
+
+def test_other_version_is_an_upgrade() -> None:
+    dist = k3s_for()
+    action, reasons = decide(dist, "worker1", installed(dist, "worker1", role="agent", version="v1.30.2+k3s1"))
+    assert action is Action.UPGRADE
+    assert reasons == ["runs v1.30.2+k3s1, the inventory wants v1.31.4+k3s1"]
+
+
+def test_channel_installs_are_not_upgraded_on_rerun() -> None:
+    dist = k3s_for("cluster: {name: a, channel: stable}\nhosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
+    facts = K3sFacts(version="v1.20.0+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"))
+    assert decide(dist, "controller", facts)[0] is Action.NOTHING
+
+
+def test_changed_config_is_a_reconfigure() -> None:
+    dist = k3s_for()
+    action, reasons = decide(dist, "worker1", installed(dist, "worker1", role="agent", sha="0" * 64))
+    assert action is Action.RECONFIGURE
+    assert reasons == ["/etc/rancher/k3s/config.yaml differs from the inventory"]
+
+
+def test_unknown_token_means_rejoin_after_the_new_server() -> None:
+    dist = k3s_for()
+    action, reasons = decide(dist, "worker1", installed(dist, "worker1", role="agent"), desired=None)
+    assert action is Action.RECONFIGURE
+    assert "rejoin" in reasons[0]
+
+
+@pytest.mark.parametrize("state", ["inactive", "failed"])
+def test_stopped_service_is_restarted(state: str) -> None:
+    dist = k3s_for()
+    action, reasons = decide(dist, "worker1", installed(dist, "worker1", role="agent", active=state))
+    assert (action, reasons) == (Action.RESTART, [f"k3s-agent is {state}"])
+
+
+def test_active_service_with_not_ready_node_is_restarted() -> None:
+    dist = k3s_for()
+    action, reasons = decide(dist, "worker1", installed(dist, "worker1", role="agent"), nodes=[ready("worker1", ok=False)])
+    assert action is Action.RESTART
+    assert reasons == ["node worker1 is NotReady (NodeStatusUnknown)"]
+
+
+def test_active_service_whose_node_is_missing_is_restarted() -> None:
+    dist = k3s_for()
+    action, reasons = decide(dist, "worker1", installed(dist, "worker1", role="agent"), nodes=[ready("controller")])
+    assert action is Action.RESTART
+    assert "not registered" in reasons[0]
+
+
+def test_unknown_node_list_does_not_cause_restarts() -> None:
+    dist = k3s_for()
+    assert decide(dist, "worker1", installed(dist, "worker1", role="agent"), nodes=None)[0] is Action.NOTHING
+
+
+def test_changed_airgap_binary_is_an_upgrade(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "k3s").write_bytes(b"new binary")
+    (tmp_path / "install.sh").write_text("#!/bin/sh\n")
+    dist = K3s(make_inventory(
+        "cluster: {name: a, version: v1.31.4+k3s1, airgap: {k3s_binary: k3s, install_script: install.sh}}\n"
+        "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n", base_dir=tmp_path))
+    facts = K3sFacts(version="v1.31.4+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
+                     binary_sha256=hashlib.sha256(b"old binary").hexdigest())
+    action, reasons = decide(dist, "controller", facts)
+    assert action is Action.UPGRADE
+    assert reasons == ["/usr/local/bin/k3s differs from cluster.airgap.k3s_binary"]
+
+
+# --- rendered configuration --------------------------------------------------------------------
+
+
+def rendered(dist: K3s, name: str, token: str | None = "TOKEN") -> dict:
+    inv = dist.inventory
+    return YAML(typ="safe").load(dist.render_config(inv.host(name), inv.servers[0], token))
+
+
+def test_first_server_config_has_node_name_sans_and_0600_kubeconfig_but_no_token() -> None:
+    dist = k3s_for(
+        "cluster: {name: a, api_endpoint: 10.9.9.9, server_args: ['--disable=traefik', '--disable=servicelb', '--tls-san=k8s.example', '--secrets-encryption']}\n"
+        "hosts:\n  - {name: controller, address: 192.0.2.10, role: server, node_ip: 192.0.2.100}\n"
+    )
+    config = rendered(dist, "controller")
+    assert config == {
+        "node-name": "controller",
+        "node-ip": "192.0.2.100",
+        "write-kubeconfig-mode": "0600",
+        "tls-san": ["10.9.9.9", "192.0.2.10", "192.0.2.100", "k8s.example"],
+        "disable": ["traefik", "servicelb"],
+        "secrets-encryption": True,
+    }
+
+
+def test_agent_config_has_server_url_token_node_ip_and_flannel_iface() -> None:
+    dist = k3s_for()
+    config = rendered(dist, "worker2")
+    assert config == {
+        "server": "https://192.0.2.10:6443",
+        "token": "TOKEN",
+        "node-name": "worker2",
+        "node-ip": "192.0.2.12",
+        "flannel-iface": "eth1",
+    }
+
+
+def test_agents_join_through_the_api_endpoint_when_set() -> None:
+    dist = k3s_for(
+        "cluster: {name: a, api_endpoint: 'fd00::10'}\nhosts:\n"
+        "  - {name: controller, address: 192.0.2.10, role: server}\n  - {name: w, address: 192.0.2.11, role: agent}\n"
+    )
+    assert rendered(dist, "w")["server"] == "https://[fd00::10]:6443"
+
+
+def test_several_servers_give_cluster_init_to_the_first_and_server_url_to_the_others() -> None:
+    dist = k3s_for(
+        "cluster: {name: a}\nhosts:\n"
+        "  - {name: controller, address: 192.0.2.10, role: server}\n  - {name: cp2, address: 192.0.2.11, role: server}\n"
+    )
+    first, second = rendered(dist, "controller"), rendered(dist, "cp2")
+    assert first["cluster-init"] is True and "server" not in first
+    assert second["server"] == "https://192.0.2.10:6443" and second["token"] == "TOKEN"
+    assert "cluster-init" not in second
+
+
+def test_values_that_look_like_yaml_are_quoted() -> None:
+    dist = k3s_for("cluster: {name: a, server_args: ['--node-label=a: b', '--kubelet-arg=x=#1']}\nhosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
+    config = rendered(dist, "controller")
+    assert config["node-label"] == ["a: b"]
+    assert config["kubelet-arg"] == ["x=#1"]
+
+
+def test_template_with_a_missing_variable_fails_instead_of_rendering_empty() -> None:
+    from provisioner import templates
+
+    with pytest.raises(jinja2.UndefinedError):
+        templates.render("k3s/config.yaml.j2", node_name="x")
+
+
+def test_plan_masks_the_token_in_the_preview() -> None:
+    dist = k3s_for()
+    facts = {h.name: _host_facts(h.name, K3sFacts()) for h in dist.inventory.hosts}
+    plans = dist.plan(facts, ClusterState(dist.inventory.servers[0], TOKEN, None))
+    assert TOKEN.reveal() not in plans["worker1"].config_preview
+    assert 'token: "***"' in plans["worker1"].config_preview
+    assert [p.action for p in plans.values()] == [Action.INSTALL, Action.JOIN, Action.JOIN]
+
+
+def _host_facts(name: str, dist_facts: K3sFacts):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from provisioner.facts import parse_host_facts
+
+    return replace(parse_host_facts(name, {"user": "root", "systemd": "yes", "arch": "x86_64"}), dist=dist_facts)

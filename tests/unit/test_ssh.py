@@ -1,0 +1,232 @@
+"""The real SSH transport against an SSH server on loopback (paramiko in server mode).
+
+Proves host-key policies (accept-new records, strict refuses, a changed key is refused), clear
+errors for a wrong key or an unreachable port, and that a sudo password travels on stdin,
+never in the command line.
+"""
+
+from __future__ import annotations
+
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from provisioner.errors import ConnectError, HostKeyError, SudoError
+from provisioner.remote import SUDO_PROMPT, SSHRemote, connect
+from provisioner.secrets import Secret
+from tests.unit.conftest import make_inventory
+
+SUDO_PASSWORD = "correct horse battery"
+
+
+@dataclass
+class FakeSSHServer:
+    """A loopback SSH server that accepts one client key and answers exec requests."""
+
+    host_key: paramiko.PKey
+    client_key: paramiko.PKey
+    port: int = 0
+    commands: list[str] = field(default_factory=list)
+    stdin_seen: list[str] = field(default_factory=list)
+    _sock: socket.socket | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(8)
+        self._sock.settimeout(0.2)
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._sock:
+            self._sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._sock.accept()  # type: ignore[union-attr]
+            except (TimeoutError, OSError):
+                continue
+            transport = paramiko.Transport(client)
+            transport.add_server_key(self.host_key)
+            try:
+                transport.start_server(server=_Handler(self, transport))
+            except (paramiko.SSHException, EOFError, OSError):
+                continue
+
+
+class _Handler(paramiko.ServerInterface):
+    def __init__(self, server: FakeSSHServer, transport: paramiko.Transport) -> None:
+        self.server = server
+        self.transport = transport
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        if key.asbytes() == self.server.client_key.asbytes():
+            return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        text = command.decode()
+        self.server.commands.append(text)
+        threading.Thread(target=self._run, args=(channel, text), daemon=True).start()
+        return True
+
+    def _run(self, channel: paramiko.Channel, command: str) -> None:
+        try:
+            if command.startswith("sudo -S"):
+                channel.sendall_stderr(SUDO_PROMPT.encode())
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = channel.recv(1)
+                    if not chunk:
+                        break
+                    line += chunk
+                self.server.stdin_seen.append(line.decode().rstrip("\n"))
+                if line.decode().rstrip("\n") != SUDO_PASSWORD:
+                    channel.sendall_stderr(b"Sorry, try again.\n" + SUDO_PROMPT.encode())
+                    channel.send_exit_status(1)
+                    return
+                channel.sendall(b"root\n")
+                channel.send_exit_status(0)
+            elif command.startswith("sudo -n"):
+                channel.sendall_stderr(b"sudo: a password is required\n")
+                channel.send_exit_status(1)
+            else:
+                channel.sendall(b"hello\n")
+                channel.send_exit_status(0)
+        finally:
+            # Closing here could overtake paramiko's reply to the exec request ("Channel closed"
+            # on the client); end the output instead and let the client close the channel.
+            channel.shutdown_write()
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[paramiko.PKey, paramiko.PKey, Path]:
+    host_key = paramiko.ECDSAKey.generate()
+    client_key = paramiko.ECDSAKey.generate()
+    key_file = tmp_path / "id_ecdsa"
+    client_key.write_private_key_file(str(key_file))
+    return host_key, client_key, key_file
+
+
+@pytest.fixture
+def server(keys: tuple[paramiko.PKey, paramiko.PKey, Path]) -> Iterator[FakeSSHServer]:
+    srv = FakeSSHServer(keys[0], keys[1])
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def remote_for(server: FakeSSHServer, tmp_path: Path, key_file: Path, *, policy: str = "accept-new", user: str = "root",
+               sudo_password: Secret | None = None) -> SSHRemote:
+    empty_ssh_config = tmp_path / "ssh_config"
+    empty_ssh_config.touch()
+    inventory = make_inventory(
+        f"cluster: {{name: t}}\n"
+        f"ssh: {{user: {user}, port: {server.port}, private_key: {key_file}, host_key_policy: {policy}, known_hosts: {tmp_path}/known_hosts}}\n"
+        "hosts:\n  - {name: h1, address: 127.0.0.1, role: server}\n"
+    )
+    return connect(inventory, inventory.hosts[0], ssh_config_path=str(empty_ssh_config), sudo_password=sudo_password)
+
+
+def test_accept_new_records_an_unknown_host_key_and_then_trusts_it(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    remote = remote_for(server, tmp_path, keys[2])
+    assert remote.run("echo hello").stdout == "hello\n"
+    remote.close()
+    known = tmp_path / "known_hosts"
+    assert stat.S_IMODE(known.stat().st_mode) == 0o600
+    lines = known.read_text().splitlines()
+    assert lines == [f"[127.0.0.1]:{server.port} ecdsa-sha2-nistp256 {keys[0].get_base64()}"]
+    remote_for(server, tmp_path, keys[2]).close()
+    assert known.read_text().splitlines() == lines  # recorded once
+
+
+def test_a_changed_host_key_is_refused_with_a_clear_message(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    other = paramiko.ECDSAKey.generate()
+    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{server.port} ecdsa-sha2-nistp256 {other.get_base64()}\n")
+    with pytest.raises(HostKeyError, match="CHANGED") as caught:
+        remote_for(server, tmp_path, keys[2])
+    assert "ssh-keygen -R" in str(caught.value)
+    assert server.commands == []
+
+
+def test_strict_refuses_an_unknown_host_key_and_records_nothing(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(HostKeyError, match="not in .*known_hosts and ssh.host_key_policy is strict"):
+        remote_for(server, tmp_path, keys[2], policy="strict")
+    assert not (tmp_path / "known_hosts").exists()
+    assert server.commands == []
+
+
+def test_strict_accepts_a_key_that_is_in_known_hosts(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{server.port} ecdsa-sha2-nistp256 {keys[0].get_base64()}\n")
+    remote = remote_for(server, tmp_path, keys[2], policy="strict")
+    assert remote.run("true").ok
+
+
+def test_policy_off_connects_without_recording(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    remote_for(server, tmp_path, keys[2], policy="off").close()
+    assert not (tmp_path / "known_hosts").exists()
+
+
+def test_a_wrong_private_key_names_the_host_and_the_key(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    wrong = tmp_path / "wrong_key"
+    paramiko.ECDSAKey.generate().write_private_key_file(str(wrong))
+    with pytest.raises(ConnectError) as caught:
+        remote_for(server, tmp_path, wrong)
+    assert caught.value.host == "h1"
+    assert f"authentication failed for root@127.0.0.1:{server.port} with key {wrong}" in str(caught.value)
+
+
+def test_an_unreachable_port_is_a_clear_connect_error(tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    dead = FakeSSHServer(keys[0], keys[1], port=port)
+    with pytest.raises(ConnectError, match="unreachable"):
+        remote_for(dead, tmp_path, keys[2])
+
+
+def test_sudo_password_goes_to_stdin_and_never_into_the_command(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    remote = remote_for(server, tmp_path, keys[2], user="admin", sudo_password=Secret(SUDO_PASSWORD))
+    result = remote.sudo("id -un")
+    assert result.stdout == "root\n"
+    assert server.stdin_seen == [SUDO_PASSWORD]
+    assert all(SUDO_PASSWORD not in command for command in server.commands)
+    assert server.commands[-1] == f"sudo -S -p '{SUDO_PROMPT}' -- sh -c 'id -un'"
+    assert SUDO_PROMPT not in result.stderr
+
+
+def test_a_wrong_sudo_password_is_a_sudo_error(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    remote = remote_for(server, tmp_path, keys[2], user="admin", sudo_password=Secret("wrong"))
+    with pytest.raises(SudoError, match="sudo refused the password"):
+        remote.sudo("id -un")
+
+
+def test_sudo_that_needs_a_password_we_do_not_have_says_how_to_give_it(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    remote = remote_for(server, tmp_path, keys[2], user="admin")
+    with pytest.raises(SudoError, match="ssh.sudo_password_env"):
+        remote.sudo("id -un")
+    assert server.commands[-1].startswith("sudo -n -- ")
+
+
+def test_root_runs_root_commands_without_sudo(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    remote = remote_for(server, tmp_path, keys[2])
+    remote.sudo("systemctl is-active k3s")
+    assert server.commands[-1] == "sh -c 'systemctl is-active k3s'"
