@@ -144,8 +144,13 @@ class Remote(ABC):
 
     @property
     def command_count(self) -> int:
-        """Number of remote operations so far (commands, uploads, downloads)."""
-        return len(self.history)
+        """Number of commands run on the host so far (each one an SSH exec channel)."""
+        return sum(1 for entry in self.history if entry.kind in ("run", "sudo"))
+
+    @property
+    def upload_count(self) -> int:
+        """Number of files written to the host so far (over SFTP)."""
+        return sum(1 for entry in self.history if entry.kind == "put")
 
     def _run(
         self,
@@ -247,17 +252,21 @@ class SSHRemote(Remote):
 
     def _upload(self, data: bytes, path: str, *, mode: int) -> None:
         directory = os.path.dirname(path) or "/"
-        token = uuid.uuid4().hex[:12]
+        temp_name = f".{os.path.basename(path)}.provisioner-{uuid.uuid4().hex[:12]}"
         if self.is_root:
-            self.run(f"mkdir -p {shlex.quote(directory)}")
-            temp = f"{directory}/.{os.path.basename(path)}.provisioner-{token}"
+            # SFTP only: no command channel, and the rename makes the new file appear whole.
+            with self._sftp_lock:
+                sftp = self._sftp()
+                _sftp_makedirs(sftp, directory)
+            temp = f"{directory}/{temp_name}"
             self._sftp_write(temp, data, mode)
-            self.run(f"mv -f {shlex.quote(temp)} {shlex.quote(path)}")
+            with self._sftp_lock:
+                sftp.posix_rename(temp, path)
             return
         staging = self.run("umask 077 && mktemp -d /tmp/provisioner.XXXXXXXX").stdout.strip()
         temp = f"{staging}/upload"
         self._sftp_write(temp, data, 0o600)
-        final_temp = f"{directory}/.{os.path.basename(path)}.provisioner-{token}"
+        final_temp = f"{directory}/{temp_name}"
         self.sudo(
             f"mkdir -p {shlex.quote(directory)} && "
             f"install -m {mode:04o} -o root -g root {shlex.quote(temp)} {shlex.quote(final_temp)} && "
@@ -282,6 +291,22 @@ class SSHRemote(Remote):
             self._conn.close()
         except Exception:  # noqa: BLE001 - closing must never fail a run
             log.debug("%s: error while closing", self.name, exc_info=True)
+
+
+def _sftp_makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
+    """Create ``directory`` and its missing parents (mode 0755) over SFTP."""
+    try:
+        sftp.stat(directory)
+        return
+    except FileNotFoundError:
+        pass
+    parent = os.path.dirname(directory.rstrip("/"))
+    if parent and parent != directory:
+        _sftp_makedirs(sftp, parent)
+    try:
+        sftp.mkdir(directory, 0o755)
+    except OSError:
+        sftp.stat(directory)  # created meanwhile by someone else: fine; otherwise raise
 
 
 def _raise_for_sudo(host: str, stderr: str, had_password: bool) -> None:

@@ -33,6 +33,7 @@ def _host_rows(ctx: Context) -> list[dict[str, Any]]:
                 "seconds": round(outcome.seconds, 2) if outcome else 0.0,
                 "error": outcome.error if outcome else "",
                 "commands": ctx.remotes[host.name].command_count if host.name in ctx.remotes else 0,
+                "uploads": ctx.remotes[host.name].upload_count if host.name in ctx.remotes else 0,
             }
         )
     return rows

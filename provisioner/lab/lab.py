@@ -146,6 +146,13 @@ class Lab:
             out.append(LabHost(h.name, h.role, h.address, pid is not None, pid, hd.console_log))
         return out
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time each host has used so far (all its processes), for benchmarks: the hosts
+        share this machine's cores, so their work bounds how fast many hosts can be set up."""
+        st = self.state()
+        usage = {h.name: nspawn.cpu_seconds(self.host_dir(h.name)) for h in (st.hosts if st else [])}
+        return {name: seconds for name, seconds in usage.items() if seconds is not None}
+
     def sudo_password(self) -> str:
         """The lab user's sudo password (same on every host of this lab)."""
         try:

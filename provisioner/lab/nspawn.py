@@ -248,6 +248,19 @@ def _listed_cgroups(hd: HostDir) -> list[Path]:
         return []
 
 
+def cpu_seconds(hd: HostDir) -> float | None:
+    """CPU time used so far by everything in the host (its cgroup v2 ``cpu.stat``), or None."""
+    for cg in _listed_cgroups(hd):
+        try:
+            for line in Path(cg, "cpu.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) / 1e6
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def cgroup_pids(hd: HostDir) -> set[int]:
     """PIDs still inside the host's cgroups (the guest's processes, whatever their parent)."""
     pids: set[int] = set()

@@ -230,3 +230,16 @@ def test_root_runs_root_commands_without_sudo(server: FakeSSHServer, tmp_path: P
     remote = remote_for(server, tmp_path, keys[2])
     remote.sudo("systemctl is-active k3s")
     assert server.commands[-1] == "sh -c 'systemctl is-active k3s'"
+
+
+def test_ssh_config_host_alias_port_user_and_identity_file_are_honoured(server: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host rack-node\n  HostName 127.0.0.1\n  Port {server.port}\n  User root\n  IdentityFile {keys[2]}\n")
+    inventory = make_inventory(
+        f"cluster: {{name: t}}\nssh: {{known_hosts: {tmp_path}/known_hosts}}\n"
+        "hosts:\n  - {name: h1, address: rack-node, role: server}\n"
+    )
+    remote = connect(inventory, inventory.hosts[0], ssh_config_path=str(config))
+    assert remote.run("echo hello").stdout == "hello\n"
+    assert remote.user == "root"
+    assert (tmp_path / "known_hosts").read_text().startswith(f"[127.0.0.1]:{server.port} ")

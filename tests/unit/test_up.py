@@ -238,3 +238,18 @@ def test_outcome_json_is_serialisable() -> None:
     outcome = up(cluster)
     data = report.up_json(outcome.context)
     assert json.loads(json.dumps(data))["hosts"][0]["name"] == "controller"
+
+
+def test_a_changed_host_setting_reconfigures_that_host_only() -> None:
+    cluster = FakeK3sCluster(make_inventory())
+    assert up(cluster).ok
+    changed = make_inventory(BASIC.replace("{name: worker1, address: 192.0.2.11, role: agent}",
+                                           "{name: worker1, address: 192.0.2.11, role: agent, flannel_iface: eth9}"))
+    cluster.inventory = changed
+    outcome = up(cluster, changed)
+    assert outcome.ok, outcome.error
+    assert {n: o.action for n, o in outcome.context.outcomes.items()} == {"controller": "nothing", "worker1": "reconfigure", "worker2": "nothing"}
+    assert b'flannel-iface: "eth9"' in cluster.remotes["worker1"].files["/etc/rancher/k3s/config.yaml"]
+    assert cluster.hosts["worker1"].restarts == 1
+    assert not cluster.remotes["worker1"].ran(INSTALLER)
+    assert cluster.hosts["worker2"].restarts == 0 and cluster.hosts["controller"].restarts == 0
