@@ -73,3 +73,47 @@ def test_a_wrong_private_key_for_one_host_fails_naming_it_and_changes_no_host(tm
             assert env.ssh(host, "ls /etc/rancher /usr/local/bin/k3s 2>&1 || true").count("No such file") == 2, host
     finally:
         env.lab.down()
+
+
+def test_a_non_root_user_with_a_sudo_password_provisions_the_cluster_without_the_password_in_any_argv(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    env = start_lab("t-sudo", tmp_path, agents=1, user="lab")
+    try:
+        password = env.lab.sudo_password()
+        hosts = ("t-sudo-server1", "t-sudo-agent1")
+        # sudo on these hosts really asks for the password
+        assert env.lab.ssh(hosts[0], "sudo -n true", user="lab", check=False).returncode != 0
+        without = env.provisioner("up")
+        assert without.code == 2 and "PROVISIONER_SUDO_PASSWORD is not set" in without.stderr
+
+        seen: list[str] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                for host in hosts:
+                    out = env.lab.ssh(host, "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done", check=False)
+                    seen.append(out.stdout)
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            run = env.provisioner("up", "-o", "json", "--timeout", "120", env={"PROVISIONER_SUDO_PASSWORD": password})
+        finally:
+            stop.set()
+            sampler.join(timeout=30)
+        assert run.code == 0, run.stdout + run.stderr
+        assert sorted(n["name"] for n in run.json()["nodes"] if n["ready"]) == sorted(hosts)
+        text = "\n".join(seen)
+        assert "sudo -S" in text, "the sampler must have seen sudo running"
+        assert password not in text
+        log = run.json()["log"]
+        assert password not in Path(log).read_text() and password not in run.stdout + run.stderr
+        # files written through sudo are root's, 0600, and nothing is left in the staging area
+        assert env.ssh(hosts[1], "stat -c '%U %a' /etc/rancher/k3s/config.yaml").strip() == "root 600"
+        assert env.ssh(hosts[1], "ls /tmp | grep -c provisioner || true").strip() == "0"
+    finally:
+        env.lab.down()
