@@ -1,7 +1,8 @@
 """Actions: each command of the tool as an ordered list of phases, in one place.
 
-    up          connect → facts → validate → read state → plan → first server → stale nodes
-                → other servers → agents → kubeconfig → wait Ready → verify kubeconfig
+    up          connect → facts → validate → read state → plan → first server → cluster add-ons
+                → join secret → stale nodes → other servers → agents → kubeconfig → wait Ready
+                → verify kubeconfig
     plan        connect → facts → validate → read state → plan (nothing changes)
     status      connect to servers → read nodes
     kubeconfig  connect to servers → facts → read state → kubeconfig → verify
@@ -15,11 +16,13 @@ from provisioner import distros
 from provisioner.errors import HostsFailed, ProvisionerError
 from provisioner.inventory import Host, Inventory
 from provisioner.phases import Connector, Context, Options, Phase, run_phases
+from provisioner.phases.apply_cluster_steps import ApplyClusterSteps
 from provisioner.phases.bootstrap_first_server import BootstrapFirstServer
 from provisioner.phases.connect import Connect
 from provisioner.phases.gather_facts import GatherFacts
 from provisioner.phases.get_kubeconfig import GetKubeconfig
 from provisioner.phases.join_hosts import JoinAgents, JoinServers
+from provisioner.phases.obtain_join_secret import ObtainJoinSecret
 from provisioner.phases.plan_hosts import PlanHosts
 from provisioner.phases.read_cluster_state import ReadClusterState
 from provisioner.phases.read_nodes import ReadNodes
@@ -39,6 +42,8 @@ def up_phases() -> list[Phase]:
         ReadClusterState(),
         PlanHosts(),
         BootstrapFirstServer(),
+        ApplyClusterSteps(),
+        ObtainJoinSecret(),
         RemoveStaleNodes(),
         JoinServers(),
         JoinAgents(),

@@ -115,7 +115,10 @@ class HostsFailed(ProvisionerError):
         super().__init__("; ".join(f"{h}: {_host_message(e)}" for h, e in failures.items()))
 
     def lines(self) -> list[str]:
-        return [f"{h}: {_host_message(e)}" for h, e in self.failures.items()]
+        out: list[str] = []
+        for host, error in self.failures.items():
+            out += error.lines() if isinstance(error, HostError) else [f"{host}: {error}"]
+        return out
 
 
 class NotReadyError(ProvisionerError):

@@ -52,13 +52,19 @@ _KUBEADM_VERSION = re.compile(r"^v?\d+\.\d+(\.\d+)?$")
 _FLANNEL_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 
 
-def is_address(value: str) -> bool:
-    """True for an IPv4/IPv6 address or a syntactically valid DNS name."""
+def is_ip(value: str) -> bool:
+    """True for an IPv4 or IPv6 address."""
     try:
         ipaddress.ip_address(value)
         return True
     except ValueError:
-        pass
+        return False
+
+
+def is_address(value: str) -> bool:
+    """True for an IPv4/IPv6 address or a syntactically valid DNS name."""
+    if is_ip(value):
+        return True
     if len(value) > 253 or not value:
         return False
     labels = value.rstrip(".").split(".")
@@ -69,12 +75,7 @@ def is_address(value: str) -> bool:
 
 def url_host(address: str) -> str:
     """``address`` as it goes into a URL: IPv6 literals in brackets."""
-    try:
-        if isinstance(ipaddress.ip_address(address), ipaddress.IPv6Address):
-            return f"[{address}]"
-    except ValueError:
-        pass
-    return address
+    return f"[{address}]" if is_ip(address) and ":" in address else address
 
 
 class _Model(BaseModel):
@@ -251,11 +252,8 @@ class Host(_Model):
     @field_validator("node_ip")
     @classmethod
     def _node_ip(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ipaddress.ip_address(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an IP address") from None
+        if value is not None and not is_ip(value):
+            raise ValueError(f"{value!r} is not an IP address")
         return value
 
     @field_validator("flannel_iface")
@@ -386,6 +384,8 @@ def semantic_problems(inventory: Inventory, data: Any, source: str) -> list[Prob
                 index = int(message[1 : message.index("]")])
                 add(("cluster", field, index), message.split("] ", 1)[1])
     else:
+        if cluster.version is None:
+            add(("cluster", "version"), "kubeadm clusters need cluster.version, e.g. \"1.31\" (newest patch) or \"1.31.4\"")
         if cluster.channel is not None:
             add(("cluster", "channel"), "kubeadm clusters take cluster.version (e.g. \"1.31\"), not a channel")
         if cluster.version is not None and not _KUBEADM_VERSION.match(cluster.version):

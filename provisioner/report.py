@@ -81,6 +81,8 @@ def up_text(console: Console, ctx: Context, error: ProvisionerError | None) -> N
         result = row["result"] + (f": {escape(row['error'])}" if row["error"] else "")
         table.add_row(row["name"], row["role"], row["action"], f"[{style}]{result}[/]", f"{row['seconds']:.1f}s", str(row["commands"]))
     console.print(table)
+    for title in ctx.applied_cluster_steps:
+        console.print(f"cluster: applied {escape(title)}")
     if isinstance(error, NotReadyError):
         console.print(not_ready_table(error.not_ready))  # type: ignore[arg-type]
     if ctx.nodes:
@@ -96,6 +98,7 @@ def up_json(ctx: Context) -> dict[str, Any]:
         "cluster": ctx.inventory.cluster.name,
         "hosts": _host_rows(ctx),
         "nodes": [n.as_dict() for n in ctx.nodes or []],
+        "cluster_steps": list(ctx.applied_cluster_steps),
         "kubeconfig": None
         if written is None
         else {
@@ -120,11 +123,21 @@ def plan_text(console: Console, ctx: Context, error: ProvisionerError | None) ->
         if plan.action.changes and plan.config_preview:
             for line in plan.config_preview.rstrip().splitlines():
                 console.print(f"    [dim]{escape(line)}[/]")
-    console.print(f"{len(changes)} of {len(ctx.plans)} hosts would change." if changes else "Nothing to do.")
+    for step in ctx.cluster_steps:
+        console.print(f"[bold]cluster[/]: [yellow]{escape(step.title)}[/]: {escape(step.reason)}")
+    if changes or ctx.cluster_steps:
+        console.print(f"{len(changes)} of {len(ctx.plans)} hosts would change."
+                      + (f" {len(ctx.cluster_steps)} cluster step(s)." if ctx.cluster_steps else ""))
+    else:
+        console.print("Nothing to do.")
 
 
 def plan_json(ctx: Context) -> dict[str, Any]:
-    return {"cluster": ctx.inventory.cluster.name, "hosts": [p.as_dict() for p in ctx.plans.values()]}
+    return {
+        "cluster": ctx.inventory.cluster.name,
+        "hosts": [p.as_dict() for p in ctx.plans.values()],
+        "cluster_steps": [{"title": s.title, "reason": s.reason} for s in ctx.cluster_steps],
+    }
 
 
 def _status_nodes(ctx: Context) -> list[Node]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,6 +38,15 @@ class Action(str, Enum):
         return self is not Action.NOTHING
 
 
+@dataclass(frozen=True)
+class Step:
+    """One change a plan makes on a host: what, why (from the facts), and how."""
+
+    title: str
+    reason: str
+    run: Callable[[Remote], None] | None = field(default=None, compare=False, repr=False)
+
+
 @dataclass
 class HostPlan:
     """The decision for one host, why, and the configuration it will get (secrets masked)."""
@@ -46,6 +56,7 @@ class HostPlan:
     init_server: Host
     reasons: list[str] = field(default_factory=list)
     config_preview: str = ""
+    steps: list[Step] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,8 +65,19 @@ class HostPlan:
             "role": self.host.role,
             "action": self.action.value,
             "reasons": list(self.reasons),
+            "steps": [step.title for step in self.steps],
             "config": self.config_preview,
         }
+
+
+class JoinTicket(Secret):
+    """A join secret that comes with the CA hashes a joining host pins (kubeadm)."""
+
+    __slots__ = ("ca_cert_hashes",)
+
+    def __init__(self, token: str, ca_cert_hashes: tuple[str, ...]) -> None:
+        super().__init__(token)
+        self.ca_cert_hashes = ca_cert_hashes
 
 
 @dataclass
@@ -68,6 +90,8 @@ class ClusterState:
     init_server: Host
     join_secret: Secret | None = None
     nodes: list[Node] | None = None
+    #: Fingerprints of cluster add-ons as found (e.g. {"flannel": "<manifest hash>"}), None = absent.
+    addons: dict[str, str | None] = field(default_factory=dict)
 
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes or [] if n.name == name), None)
@@ -97,6 +121,10 @@ class Distribution(ABC):
     @abstractmethod
     def check_hosts(self, facts: dict[str, HostFacts]) -> list[str]:
         """Reasons the hosts cannot carry the cluster as the inventory describes it."""
+
+    def host_warnings(self, facts: dict[str, HostFacts]) -> list[str]:
+        """Things worth telling that do not stop the run."""
+        return []
 
     def installed(self, facts: HostFacts) -> bool:
         """Whether this distribution is installed on the host."""
@@ -145,15 +173,24 @@ class Distribution(ABC):
         masked) so a template error stops the run before anything changes."""
 
     @abstractmethod
-    def bootstrap(self, remote: Remote, plan: HostPlan, facts: HostFacts) -> Secret:
-        """Carry out the first server's plan, wait for its API, return the join secret."""
+    def bootstrap(self, remote: Remote, plan: HostPlan, facts: HostFacts) -> None:
+        """Carry out the first server's plan and wait until its API answers."""
+
+    def needs_join_secret(self, plan: HostPlan) -> bool:
+        """Whether carrying out ``plan`` (of a host other than the first server) needs the secret."""
+        return plan.action.changes
 
     @abstractmethod
-    def apply(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: Secret) -> None:
+    def join_secret(self, remote: Remote, state: ClusterState) -> Secret:
+        """The secret other hosts join with, from the first server."""
+
+    @abstractmethod
+    def apply(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: Secret | None) -> None:
         """Carry out the plan of any other host (join, upgrade, reconfigure, restart)."""
 
-    def finish(self, remote: Remote, init_server_facts: HostFacts) -> None:
-        """Cluster-wide steps after every host is applied (e.g. a network add-on)."""
+    def cluster_steps(self, state: ClusterState) -> list[Step]:
+        """Cluster-wide changes still needed once the first server runs (e.g. a network add-on)."""
+        return []
 
     def diagnose(self, remote: Remote, host: Host) -> str:
         """A few log lines explaining why a host failed, for the error message and the log."""

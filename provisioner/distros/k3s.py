@@ -257,12 +257,22 @@ class K3s(Distribution):
         return action, reasons
 
     # --- applying -----------------------------------------------------------------------------
-    def bootstrap(self, remote: Remote, plan: HostPlan, facts: HostFacts) -> Secret:
+    def bootstrap(self, remote: Remote, plan: HostPlan, facts: HostFacts) -> None:
         self._converge(remote, plan, facts, None)
         self._wait_api(remote, plan.host)
-        return self._read_token(remote, plan.host)
 
-    def apply(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: Secret) -> None:
+    def join_secret(self, remote: Remote, state: ClusterState) -> Secret:
+        """The full join token (K10<ca-hash>::server:<secret>), read as root once the file exists."""
+        if state.join_secret is not None:
+            return state.join_secret
+        retrying = Retrying(stop=stop_after_delay(self.timeout), wait=wait_fixed(1), retry=retry_if_result(lambda t: not t))
+        try:
+            token = retrying(lambda: remote.sudo(f"cat {NODE_TOKEN}", check=False, secret_output=True).stdout.strip())
+        except RetryError:
+            raise HostError(state.init_server.name, f"{NODE_TOKEN} did not appear within {self.timeout:.0f}s") from None
+        return Secret(token)
+
+    def apply(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: Secret | None) -> None:
         self._converge(remote, plan, facts, secret)
 
     def _converge(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: Secret | None) -> None:
@@ -348,14 +358,6 @@ class K3s(Distribution):
     def _api_ready(self, remote: Remote) -> bool:
         result = remote.sudo(self.kubectl("get --raw=/readyz"), check=False, timeout=20)
         return result.ok and result.stdout.strip() == "ok"
-
-    def _read_token(self, remote: Remote, host: Host) -> Secret:
-        """The full join token (K10<ca-hash>::server:<secret>) from the server, read as root."""
-        result = remote.sudo(f"cat {NODE_TOKEN}", secret_output=True)
-        token = result.stdout.strip()
-        if not token:
-            raise HostError(host.name, f"{NODE_TOKEN} is empty")
-        return Secret(token)
 
     def diagnose(self, remote: Remote, host: Host) -> str:
         unit = UNITS[host.role]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from provisioner.distros import ClusterState, Distribution, HostPlan
+from provisioner.distros.base import Step
 from provisioner.errors import ProvisionerError
 from provisioner.facts import HostFacts
 from provisioner.inventory import Host, Inventory
@@ -71,6 +72,8 @@ class Context:
     facts: dict[str, HostFacts] = field(default_factory=dict)
     state: ClusterState | None = None
     plans: dict[str, HostPlan] = field(default_factory=dict)
+    cluster_steps: list[Step] = field(default_factory=list)
+    applied_cluster_steps: list[str] = field(default_factory=list)
     join_secret: Secret | None = None
     failures: dict[str, ProvisionerError] = field(default_factory=dict)
     outcomes: dict[str, HostOutcome] = field(default_factory=dict)

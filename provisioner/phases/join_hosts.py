@@ -21,7 +21,6 @@ class _Join(Phase):
         return bool(self._hosts(ctx))
 
     def run(self, ctx: Context) -> None:
-        assert ctx.join_secret is not None
         secret = ctx.join_secret
 
         def apply(host: Host) -> None:

@@ -17,6 +17,7 @@ class PlanHosts(Phase):
         assert ctx.state is not None
         try:
             ctx.plans = ctx.distribution.plan(ctx.facts, ctx.state)
+            ctx.cluster_steps = ctx.distribution.cluster_steps(ctx.state)
         except jinja2.TemplateError as error:
             raise ProvisionerError(f"template error: {error}") from None
         for name, plan in ctx.plans.items():

@@ -39,5 +39,7 @@ class ValidateHosts(Phase):
                 )
 
         problems += ctx.distribution.check_hosts(ctx.facts)
+        for warning in ctx.distribution.host_warnings(ctx.facts):
+            ctx.warn(warning)
         if problems:
             raise HostValidationError(problems)

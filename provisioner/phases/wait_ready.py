@@ -23,7 +23,7 @@ class WaitReady(Phase):
 
     def run(self, ctx: Context) -> None:
         expected = [h.name for h in ctx.inventory.hosts if h.name not in ctx.failures]
-        nothing_changed = all(not p.action.changes for p in ctx.plans.values())
+        nothing_changed = not ctx.applied_cluster_steps and all(not p.action.changes for p in ctx.plans.values())
         if nothing_changed and ctx.nodes is not None and readiness(ctx.nodes, expected).complete:
             self._report(ctx, ctx.nodes, expected)
             return

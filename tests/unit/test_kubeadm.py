@@ -1,0 +1,436 @@
+"""kubeadm + Flannel from recorded facts: Debian, Ubuntu, Rocky and Alma hosts in, commands out.
+
+The RHEL family cannot run on this machine; its hosts are described by recorded fact output and
+the tests check the exact commands and files the provisioner would send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import replace
+
+import pytest
+from ruamel.yaml import YAML
+
+from provisioner import hostos
+from provisioner.distros import Action, ClusterState
+from provisioner.distros.base import JoinTicket
+from provisioner.distros.kubeadm import (
+    CONTAINERD_CONFIG,
+    Kubeadm,
+    KubeadmFacts,
+    KubeadmPreflightError,
+    version_matches,
+)
+from provisioner.facts import HostFacts, parse_host_facts, parse_key_values
+from provisioner.testing import FakeRemote
+from tests.unit.conftest import make_inventory
+
+INVENTORY = """
+cluster:
+  name: kube
+  distribution: kubeadm
+  version: "1.31"
+  api_endpoint: 192.0.2.100
+hosts:
+  - {name: cp1, address: 192.0.2.10, role: server}
+  - {name: w1, address: 192.0.2.11, role: agent, node_ip: 192.0.2.11, flannel_iface: eth1}
+"""
+
+DEBIAN_FRESH = """os.id=debian
+os.id_like=
+os.version_id=12
+os.pretty_name=Debian GNU/Linux 12 (bookworm)
+arch=x86_64
+mem_kib=4000000
+cpus=2
+systemd=yes
+hostname=cp1
+machine_id=aa
+user=root
+tool.curl=yes
+module.overlay=yes
+sysctl.net.bridge.bridge-nf-call-iptables=
+sysctl.net.bridge.bridge-nf-call-ip6tables=
+sysctl.net.ipv4.ip_forward=0
+swap.devices=1
+swap.fstab=1
+service.containerd=inactive
+service.kubelet=inactive
+held=
+"""
+
+UBUNTU_FRESH = DEBIAN_FRESH.replace("os.id=debian", "os.id=ubuntu").replace("os.id_like=", "os.id_like=debian").replace(
+    "Debian GNU/Linux 12 (bookworm)", "Ubuntu 24.04.1 LTS").replace("os.version_id=12", "os.version_id=24.04")
+
+ROCKY_FRESH = """os.id=rocky
+os.id_like=rhel centos fedora
+os.version_id=9.4
+os.pretty_name=Rocky Linux 9.4 (Blue Onyx)
+arch=x86_64
+mem_kib=4000000
+cpus=2
+systemd=yes
+hostname=cp1
+machine_id=bb
+user=root
+tool.curl=yes
+module.overlay=yes
+module.br_netfilter=yes
+sysctl.net.bridge.bridge-nf-call-iptables=0
+sysctl.net.bridge.bridge-nf-call-ip6tables=0
+sysctl.net.ipv4.ip_forward=0
+swap.devices=0
+swap.fstab=0
+service.containerd=inactive
+service.kubelet=inactive
+held=
+selinux=Enforcing
+selinux.config=enforcing
+firewalld=active
+firewalld.ports=22/tcp
+"""
+
+ALMA_WITH_CONTAINERD_2 = ROCKY_FRESH.replace("os.id=rocky", "os.id=almalinux").replace(
+    "Rocky Linux 9.4 (Blue Onyx)", "AlmaLinux 9.4 (Seafoam Ocelot)").replace(
+    "service.containerd=inactive", "service.containerd=active\npkg.containerd.io=2.0.0-1.el9\ncontainerd.version=v2.0.0").replace(
+    "selinux=Enforcing\nselinux.config=enforcing", "selinux=Permissive\nselinux.config=permissive").replace(
+    "firewalld=active\nfirewalld.ports=22/tcp", "firewalld=inactive")
+
+
+def kubeadm(text: str = INVENTORY) -> Kubeadm:
+    return Kubeadm(make_inventory(text))
+
+
+def facts_from(dist: Kubeadm, name: str, recorded: str) -> HostFacts:
+    values = parse_key_values(recorded)
+    return replace(parse_host_facts(name, values), dist=dist.parse_facts(values))
+
+
+def run_steps(dist: Kubeadm, name: str, recorded: str, *, role_facts: dict | None = None) -> tuple[FakeRemote, list[str]]:
+    """Plan the host from recorded facts, run its steps on a fake host; return it and step titles."""
+    f = facts_from(dist, name, recorded)
+    host = dist.inventory.host(name)
+    steps = dist.host_steps(host, f)
+    remote = FakeRemote(name)
+    remote.on(r"containerd --version", stdout=role_facts.get("containerd", "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1") if role_facts else "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1")
+    for step in steps:
+        assert step.run is not None
+        step.run(remote)
+    return remote, [s.title for s in steps]
+
+
+def sudo_commands(remote: FakeRemote) -> list[str]:
+    return [c for kind, c in remote.commands if kind == "sudo"]
+
+
+# --- fresh hosts of each family --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recorded", [DEBIAN_FRESH, UBUNTU_FRESH], ids=["debian-12", "ubuntu-24.04"])
+def test_fresh_debian_family_host_gets_every_preparation_step_through_apt(recorded: str) -> None:
+    dist = kubeadm()
+    remote, titles = run_steps(dist, "cp1", recorded)
+    assert titles == ["kernel modules", "sysctls", "swap off", "install containerd", "configure containerd",
+                      "Kubernetes package repository", "kubelet, kubeadm, kubectl", "kubelet flags"]
+    commands = sudo_commands(remote)
+    assert commands[0] == "modprobe br_netfilter"
+    assert commands[1] == "sysctl -q -p /etc/sysctl.d/99-kubernetes.conf"
+    assert commands[2].startswith("swapoff -a && ") and "/etc/fstab.provisioner-backup-" in commands[2]
+    assert "apt-get -q -o Dpkg::Options::=--force-confold update && " in commands[3]
+    assert commands[3].endswith("install -y --no-install-recommends containerd")
+    assert "containerd --version" in commands  # the config layout follows the installed generation
+    assert "systemctl restart containerd" in " ".join(commands)
+    assert any("curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.31/deb/Release.key -o /etc/apt/keyrings/kubernetes-apt-keyring.asc" in c for c in commands)
+    install = next(c for c in commands if "kubelet kubeadm kubectl" in c)
+    assert install.endswith("install -y --no-install-recommends kubelet kubeadm kubectl && apt-mark hold kubelet kubeadm kubectl >/dev/null && systemctl enable kubelet")
+    assert remote.files["/etc/apt/sources.list.d/kubernetes.list"].decode().splitlines()[-1] == (
+        "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.asc] https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /")
+    assert remote.files["/etc/default/kubelet"].decode().splitlines()[-1] == "KUBELET_EXTRA_ARGS="
+    assert remote.files["/etc/modules-load.d/k8s.conf"].decode().split("\n")[1:3] == ["overlay", "br_netfilter"]
+    containerd = tomllib.loads(remote.files[CONTAINERD_CONFIG].decode())
+    assert containerd["version"] == 2
+    assert containerd["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+
+
+def test_fresh_rocky_host_gets_selinux_permissive_firewalld_ports_docker_repo_and_dnf() -> None:
+    dist = kubeadm()
+    remote, titles = run_steps(dist, "cp1", ROCKY_FRESH, role_facts={"containerd": "containerd containerd.io 1.7.22 7f7fdf5"})
+    assert titles == ["kernel modules", "sysctls", "SELinux permissive", "firewalld ports", "install containerd",
+                      "configure containerd", "Kubernetes package repository", "kubelet, kubeadm, kubectl", "kubelet flags"]
+    assert "/etc/modules-load.d/k8s.conf" in remote.files and not remote.ran("modprobe")  # both modules already loaded
+    commands = sudo_commands(remote)
+    assert "setenforce 0" in commands[1] and "SELINUX=permissive" in commands[1]
+    assert commands[2] == ("firewall-cmd --permanent --add-port=6443/tcp --add-port=2379-2380/tcp --add-port=10250/tcp "
+                           "--add-port=10257/tcp --add-port=10259/tcp --add-port=8472/udp && firewall-cmd --reload")
+    assert commands[3] == ("test -f /etc/yum.repos.d/docker-ce.repo || curl -fsSL https://download.docker.com/linux/centos/docker-ce.repo "
+                           "-o /etc/yum.repos.d/docker-ce.repo && dnf install -y --disableexcludes=kubernetes containerd.io")
+    repo = remote.files["/etc/yum.repos.d/kubernetes.repo"].decode()
+    assert "baseurl=https://pkgs.k8s.io/core:/stable:/v1.31/rpm/" in repo
+    assert "gpgkey=https://pkgs.k8s.io/core:/stable:/v1.31/rpm/repodata/repomd.xml.key" in repo
+    assert "exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni" in repo
+    install = next(c for c in commands if "kubelet kubeadm kubectl" in c)
+    assert install.startswith("dnf install -y --disableexcludes=kubernetes kubelet kubeadm kubectl && ")
+    assert "dnf versionlock add kubelet kubeadm kubectl" in install
+    assert "/etc/sysconfig/kubelet" in remote.files
+    assert tomllib.loads(remote.files[CONTAINERD_CONFIG].decode())["version"] == 2  # containerd.io 1.7 is still 1.x
+
+
+def test_alma_host_with_containerd_2_gets_the_version_3_config_and_no_selinux_or_firewall_steps() -> None:
+    dist = kubeadm()
+    remote, titles = run_steps(dist, "w1", ALMA_WITH_CONTAINERD_2, role_facts={"containerd": "containerd github.com/containerd/containerd/v2 v2.0.0 207ad71"})
+    assert "SELinux permissive" not in titles and "firewalld ports" not in titles and "install containerd" not in titles
+    config = tomllib.loads(remote.files[CONTAINERD_CONFIG].decode())
+    assert config["version"] == 3
+    runtime = config["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["runc"]
+    assert runtime["options"]["SystemdCgroup"] is True
+    assert config["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == "registry.k8s.io/pause:3.10"
+    assert remote.files["/etc/sysconfig/kubelet"].decode().splitlines()[-1] == "KUBELET_EXTRA_ARGS=--node-ip=192.0.2.11"
+
+
+def test_firewalld_worker_ports_differ_from_control_plane_ports() -> None:
+    f = parse_host_facts("w1", parse_key_values(ROCKY_FRESH))
+    steps = hostos.RhelFamily().prepare_steps(f, "agent")
+    assert steps[1][2] == "firewall-cmd --permanent --add-port=10250/tcp --add-port=10256/tcp --add-port=30000-32767/tcp --add-port=8472/udp && firewall-cmd --reload"
+
+
+def test_a_full_version_pins_the_packages() -> None:
+    dist = kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.31.4"'))
+    remote, _ = run_steps(dist, "cp1", DEBIAN_FRESH)
+    assert any("install -y --no-install-recommends 'kubelet=1.31.4-*' 'kubeadm=1.31.4-*' 'kubectl=1.31.4-*'" in c for c in sudo_commands(remote))
+    remote, _ = run_steps(dist, "cp1", ROCKY_FRESH)
+    assert any(c.startswith("dnf install -y --disableexcludes=kubernetes kubelet-1.31.4 kubeadm-1.31.4 kubectl-1.31.4") for c in sudo_commands(remote))
+
+
+def test_a_package_mirror_replaces_pkgs_k8s_io() -> None:
+    dist = kubeadm(INVENTORY.replace("  api_endpoint", "  package_repo: http://mirror.example/k8s/v1.31/deb\n  api_endpoint"))
+    remote, _ = run_steps(dist, "cp1", DEBIAN_FRESH)
+    assert "http://mirror.example/k8s/v1.31/deb/ /" in remote.files["/etc/apt/sources.list.d/kubernetes.list"].decode()
+    assert any("http://mirror.example/k8s/v1.31/deb/Release.key" in c for c in sudo_commands(remote))
+
+
+# --- reruns ------------------------------------------------------------------------------------------
+
+
+def prepared(dist: Kubeadm, name: str, *, joined: bool = True, **changes: object) -> HostFacts:
+    """Facts of a host on which every preparation step is already done."""
+    host = dist.inventory.host(name)
+    base = facts_from(dist, name, DEBIAN_FRESH)
+    os_ = hostos.for_facts(base)
+    assert os_ is not None
+    from provisioner import templates
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    repo = os_.kubernetes_repo(dist.package_repo(os_))
+    files = {
+        "/etc/modules-load.d/k8s.conf": sha(templates.render("kubeadm/modules-k8s.conf.j2")),
+        "/etc/sysctl.d/99-kubernetes.conf": sha(templates.render("kubeadm/sysctl-k8s.conf.j2")),
+        CONTAINERD_CONFIG: sha(dist.containerd_config(1)),
+        os_.kubelet_defaults: sha(dist.kubelet_defaults(host)),
+        **{p: sha(t) for p, t in repo.files.items()},
+    }
+    k = KubeadmFacts(
+        packages={"kubelet": "1.31.4-1.1", "kubeadm": "1.31.4-1.1", "kubectl": "1.31.4-1.1", "containerd": "1.6.20~ds1-1"},
+        held=frozenset({"kubelet", "kubeadm", "kubectl"}), containerd_version="1.6.20~ds1",
+        services={"containerd": "active", "kubelet": "active"}, files=files, repo_key=True,
+        admin_conf=joined and host.role == "server", kubelet_conf=joined,
+        modules=frozenset({"overlay", "br_netfilter"}),
+        sysctls={"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1", "net.ipv4.ip_forward": "1"},
+    )
+    return replace(base, dist=replace(k, **changes))  # type: ignore[arg-type]
+
+
+def plans(dist: Kubeadm, facts: dict[str, HostFacts], *, flannel: str | None = "auto") -> dict:
+    state = ClusterState(dist.inventory.servers[0], None, None)
+    state.addons["flannel"] = dist.flannel_manifest()[1] if flannel == "auto" else flannel
+    return dist.plan(facts, state)
+
+
+def test_a_converged_cluster_plans_nothing_anywhere() -> None:
+    dist = kubeadm()
+    result = plans(dist, {n: prepared(dist, n) for n in ("cp1", "w1")})
+    assert {n: p.action for n, p in result.items()} == {"cp1": Action.NOTHING, "w1": Action.NOTHING}
+    state = ClusterState(dist.inventory.servers[0], None, None, {"flannel": dist.flannel_manifest()[1]})
+    assert dist.cluster_steps(state) == []
+
+
+def test_swap_turned_back_on_is_a_reconfigure_with_only_that_step() -> None:
+    dist = kubeadm()
+    result = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1", swap_devices=1)})
+    assert result["w1"].action is Action.RECONFIGURE
+    assert [s.title for s in result["w1"].steps] == ["swap off"]
+    assert result["cp1"].action is Action.NOTHING
+
+
+def test_a_new_node_ip_rewrites_kubelet_flags_and_restarts_kubelet_only_there() -> None:
+    dist = kubeadm()
+    old = prepared(dist, "w1")
+    changed = kubeadm(INVENTORY.replace("node_ip: 192.0.2.11", "node_ip: 192.0.2.111"))
+    result = plans(changed, {"cp1": prepared(changed, "cp1"), "w1": old})
+    assert result["w1"].action is Action.RECONFIGURE and [s.title for s in result["w1"].steps] == ["kubelet flags"]
+    remote = FakeRemote("w1")
+    result["w1"].steps[0].run(remote)  # type: ignore[misc]
+    assert remote.files["/etc/default/kubelet"].decode().splitlines()[-1] == "KUBELET_EXTRA_ARGS=--node-ip=192.0.2.111"
+    assert remote.ran("systemctl restart kubelet")
+
+
+def test_a_stopped_kubelet_is_restarted() -> None:
+    dist = kubeadm()
+    result = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1", services={"containerd": "active", "kubelet": "inactive"})})
+    assert result["w1"].action is Action.RESTART and result["w1"].reasons == ["restart kubelet: kubelet is inactive"]
+
+
+def test_fresh_hosts_plan_init_and_join_and_flannel() -> None:
+    dist = kubeadm()
+    result = plans(dist, {n: prepared(dist, n, joined=False) for n in ("cp1", "w1")}, flannel=None)
+    assert result["cp1"].action is Action.INSTALL and result["cp1"].steps[-1].title == "kubeadm init"
+    assert result["w1"].action is Action.JOIN and result["w1"].steps[-1].title == "kubeadm join"
+    steps = dist.cluster_steps(ClusterState(dist.inventory.servers[0], None, None, {"flannel": None}))
+    assert [(s.title, s.reason) for s in steps] == [("Flannel v0.26.1", "not applied yet")]
+
+
+def test_installed_packages_of_another_minor_are_not_upgraded_but_warned_about() -> None:
+    dist = kubeadm()
+    old = prepared(dist, "w1", packages={"kubelet": "1.30.2-1.1", "kubeadm": "1.30.2-1.1", "kubectl": "1.30.2-1.1", "containerd": "1.6"})
+    result = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": old})
+    assert result["w1"].action is Action.NOTHING
+    warnings = dist.host_warnings({"cp1": prepared(dist, "cp1"), "w1": old})
+    assert warnings and "kubelet 1.30.2-1.1 is installed but the inventory wants 1.31" in warnings[0]
+
+
+@pytest.mark.parametrize("installed,wanted,ok", [("1.31.4-1.1", "1.31", True), ("1.31.4-150500.1.1", "1.31.4", True),
+                                                 ("1.3.1-1.1", "1.31", False), ("1.310.0-1", "1.31", False), ("1.31.5-1.1", "1.31.4", False)])
+def test_version_matching(installed: str, wanted: str, ok: bool) -> None:
+    assert version_matches(installed, wanted) is ok
+
+
+# --- validation ----------------------------------------------------------------------------------------
+
+
+def test_control_plane_below_kubeadm_minimums_is_refused_before_anything_changes() -> None:
+    dist = kubeadm()
+    small = replace(prepared(dist, "cp1", joined=False), cpus=1, memory_mib=1024)
+    problems = dist.check_hosts({"cp1": small, "w1": prepared(dist, "w1", joined=False)})
+    assert problems == ["cp1: a kubeadm control plane needs at least 2 CPUs and 1700 MB of memory; it has 1 CPU(s) and 1024 MB"]
+
+
+def test_unsupported_os_and_two_control_planes_are_refused() -> None:
+    dist = kubeadm(INVENTORY + "  - {name: cp2, address: 192.0.2.12, role: server}\n")
+    arch = facts_from(dist, "cp2", DEBIAN_FRESH.replace("os.id=debian", "os.id=arch").replace("Debian GNU/Linux 12 (bookworm)", "Arch Linux"))
+    problems = dist.check_hosts({"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1"), "cp2": arch})
+    assert any("one control plane is supported" in p for p in problems)
+    assert "cp2: Arch Linux is not supported (Debian/Ubuntu or the RHEL family)" in problems
+
+
+def test_kubeadm_inventory_needs_a_version() -> None:
+    from provisioner.errors import InventoryError
+
+    with pytest.raises(InventoryError, match="kubeadm clusters need cluster.version"):
+        make_inventory(INVENTORY.replace('  version: "1.31"\n', ""))
+
+
+# --- rendered files ------------------------------------------------------------------------------------
+
+
+def load_all(text: str) -> list[dict]:
+    return [d for d in YAML(typ="safe").load_all(text) if d]
+
+
+def test_init_config_v1beta4_has_endpoint_sans_pod_subnet_and_list_style_kubelet_args() -> None:
+    dist = kubeadm(INVENTORY.replace("{name: cp1, address: 192.0.2.10, role: server}", "{name: cp1, address: 192.0.2.10, role: server, node_ip: 10.0.0.10}"))
+    init, cluster, kubelet = load_all(dist.init_config(dist.inventory.host("cp1"), "v1.31.4"))
+    assert init["apiVersion"] == "kubeadm.k8s.io/v1beta4" and init["kind"] == "InitConfiguration"
+    assert init["nodeRegistration"]["name"] == "cp1"
+    assert init["nodeRegistration"]["kubeletExtraArgs"] == [{"name": "node-ip", "value": "10.0.0.10"}]
+    assert init["localAPIEndpoint"] == {"advertiseAddress": "10.0.0.10", "bindPort": 6443}
+    assert cluster["controlPlaneEndpoint"] == "192.0.2.100:6443"
+    assert cluster["kubernetesVersion"] == "v1.31.4"
+    assert cluster["networking"] == {"podSubnet": "10.244.0.0/16"}
+    assert cluster["apiServer"]["certSANs"] == ["192.0.2.100", "192.0.2.10", "10.0.0.10"]
+    assert kubelet == {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration", "cgroupDriver": "systemd"}
+
+
+def test_join_config_v1beta3_for_older_minors_uses_map_style_kubelet_args() -> None:
+    dist = kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.30"'))
+    (join,) = load_all(dist.join_config(dist.inventory.host("w1"), dist.inventory.host("cp1"), "abcdef.0123456789abcdef", ("sha256:" + "a" * 64,)))
+    assert join["apiVersion"] == "kubeadm.k8s.io/v1beta3" and join["kind"] == "JoinConfiguration"
+    assert join["discovery"]["bootstrapToken"] == {
+        "apiServerEndpoint": "192.0.2.100:6443", "token": "abcdef.0123456789abcdef", "caCertHashes": ["sha256:" + "a" * 64]}
+    assert join["nodeRegistration"]["kubeletExtraArgs"] == {"node-ip": "192.0.2.11"}
+
+
+def test_flannel_manifest_has_six_objects_pod_cidr_ifaces_and_a_stable_fingerprint() -> None:
+    dist = kubeadm(INVENTORY.replace("  api_endpoint", "  pod_network_cidr: 10.50.0.0/16\n  api_endpoint"))
+    manifest, fingerprint = dist.flannel_manifest()
+    docs = load_all(manifest)
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("Namespace", "kube-flannel"), ("ServiceAccount", "flannel"), ("ClusterRole", "flannel"),
+        ("ClusterRoleBinding", "flannel"), ("ConfigMap", "kube-flannel-cfg"), ("DaemonSet", "kube-flannel-ds")]
+    import json
+
+    assert json.loads(docs[4]["data"]["net-conf.json"])["Network"] == "10.50.0.0/16"
+    daemonset = docs[5]
+    assert daemonset["metadata"]["annotations"]["provisioner.io/manifest-sha256"] == fingerprint
+    container = daemonset["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "docker.io/flannel/flannel:v0.26.1"
+    assert container["args"] == ["--ip-masq", "--kube-subnet-mgr", "--iface=eth1"]
+    assert dist.flannel_manifest() == (manifest, fingerprint)
+
+
+# --- init and join on a fake host ------------------------------------------------------------------------
+
+
+def test_kubeadm_preflight_errors_are_reported_verbatim_under_one_line() -> None:
+    dist = kubeadm()
+    plan = plans(dist, {n: prepared(dist, n, joined=False) for n in ("cp1", "w1")}, flannel=None)["cp1"]
+    plan.steps = [s for s in plan.steps if s.run is None]
+    remote = FakeRemote("cp1")
+    remote.on(r"kubeadm version", stdout="v1.31.4\n")
+    remote.on(r"kubeadm init", exit_code=1, stderr=(
+        "[init] Using Kubernetes version: v1.31.4\n[preflight] Running pre-flight checks\n"
+        "error execution phase preflight: [preflight] Some fatal errors occurred:\n"
+        "\t[ERROR NumCPU]: the number of available CPUs 1 is less than the required 2\n"
+        "\t[ERROR Swap]: running with swap on is not supported. Please disable swap\n"))
+    with pytest.raises(KubeadmPreflightError) as caught:
+        dist.bootstrap(remote, plan, prepared(dist, "cp1", joined=False))
+    assert caught.value.lines() == [
+        "cp1: kubeadm init preflight found 2 error(s); nothing was changed by kubeadm",
+        "  [ERROR NumCPU]: the number of available CPUs 1 is less than the required 2",
+        "  [ERROR Swap]: running with swap on is not supported. Please disable swap"]
+    assert not remote.ran("kubeadm reset")
+    assert remote.modes["/etc/kubernetes/provisioner/kubeadm-init.yaml"] == 0o600
+
+
+def test_a_failed_init_after_preflight_is_reset_so_a_rerun_starts_clean() -> None:
+    from provisioner.errors import RemoteCommandError
+
+    dist = kubeadm()
+    plan = plans(dist, {n: prepared(dist, n, joined=False) for n in ("cp1", "w1")}, flannel=None)["cp1"]
+    plan.steps = []
+    remote = FakeRemote("cp1")
+    remote.on(r"kubeadm version", stdout="v1.31.4\n")
+    remote.on(r"kubeadm init", exit_code=1, stderr="[wait-control-plane] timed out waiting for the condition\n")
+    with pytest.raises(RemoteCommandError, match="kubeadm reset -f` was run"):
+        dist.bootstrap(remote, plan, prepared(dist, "cp1", joined=False))
+    assert remote.ran("kubeadm reset -f")
+
+
+def test_join_uses_a_fresh_token_in_a_0600_file_that_is_removed_and_never_in_a_command() -> None:
+    dist = kubeadm()
+    token = "abcdef.0123456789abcdef"
+    cp = FakeRemote("cp1")
+    cp.on(r"kubeadm token create", stdout=f"kubeadm join 192.0.2.100:6443 --token {token} --discovery-token-ca-cert-hash sha256:{'b' * 64} \n")
+    ticket = dist.join_secret(cp, ClusterState(dist.inventory.servers[0]))
+    assert isinstance(ticket, JoinTicket) and ticket.ca_cert_hashes == ("sha256:" + "b" * 64,)
+    assert cp.ran(r"kubeadm token create --ttl 15m0s --print-join-command")
+    plan = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1", joined=False)})["w1"]
+    assert plan.action is Action.JOIN
+    worker = FakeRemote("w1")
+    dist.apply(worker, plan, prepared(dist, "w1", joined=False), ticket)
+    assert worker.modes["/etc/kubernetes/provisioner/kubeadm-join.yaml"] == 0o600
+    assert token in worker.files["/etc/kubernetes/provisioner/kubeadm-join.yaml"].decode()
+    assert worker.ran(r"^kubeadm join --config /etc/kubernetes/provisioner/kubeadm-join.yaml; rc=\$\?; rm -f /etc/kubernetes/provisioner/kubeadm-join.yaml; exit \$rc$")
+    assert all(token not in c for _, c in worker.commands + cp.commands)
