@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -224,6 +225,38 @@ def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None
         return outcome.error.exit_code if outcome.error else 0
     text(session.out, outcome.context, outcome.error)
     return session.fail(outcome.error) if outcome.error else 0
+
+
+@main.command("vagrant-inventory")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("inventories/vagrant.yaml"),
+              show_default=True, help="Inventory to write; the host keys go next to it (.known_hosts).")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, exists=True, path_type=Path), default=Path("."),
+              show_default=True, help="Folder of the Vagrantfile.")
+@click.option("--network", default=lambda: os.environ.get("NETWORK", "192.168.56"), show_default="$NETWORK or 192.168.56",
+              help="The private network, as in the Vagrantfile (prefix like 192.168.56 or a CIDR).")
+@click.option("--name", "cluster_name", default="vagrant", show_default=True, help="Cluster name.")
+@click.option("--distribution", type=click.Choice(["k3s", "kubeadm"]), default="k3s", show_default=True)
+@click.option("--version", "version", default=None, help='k3s version (default: channel stable) or kubeadm minor/version (default "1.31").')
+@click.option("--server", "servers", multiple=True, help="Machines that are servers (default: those named controller*).")
+@_common
+@click.pass_context
+def vagrant_inventory(ctx: click.Context, out: Path, folder: Path, network: str, cluster_name: str, distribution: str,
+                      version: str | None, servers: tuple[str, ...], debug: bool | None, log_file: Path | None) -> None:
+    """Write an inventory for the running Vagrant lab (private addresses, interfaces, host keys)."""
+
+    def body(session: Session) -> int:
+        from provisioner import vagrant
+
+        wanted = version or ("1.31" if distribution == "kubeadm" else None)
+        inventory, known_hosts, machines = vagrant.write_inventory(
+            folder, out, network=network, cluster_name=cluster_name, distribution=distribution,
+            version=wanted, servers=servers,
+        )
+        session.out.print(f"inventory: {inventory} ({len(machines)} machines)\nknown_hosts: {known_hosts}")
+        session.out.print(f"next: provisioner up -i {inventory}")
+        return 0
+
+    _run("vagrant-inventory", ctx, debug, log_file, "text", body)
 
 
 main.add_command(
