@@ -26,6 +26,8 @@ echo "hostname=$(cat /proc/sys/kernel/hostname)"
 echo "machine_id=$(cat /etc/machine-id 2>/dev/null)"
 echo "user=$(id -un)"
 for tool in curl wget; do command -v $tool >/dev/null 2>&1 && echo "tool.$tool=yes"; done
+{ [ -f /etc/systemd/system/k3s.service ] || [ -f /etc/systemd/system/k3s-agent.service ]; } && echo kubernetes.k3s=yes
+[ -f /etc/kubernetes/kubelet.conf ] && echo kubernetes.kubeadm=yes
 """
 
 RHEL_FAMILY = {"rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn"}
@@ -77,6 +79,7 @@ class HostFacts:
     machine_id: str
     user: str
     tools: frozenset[str] = frozenset()
+    kubernetes: frozenset[str] = frozenset()  # Kubernetes installs found: "k3s", "kubeadm"
     dist: Any = None  # the distribution's own facts (e.g. K3sFacts)
     raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -107,5 +110,6 @@ def parse_host_facts(name: str, values: dict[str, str]) -> HostFacts:
         machine_id=values.get("machine_id", ""),
         user=values.get("user", ""),
         tools=frozenset(k.split(".", 1)[1] for k, v in values.items() if k.startswith("tool.") and v == "yes"),
+        kubernetes=frozenset(k.split(".", 1)[1] for k, v in values.items() if k.startswith("kubernetes.") and v == "yes"),
         raw=values,
     )

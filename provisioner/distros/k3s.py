@@ -133,6 +133,11 @@ class K3s(Distribution):
                 problems.append(f"{host.name}: architecture {f.arch!r} is not one k3s ships for ({', '.join(sorted(ARCHES))})")
             if online and not f.tools & {"curl", "wget"}:
                 problems.append(f"{host.name}: neither curl nor wget is installed; install one, or use cluster.airgap")
+            if "kubeadm" in f.kubernetes:
+                problems.append(
+                    f"{host.name}: is already a kubeadm node (/etc/kubernetes/kubelet.conf); run `kubeadm reset -f` "
+                    "on it before installing k3s"
+                )
             if len(k.units) > 1:
                 problems.append(
                     f"{host.name}: both k3s and k3s-agent are installed; remove the wrong one "

@@ -179,6 +179,11 @@ class Kubeadm(Distribution):
                 )
             if f.os.family == "debian" and not k.repo_key and "curl" not in f.tools:
                 problems.append(f"{host.name}: curl is needed to fetch the Kubernetes repository key; install it")
+            if "k3s" in f.kubernetes:
+                problems.append(
+                    f"{host.name}: runs k3s; remove it (k3s-uninstall.sh or k3s-agent-uninstall.sh) before "
+                    "installing kubeadm"
+                )
             if k.role is not None and k.role != host.role:
                 what = "a control plane" if k.role == "server" else "a worker"
                 problems.append(

@@ -434,3 +434,15 @@ def test_join_uses_a_fresh_token_in_a_0600_file_that_is_removed_and_never_in_a_c
     assert token in worker.files["/etc/kubernetes/provisioner/kubeadm-join.yaml"].decode()
     assert worker.ran(r"^kubeadm join --config /etc/kubernetes/provisioner/kubeadm-join.yaml; rc=\$\?; rm -f /etc/kubernetes/provisioner/kubeadm-join.yaml; exit \$rc$")
     assert all(token not in c for _, c in worker.commands + cp.commands)
+
+
+def test_hosts_running_the_other_distribution_are_refused() -> None:
+    from provisioner.distros.k3s import K3s, K3sFacts
+
+    dist = kubeadm()
+    with_k3s = replace(prepared(dist, "w1", joined=False), kubernetes=frozenset({"k3s"}))
+    assert dist.check_hosts({"cp1": prepared(dist, "cp1", joined=False), "w1": with_k3s}) == [
+        "w1: runs k3s; remove it (k3s-uninstall.sh or k3s-agent-uninstall.sh) before installing kubeadm"]
+    k3s = K3s(make_inventory("cluster: {name: a}\nhosts:\n  - {name: cp1, address: 192.0.2.10, role: server}\n"))
+    kubeadm_node = replace(prepared(dist, "cp1"), dist=K3sFacts(), kubernetes=frozenset({"kubeadm"}))
+    assert "cp1: is already a kubeadm node" in k3s.check_hosts({"cp1": kubeadm_node})[0]
