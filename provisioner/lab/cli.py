@@ -42,12 +42,12 @@ def lab() -> None:
               help="Inventory to write [default: ./<name>.yaml]; known_hosts and ssh_config go next to it.")
 @click.option("--user", type=click.Choice(USERS), default="root", show_default=True,
               help="SSH user written into the inventory (lab: sudo with a password).")
-@click.option("--distribution", type=click.Choice([*DISTRIBUTIONS, "kubeadm"]), default="k3s", show_default=True,
-              help="Distribution the inventory asks for (k3s stand-in only, for now).")
-def up(servers: int, agents: int, name: str, inventory: Path | None, user: str, distribution: str) -> None:
+@click.option("--distribution", type=click.Choice(DISTRIBUTIONS), default=None,
+              help="Distribution the inventory asks for: k3s (stand-in, air-gap files) or kubeadm "
+                   "(stand-in packages from the lab's local apt repository) [default: the lab's "
+                   "own; k3s for a new lab].")
+def up(servers: int, agents: int, name: str, inventory: Path | None, user: str, distribution: str | None) -> None:
     """Boot (or grow) a lab and write its inventory, known_hosts and ssh_config."""
-    if distribution not in DISTRIBUTIONS:
-        raise click.ClickException(f"--distribution {distribution}: not yet supported by the lab (only k3s for now)")
     lab_ = _make_lab(name)
     try:
         hosts = lab_.up(servers=servers, agents=agents, inventory=inventory, user=user, distribution=distribution)
@@ -63,6 +63,8 @@ def up(servers: int, agents: int, name: str, inventory: Path | None, user: str, 
     click.echo(f"ssh:         ssh -F {st.ssh_config} {hosts[0].name if hosts else ''}".rstrip())
     if user != "root":
         click.echo(f"sudo:        export PROVISIONER_SUDO_PASSWORD=\"$(cat {lab_.sudo_password_file})\"")
+    if st.package_repo:
+        click.echo(f"packages:    {st.package_repo} (stand-in kubelet/kubeadm/kubectl)")
 
 
 @lab.command("down")

@@ -53,29 +53,55 @@ def yaml_scalar(value: str | int) -> str:
     return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
 
 
+#: What kubeadm lab inventories ask for (the stand-in packages are 1.31.x).
+KUBEADM_FLANNEL_VERSION = "v0.26.1"
+KUBEADM_POD_NETWORK_CIDR = "10.244.0.0/16"
+
+
 def inventory_text(
     *,
     lab: str,
     hosts: Sequence[HostRecord],
     version: str,
-    k3s_binary: Path,
-    install_script: Path,
+    k3s_binary: Path | None,
+    install_script: Path | None,
     user: str,
     private_key: Path,
     known_hosts: Path,
+    distribution: str = "k3s",
+    package_repo: str | None = None,
 ) -> str:
-    """Inventory YAML for the lab: cluster (k3s stand-in, air-gapped), ssh settings, hosts."""
+    """Inventory YAML for the lab: cluster (k3s stand-in air-gapped, or kubeadm from the lab's
+    local package repository), ssh settings, hosts. For kubeadm, ``version`` is the minor
+    series ("1.31") and ``package_repo`` the flat repository URL (ends with "/")."""
     q = yaml_scalar
-    lines = [
-        f'# Written by `provisioner lab up` for the on-machine test lab "{lab}" (systemd-nspawn hosts).',
-        "# k3s here is a STAND-IN for testing (provisioner/lab/standin), not real k3s.",
-        "cluster:",
-        f"  name: {q(lab)}",
-        "  distribution: k3s",
-        f"  version: {q(version)}",
-        "  airgap:",
-        f"    k3s_binary: {q(str(k3s_binary))}",
-        f"    install_script: {q(str(install_script))}",
+    lines = [f'# Written by `provisioner lab up` for the on-machine test lab "{lab}" (systemd-nspawn hosts).']
+    if distribution == "kubeadm":
+        if not package_repo:
+            raise ValueError("a kubeadm inventory needs package_repo")
+        lines += [
+            "# kubeadm, kubelet and kubectl here are STAND-INs for testing (provisioner/lab/standin),",
+            "# served by the lab's local apt repository; containerd and runc are Debian's real packages.",
+            "cluster:",
+            f"  name: {q(lab)}",
+            "  distribution: kubeadm",
+            f"  version: {q(version)}",
+            f"  package_repo: {q(package_repo)}",
+            f"  flannel_version: {q(KUBEADM_FLANNEL_VERSION)}",
+            f"  pod_network_cidr: {q(KUBEADM_POD_NETWORK_CIDR)}",
+        ]
+    else:
+        lines += [
+            "# k3s here is a STAND-IN for testing (provisioner/lab/standin), not real k3s.",
+            "cluster:",
+            f"  name: {q(lab)}",
+            "  distribution: k3s",
+            f"  version: {q(version)}",
+            "  airgap:",
+            f"    k3s_binary: {q(str(k3s_binary))}",
+            f"    install_script: {q(str(install_script))}",
+        ]
+    lines += [
         "ssh:",
         f"  user: {q(user)}",
     ]

@@ -17,8 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from provisioner.lab import base_image, files, nspawn
-from provisioner.lab.network import AddressRegistry, allocate, delete_bridge_if_unused, ensure_bridge
+from provisioner.lab import aptrepo, base_image, debs, files, nspawn, reposerver
+from provisioner.lab.network import (
+    HOST_SIDE_ADDRESS,
+    AddressRegistry,
+    allocate,
+    delete_bridge_if_unused,
+    ensure_bridge,
+)
 from provisioner.lab.passwords import new_password, sha512_crypt
 from provisioner.lab.paths import LabPaths, check_lab_name
 from provisioner.lab.state import HostRecord, LabState, plan_new_hosts
@@ -34,7 +40,7 @@ from provisioner.lab.system import (
 )
 
 USERS = ("root", base_image.LAB_USER)
-DISTRIBUTIONS = ("k3s",)
+DISTRIBUTIONS = ("k3s", "kubeadm")
 BOOT_TIMEOUT = 120.0
 
 
@@ -255,18 +261,24 @@ class Lab:
         agents: int = 2,
         inventory: Path | str | None = None,
         user: str = "root",
-        distribution: str = "k3s",
+        distribution: str | None = None,
         boot_timeout: float = BOOT_TIMEOUT,
     ) -> list[LabHost]:
         """Make the lab have ``servers`` + ``agents`` running hosts and write its inventory files.
 
         Changes: installs missing host packages, builds the base image once, creates the bridge,
         adds and boots missing hosts (recorded-but-stopped hosts are booted again with their
-        identity), rewrites inventory / known_hosts / ssh_config. Already done: hosts that run are
-        left untouched. Refuses to shrink a lab.
+        identity), rewrites inventory / known_hosts / ssh_config. With ``distribution="kubeadm"``
+        also builds the local apt repositories (cached), starts their server on 10.231.0.1 and
+        points new hosts' apt at the local Debian subset only (``None``: the lab's recorded
+        distribution, k3s for a new lab). Already done: hosts that run are
+        left untouched. Refuses to shrink a lab or to change its distribution.
         """
+        if distribution is None:  # the lab's own, or k3s for a new lab
+            recorded = self.state()
+            distribution = recorded.distribution if recorded is not None and recorded.hosts else "k3s"
         if distribution not in DISTRIBUTIONS:
-            raise LabError(f"--distribution {distribution}: not yet (only k3s, with the stand-in, for now)")
+            raise LabError(f"--distribution {distribution}: use one of {', '.join(DISTRIBUTIONS)}")
         if user not in USERS:
             raise LabError(f"--user {user}: use one of {', '.join(USERS)}")
         require_root()
@@ -277,11 +289,25 @@ class Lab:
 
         with file_lock(self.paths.lab_lock(self.name)):
             st = self.state()
+            if st is not None and st.hosts and st.distribution != distribution:
+                raise LabError(
+                    f"lab {self.name} is a {st.distribution} lab; `provisioner lab down --name {self.name}` "
+                    f"first to make a {distribution} lab"
+                )
             new = plan_new_hosts(self.name, st.hosts if st else [], servers, agents)
             self._check_name_free()
             base = self._base_for(st)
+            repos = aptrepo.ensure_repos(self.paths, base, echo=self.echo) if distribution == "kubeadm" else None
             self._ensure_secrets()
             st = self._claim_hosts(st, base, new)
+            st.distribution = distribution
+            apt_sources = None
+            if repos is not None:
+                port = reposerver.ensure_server(self.paths, repos.www, self.state_file, echo=self.echo)
+                st.repo_url = f"http://{HOST_SIDE_ADDRESS}:{port}/"
+                st.package_repo = st.repo_url + repos.kubernetes_path
+                st.save(self.state_file)
+                apt_sources = (aptrepo.sources_list(st.repo_url), repos.key_file.read_text())
 
             password_hash = sha512_crypt(self.sudo_password())
             authorized = Path(f"{self.key_path}.pub").read_text()
@@ -296,6 +322,8 @@ class Lab:
                 hd = self.host_dir(h.name)
                 if nspawn.is_running(hd):
                     continue
+                if apt_sources is not None:
+                    nspawn.write_apt_sources(base, hd, apt_sources[0], aptrepo.HOST_KEYRING, apt_sources[1])
                 nspawn.mount_overlay(base, hd)
                 launched[h.name] = time.monotonic()
                 nspawn.start(hd, self.name, h.name, extra)
@@ -305,7 +333,7 @@ class Lab:
 
             results = self._wait_all(st, launched, boot_timeout)
 
-            st.user, st.distribution = user, distribution
+            st.user = user
             st.inventory = os.fspath(inv)
             st.known_hosts = os.fspath(inv.parent / f"{inv.stem}.known_hosts")
             st.ssh_config = os.fspath(inv.parent / f"{inv.stem}.ssh_config")
@@ -445,19 +473,27 @@ class Lab:
     def _write_user_files(self, st: LabState, pubkeys: dict[str, str]) -> None:
         """Inventory, known_hosts and ssh_config next to it (rewritten only if the text changed)."""
         assert st.inventory and st.known_hosts and st.ssh_config
-        k3s, script = files.standin_paths()
-        version = files.standin_version(k3s)
-        for p in (k3s, script):
-            if not p.is_file():
-                self.echo(f"warning: k3s stand-in file {p} does not exist (yet); the inventory names it anyway")
-        if version is None:
-            version = files.FALLBACK_STANDIN_VERSION
-            self.echo(f"warning: no STANDIN_VERSION in {k3s}; writing version {version}")
-        texts = {
-            Path(st.inventory): files.inventory_text(
+        if st.distribution == "kubeadm":
+            inventory = files.inventory_text(
+                lab=self.name, hosts=st.hosts, version=debs.minor_series(debs.kubernetes_version()),
+                k3s_binary=None, install_script=None, user=st.user, private_key=self.key_path,
+                known_hosts=Path(st.known_hosts), distribution="kubeadm", package_repo=st.package_repo,
+            )
+        else:
+            k3s, script = files.standin_paths()
+            version = files.standin_version(k3s)
+            for p in (k3s, script):
+                if not p.is_file():
+                    self.echo(f"warning: k3s stand-in file {p} does not exist (yet); the inventory names it anyway")
+            if version is None:
+                version = files.FALLBACK_STANDIN_VERSION
+                self.echo(f"warning: no STANDIN_VERSION in {k3s}; writing version {version}")
+            inventory = files.inventory_text(
                 lab=self.name, hosts=st.hosts, version=version, k3s_binary=k3s, install_script=script,
                 user=st.user, private_key=self.key_path, known_hosts=Path(st.known_hosts),
-            ),
+            )
+        texts = {
+            Path(st.inventory): inventory,
             Path(st.known_hosts): files.known_hosts_text(self.name, [(h.address, pubkeys[h.name]) for h in st.hosts]),
             Path(st.ssh_config): files.ssh_config_text(
                 self.name, st.hosts, user=st.user, private_key=self.key_path, known_hosts=Path(st.known_hosts)
@@ -477,8 +513,9 @@ class Lab:
         """Stop and remove every host of the lab and its state; delete br-lab if no lab remains.
 
         Changes: stops the lab's own processes (by PID, comm checked), unmounts overlays, removes
-        cgroups, host dirs, the lab's state dir and its address claims. Keeps the base image and
-        the inventory files. Already done: no state dir (returns False)."""
+        cgroups, host dirs, the lab's state dir and its address claims; for a kubeadm lab, stops
+        the apt repository server when no other lab uses it. Keeps the base image, the built
+        repositories and the inventory files. Already done: no state dir (returns False)."""
         require_root()
         with file_lock(self.paths.lab_lock(self.name)):
             if not self.dir.exists():
@@ -500,6 +537,7 @@ class Lab:
                 for h in st.hosts if st else []:
                     registry.release(h.address, self.state_file)
                 remove_tree(self.dir)
+                reposerver.release(self.paths, self.state_file, echo=self.echo)
                 others = registry.claimed()
                 if not others:
                     if delete_bridge_if_unused():

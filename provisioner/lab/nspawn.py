@@ -207,6 +207,24 @@ def prepare_identity(base: Path, hd: HostDir, host: HostRecord, authorized_key: 
     return hd.host_key_pub.read_text().strip()
 
 
+def write_apt_sources(base: Path, hd: HostDir, sources_list: str, keyring_path: str, key: str) -> bool:
+    """kubeadm labs: point the host's apt at the lab's local Debian subset only (its
+    /etc/apt/sources.list, and the lab key at ``keyring_path``), in the upper dir, before boot.
+
+    Changes: those two files. Already done: both have that content (returns False)."""
+    want = {"etc/apt/sources.list": sources_list, keyring_path.lstrip("/"): key}
+    changed = False
+    for rel, text in want.items():
+        try:
+            if (hd.upper / rel).read_text() == text:
+                continue
+        except OSError:
+            pass
+        _put(base, hd.upper, rel, text, 0o644)
+        changed = True
+    return changed
+
+
 # ---- overlay mount -------------------------------------------------------------------------
 
 

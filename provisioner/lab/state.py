@@ -38,6 +38,8 @@ class LabState:
     inventory: str | None = None
     known_hosts: str | None = None
     ssh_config: str | None = None
+    package_repo: str | None = None  # kubeadm labs: the Kubernetes repository URL in the inventory
+    repo_url: str | None = None  # kubeadm labs: root URL of the local apt repositories
 
     @classmethod
     def load(cls, path: Path) -> LabState:

@@ -34,6 +34,7 @@ def run(
     timeout: float | None = None,
     env: dict[str, str] | None = None,
     pass_fds: Sequence[int] = (),
+    cwd: os.PathLike[str] | str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, capture its output as text; with check, raise LabError naming it on failure."""
     args = [os.fspath(a) for a in argv]
@@ -45,6 +46,7 @@ def run(
             text=True,
             timeout=timeout,
             env=env,
+            cwd=cwd,
             stdin=None if input is not None else subprocess.DEVNULL,
             pass_fds=tuple(pass_fds),
         )

@@ -25,10 +25,13 @@ def test_lab_group_is_lazy_and_lists_commands() -> None:
         assert cmd in result.output
 
 
-def test_kubeadm_is_not_yet() -> None:
+def test_kubeadm_is_a_distribution_and_others_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     result = CliRunner().invoke(main, ["lab", "up", "--distribution", "kubeadm"])
     assert result.exit_code != 0
-    assert "not yet" in result.output
+    assert "needs root" in result.output  # accepted as a distribution, refused for want of root
+    result = CliRunner().invoke(main, ["lab", "up", "--distribution", "rke2"])
+    assert result.exit_code != 0 and "rke2" in result.output
 
 
 def test_up_refuses_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,8 +66,8 @@ def test_api_paths_and_refusals(tmp_path: Path) -> None:
     assert lab.dir == tmp_path / "labs/t1"
     assert lab.key_path == tmp_path / "labs/t1/id_ed25519"
     assert lab.inventory_path is None and lab.hosts() == []
-    with pytest.raises(LabError, match="not yet"):
-        lab.up(distribution="kubeadm")
+    with pytest.raises(LabError, match="use one of k3s, kubeadm"):
+        lab.up(distribution="rke2")
     with pytest.raises(LabError, match="--user"):
         lab.up(user="admin")
     with pytest.raises(LabError, match="not there"):
