@@ -11,7 +11,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +77,28 @@ class LabEnv:
 
     def ssh(self, host: str, command: str, *, check: bool = True) -> str:
         return self.lab.ssh(host, command, check=check).stdout
+
+    @contextmanager
+    def sampling_argv(self, hosts: tuple[str, ...] | list[str]) -> Iterator[list[str]]:
+        """Collect every process's argv on ``hosts``, over and over, while the block runs."""
+        seen: list[str] = []
+        stop = threading.Event()
+
+        def sample(host: str) -> None:
+            while not stop.is_set():
+                out = self.lab.ssh(host, "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done", check=False)
+                seen.append(out.stdout)
+                time.sleep(0.05)
+
+        threads = [threading.Thread(target=sample, args=(h,), daemon=True) for h in hosts]
+        for thread in threads:
+            thread.start()
+        try:
+            yield seen
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
 
     def hosts(self) -> list[str]:
         return [h.name for h in self.lab.hosts()]

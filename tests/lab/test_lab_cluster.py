@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import stat
-import threading
 import time
 
 from tests.lab.conftest import LabEnv
@@ -28,31 +27,14 @@ def test_plan_on_a_fresh_lab_lists_install_and_join(lab_env: LabEnv) -> None:
 
 
 def test_up_builds_a_cluster_with_ready_nodes_named_as_in_the_inventory_while_the_token_stays_out_of_every_argv(lab_env: LabEnv) -> None:
-    samples: dict[str, list[str]] = {h: [] for h in (SERVER, AGENT1, AGENT2)}
-    stop = threading.Event()
-
-    def sample(host: str) -> None:
-        # every process's argv on the host, over and over while `up` runs
-        while not stop.is_set():
-            out = lab_env.lab.ssh(host, "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done", check=False)
-            samples[host].append(out.stdout)
-            time.sleep(0.05)
-
-    threads = [threading.Thread(target=sample, args=(h,), daemon=True) for h in samples]
-    for thread in threads:
-        thread.start()
-    try:
+    with lab_env.sampling_argv((SERVER, AGENT1, AGENT2)) as samples:
         run = lab_env.provisioner("up", "--timeout", "120")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
     assert run.code == 0, run.stdout + run.stderr
 
     token = lab_env.ssh(SERVER, "cat /var/lib/rancher/k3s/server/node-token").strip()
     assert re.fullmatch(r"K10[0-9a-f]{64}::server:\S+", token)
     secret = token.split("::server:")[1]
-    seen = "\n".join("\n".join(s) for s in samples.values())
+    seen = "\n".join(samples)
     assert "k3s-install.sh" in seen and "k3s agent" in seen, "the sampler must have seen the installs"
     assert token not in seen and secret not in seen
     log = next(line[5:] for line in run.stderr.splitlines() if line.startswith("log: "))

@@ -76,9 +76,6 @@ def test_a_wrong_private_key_for_one_host_fails_naming_it_and_changes_no_host(tm
 
 
 def test_a_non_root_user_with_a_sudo_password_provisions_the_cluster_without_the_password_in_any_argv(tmp_path: Path) -> None:
-    import threading
-    import time
-
     env = start_lab("t-sudo", tmp_path, agents=1, user="lab")
     try:
         password = env.lab.sudo_password()
@@ -88,23 +85,8 @@ def test_a_non_root_user_with_a_sudo_password_provisions_the_cluster_without_the
         without = env.provisioner("up")
         assert without.code == 2 and "PROVISIONER_SUDO_PASSWORD is not set" in without.stderr
 
-        seen: list[str] = []
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                for host in hosts:
-                    out = env.lab.ssh(host, "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done", check=False)
-                    seen.append(out.stdout)
-                time.sleep(0.05)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
+        with env.sampling_argv(hosts) as seen:
             run = env.provisioner("up", "-o", "json", "--timeout", "120", env={"PROVISIONER_SUDO_PASSWORD": password})
-        finally:
-            stop.set()
-            sampler.join(timeout=30)
         assert run.code == 0, run.stdout + run.stderr
         assert sorted(n["name"] for n in run.json()["nodes"] if n["ready"]) == sorted(hosts)
         text = "\n".join(seen)

@@ -5,8 +5,6 @@ kubeadm init and join, Flannel, and reruns. Tests run in order on one lab."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,23 +48,8 @@ def test_plan_on_a_fresh_kubeadm_lab_lists_preparation_init_join_and_flannel(kad
 
 
 def test_up_installs_through_apt_inits_applies_flannel_and_joins_with_a_token_kept_out_of_argv(kadm: LabEnv) -> None:
-    samples: list[str] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            for host in (CP, W1, W2):
-                out = kadm.lab.ssh(host, "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done", check=False)
-                samples.append(out.stdout)
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    with kadm.sampling_argv((CP, W1, W2)) as samples:
         run = kadm.provisioner("up", "-o", "json", "--timeout", "240", timeout=600)
-    finally:
-        stop.set()
-        sampler.join(timeout=30)
     assert run.code == 0, run.stdout + run.stderr
     data = run.json()
     assert {h["name"]: h["action"] for h in data["hosts"]} == {CP: "install", W1: "join", W2: "join"}
@@ -143,7 +126,7 @@ def test_a_new_worker_joins_by_rerun_and_only_it_changes(kadm: LabEnv) -> None:
     before = {h: kubelet_state(kadm, h) for h in (CP, W1, W2)}
     kadm.lab.up(servers=1, agents=3, inventory=kadm.inventory)
     inventory_text = kadm.inventory.read_text()
-    if f"node_ip" not in inventory_text:  # lab up rewrote the inventory: put the flag back
+    if "node_ip" not in inventory_text:  # lab up rewrote the inventory: put the flag back
         address = next(h.address for h in kadm.lab.hosts() if h.name == W2)
         kadm.edit_inventory(lambda d: [h.__setitem__("node_ip", address) for h in d["hosts"] if h["name"] == W2], kadm.inventory)
     run = kadm.provisioner("up", "-o", "json", "--timeout", "240", timeout=600)
