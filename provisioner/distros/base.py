@@ -6,6 +6,7 @@ from facts (``plan``) before anything changes, then carries out one host's plan 
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -13,14 +14,22 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from provisioner.errors import HostError
 from provisioner.inventory import url_host
-from provisioner.secrets import Secret
+from provisioner.secrets import REDACTOR, Secret
 
 if TYPE_CHECKING:
     from provisioner.facts import HostFacts
     from provisioner.inventory import Host, Inventory
     from provisioner.nodes import Node
     from provisioner.remote import Remote
+
+
+def sha256_text(text: str) -> str:
+    """Hash of a rendered file, compared with the hash a host reports for its copy."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class Action(str, Enum):
@@ -192,6 +201,27 @@ class Distribution(ABC):
         """Cluster-wide changes still needed once the first server runs (e.g. a network add-on)."""
         return []
 
+    @abstractmethod
+    def service_unit(self, host: Host) -> str:
+        """The systemd unit that runs Kubernetes on ``host`` (its journal explains failures)."""
+
     def diagnose(self, remote: Remote, host: Host) -> str:
-        """A few log lines explaining why a host failed, for the error message and the log."""
-        return ""
+        """The last lines of the host's service journal, secrets masked, for errors and the log."""
+        unit = self.service_unit(host)
+        result = remote.sudo(f"journalctl -u {unit} -n 20 --no-pager -o cat", check=False, timeout=20)
+        return REDACTOR.redact(result.stdout.strip())
+
+    def wait_api(self, remote: Remote, host: Host) -> None:
+        """Poll the API's /readyz on the server until it answers ok, up to the timeout; on
+        timeout the error carries the last line of the service's journal."""
+        probe = self.kubectl("get --raw=/readyz")
+        retrying = Retrying(stop=stop_after_delay(self.timeout), wait=wait_fixed(2), retry=retry_if_result(lambda ok: not ok))
+        try:
+            retrying(lambda: remote.sudo(probe, check=False, timeout=20).stdout.strip() == "ok")
+        except RetryError:
+            journal = self.diagnose(remote, host)
+            raise HostError(
+                host.name,
+                f"the Kubernetes API ({self.name}) did not become ready within {self.timeout:.0f}s"
+                + (f"; last log line: {journal.splitlines()[-1]}" if journal else ""),
+            ) from None

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from provisioner import templates
-from provisioner.distros.base import Action, ClusterState, Distribution, HostPlan
+from provisioner.distros.base import Action, ClusterState, Distribution, HostPlan, sha256_text
 from provisioner.errors import HostError, RemoteCommandError
 from provisioner.flags import flags_to_config
 from provisioner.inventory import Host
-from provisioner.secrets import REDACTOR, Secret
+from provisioner.secrets import Secret
 
 if TYPE_CHECKING:
     from provisioner.facts import HostFacts
@@ -36,10 +36,6 @@ IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 UNITS = {"server": "k3s", "agent": "k3s-agent"}
 ARCHES = {"x86_64", "aarch64", "armv7l", "s390x"}
 TOKEN_PLACEHOLDER = "<join token of the first server>"
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -264,7 +260,7 @@ class K3s(Distribution):
     # --- applying -----------------------------------------------------------------------------
     def bootstrap(self, remote: Remote, plan: HostPlan, facts: HostFacts) -> None:
         self._converge(remote, plan, facts, None)
-        self._wait_api(remote, plan.host)
+        self.wait_api(remote, plan.host)
 
     def join_secret(self, remote: Remote, state: ClusterState) -> Secret:
         """The full join token (K10<ca-hash>::server:<secret>), read as root once the file exists."""
@@ -345,29 +341,8 @@ class K3s(Distribution):
                 f"see `journalctl -u {UNITS[host.role]}` on {host.name}",
             ) from None
 
-    def _wait_api(self, remote: Remote, host: Host) -> None:
-        """Poll the API's /readyz on the server until it answers ok, up to the timeout."""
-        retrying = Retrying(
-            stop=stop_after_delay(self.timeout), wait=wait_fixed(2), retry=retry_if_result(lambda ok: not ok)
-        )
-        try:
-            retrying(self._api_ready, remote)
-        except RetryError:
-            journal = self.diagnose(remote, host)
-            raise HostError(
-                host.name,
-                f"the k3s API did not become ready within {self.timeout:.0f}s"
-                + (f"; last log line: {journal.splitlines()[-1]}" if journal else ""),
-            ) from None
-
-    def _api_ready(self, remote: Remote) -> bool:
-        result = remote.sudo(self.kubectl("get --raw=/readyz"), check=False, timeout=20)
-        return result.ok and result.stdout.strip() == "ok"
-
-    def diagnose(self, remote: Remote, host: Host) -> str:
-        unit = UNITS[host.role]
-        result = remote.sudo(f"journalctl -u {unit} -n 20 --no-pager -o cat", check=False, timeout=20)
-        return REDACTOR.redact(result.stdout.strip())
+    def service_unit(self, host: Host) -> str:
+        return UNITS[host.role]
 
 
 def _file_sha256(path: object) -> str:

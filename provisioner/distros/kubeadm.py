@@ -10,17 +10,14 @@ over in a 0600 JoinConfiguration file. OS differences come from ``provisioner.ho
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
-
 from provisioner import hostos, templates
-from provisioner.distros.base import Action, ClusterState, Distribution, HostPlan, JoinTicket, Step
+from provisioner.distros.base import Action, ClusterState, Distribution, HostPlan, JoinTicket, Step, sha256_text
 from provisioner.errors import HostError, RemoteCommandError
 from provisioner.inventory import Host, is_ip, url_host
 from provisioner.secrets import REDACTOR
@@ -49,10 +46,6 @@ MIN_CPUS = 2
 MIN_MEMORY_MIB = 1700  # kubeadm's preflight minimum for control planes
 WATCHED_FILES = (MODULES_FILE, SYSCTL_FILE, CONTAINERD_CONFIG, "/etc/default/kubelet", "/etc/sysconfig/kubelet",
                  "/etc/apt/sources.list.d/kubernetes.list", "/etc/yum.repos.d/kubernetes.repo")
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -450,7 +443,7 @@ class Kubeadm(Distribution):
         self._converge(remote, plan)
         if plan.action is Action.INSTALL:
             self._init(remote, plan.host)
-        self._wait_api(remote, plan.host)
+        self.wait_api(remote, plan.host)
 
     def needs_join_secret(self, plan: HostPlan) -> bool:
         return plan.action is Action.JOIN
@@ -525,18 +518,8 @@ class Kubeadm(Distribution):
             f"`kubeadm reset -f` was run so that a rerun starts clean; see `journalctl -u kubelet` on {host.name}",
         )
 
-    def _wait_api(self, remote: Remote, host: Host) -> None:
-        """Poll /readyz through admin.conf until it answers ok, up to the timeout."""
-        probe = self.kubectl("get --raw=/readyz")
-        retrying = Retrying(stop=stop_after_delay(self.timeout), wait=wait_fixed(2), retry=retry_if_result(lambda ok: not ok))
-        try:
-            retrying(lambda: remote.sudo(probe, check=False, timeout=20).stdout.strip() == "ok")
-        except RetryError:
-            raise HostError(host.name, f"the Kubernetes API did not become ready within {self.timeout:.0f}s") from None
-
-    def diagnose(self, remote: Remote, host: Host) -> str:
-        result = remote.sudo("journalctl -u kubelet -n 20 --no-pager -o cat", check=False, timeout=20)
-        return REDACTOR.redact(result.stdout.strip())
+    def service_unit(self, host: Host) -> str:
+        return "kubelet"
 
 
 # Swap off now and at boot: comment the active swap lines of /etc/fstab, after a dated backup.

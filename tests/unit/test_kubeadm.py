@@ -446,3 +446,19 @@ def test_hosts_running_the_other_distribution_are_refused() -> None:
     k3s = K3s(make_inventory("cluster: {name: a}\nhosts:\n  - {name: cp1, address: 192.0.2.10, role: server}\n"))
     kubeadm_node = replace(prepared(dist, "cp1"), dist=K3sFacts(), kubernetes=frozenset({"kubeadm"}))
     assert "cp1: is already a kubeadm node" in k3s.check_hosts({"cp1": kubeadm_node})[0]
+
+
+@pytest.mark.parametrize("distribution,unit", [("kubeadm", "kubelet"), ("k3s", "k3s")])
+def test_an_api_that_never_gets_ready_fails_with_the_last_line_of_its_service_journal(distribution: str, unit: str) -> None:
+    from provisioner.distros import for_inventory
+    from provisioner.errors import HostError
+
+    inventory = make_inventory(INVENTORY if distribution == "kubeadm" else "cluster: {name: a}\nhosts:\n  - {name: cp1, address: 192.0.2.10, role: server}\n")
+    dist = for_inventory(inventory, timeout=0.1)
+    remote = FakeRemote("cp1")
+    remote.on(r"get --raw=/readyz", exit_code=1, stderr="connection refused")
+    remote.on(rf"journalctl -u {unit} ", stdout="starting\nfailed to bind :6443: address already in use\n")
+    with pytest.raises(HostError) as caught:
+        dist.wait_api(remote, inventory.host("cp1"))
+    assert str(caught.value) == (f"cp1: the Kubernetes API ({distribution}) did not become ready within 0s; "
+                                 "last log line: failed to bind :6443: address already in use")
