@@ -133,6 +133,30 @@ class KubeconfigError(ProvisionerError):
     """A kubeconfig could not be read, merged or verified."""
 
 
+class KubeconfigConflict(KubeconfigError):
+    """The merge target already has entries with this cluster's names that belong to something
+    else; nothing was written (``--replace`` overwrites them)."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str], hint: str) -> None:
+        self.problems = problems
+        self.hint = hint
+        super().__init__("; ".join([*problems, hint]))
+
+    def lines(self) -> list[str]:
+        return [*self.problems, self.hint]
+
+
+class LocalFileError(ProvisionerError):
+    """A file on this machine could not be read or written (path and what is wrong)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
 def _host_message(error: ProvisionerError) -> str:
     return error.message if isinstance(error, HostError) else str(error)
 

@@ -15,7 +15,6 @@ import http.client
 import io
 import json
 import os
-import shutil
 import socket
 import ssl
 import tempfile
@@ -28,7 +27,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from provisioner.errors import KubeconfigError
+from provisioner.errors import KubeconfigConflict, KubeconfigError, LocalFileError
 
 SECTIONS = (("clusters", "cluster"), ("users", "user"), ("contexts", "context"))
 
@@ -40,11 +39,24 @@ def _yaml() -> YAML:
     return yaml
 
 
-def default_path() -> Path:
-    """``$KUBECONFIG`` (its first entry) or ``~/.kube/config``."""
-    env = os.environ.get("KUBECONFIG", "")
-    first = next((p for p in env.split(os.pathsep) if p), "")
-    return Path(first).expanduser() if first else Path("~/.kube/config").expanduser()
+def kubeconfig_files(explicit: Path | None = None) -> list[Path]:
+    """The kubeconfig files a merge reads, in kubectl's order: ``explicit`` (``--out``) alone, else
+    every ``$KUBECONFIG`` entry (empty entries and repeats dropped), else ``~/.kube/config``."""
+    if explicit is not None:
+        return [explicit]
+    files: list[Path] = []
+    for entry in os.environ.get("KUBECONFIG", "").split(os.pathsep):
+        path = Path(entry).expanduser()
+        if entry and path not in files:
+            files.append(path)
+    return files or [Path("~/.kube/config").expanduser()]
+
+
+def default_path(files: list[Path] | None = None) -> Path:
+    """Where kubectl creates a new entry (and sets current-context): the first of ``files`` that
+    exists, else the last one."""
+    files = files if files is not None else kubeconfig_files()
+    return next((path for path in files if path.exists()), files[-1])
 
 
 def parse(text: str, source: str = "kubeconfig") -> Any:
@@ -100,93 +112,335 @@ def rewrite(text: str, *, cluster_name: str, server: str, context_name: str | No
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write ``text`` to ``path`` with ``mode`` from the first byte on, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write ``text`` to ``path`` with ``mode`` from the first byte on, then rename into place.
+
+    Any file-system failure is a ``LocalFileError`` naming ``path``; no temporary file is left.
+    """
+    check_writable(path)
+    staged = _stage(path, text, mode)
+    try:
+        os.replace(staged, path)
+    except BaseException as error:
+        _unlink(staged)
+        if isinstance(error, OSError):
+            raise _write_error(path, error) from None
+        raise
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, naming ``path``, a target that cannot be replaced: a directory, a read-only file, or
+    a folder that is not a directory, is read-only or is on a read-only file system."""
+    if path.is_dir():
+        raise LocalFileError(str(path), "cannot write: it is a directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise LocalFileError(str(path), "cannot write: the file is read-only")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise LocalFileError(str(path), f"cannot write: {folder} is not a directory")
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        raise LocalFileError(str(path), f"cannot write: {folder} is on a read-only file system")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LocalFileError(str(path), f"cannot write: the directory {folder} is read-only for this user")
+
+
+def _stage(path: Path, text: str, mode: int = 0o600) -> Path:
+    """``text`` in a new temporary file next to ``path`` (``mode``, synced to disk)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise _write_error(path, error) from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
+    except BaseException as error:
+        _unlink(Path(temp))
+        if isinstance(error, OSError):
+            raise _write_error(path, error) from None
         raise
+    return Path(temp)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create ``path`` (0600, must not exist) holding ``text``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _write_error(path: Path, error: OSError) -> LocalFileError:
+    return LocalFileError(str(path), f"cannot write: {(error.strerror or str(error)).lower()}")
 
 
 @dataclass
 class WriteResult:
-    """What writing or merging a kubeconfig did."""
+    """What writing or merging a kubeconfig did. ``path`` is the file holding the cluster's context;
+    ``files`` every file rewritten, ``backups`` the copies taken of them before."""
 
     path: Path
     changed: bool
     backup: Path | None = None
+    files: tuple[Path, ...] = ()
+    backups: tuple[Path, ...] = ()
 
 
 def write_file(path: Path, config: Any) -> WriteResult:
     """Write ``config`` as its own file (0600); leave the file alone when it already says that."""
     text = dump(config)
-    if path.exists() and path.read_text(encoding="utf-8") == text and (path.stat().st_mode & 0o777) == 0o600:
+    if path.is_file() and (path.stat().st_mode & 0o777) == 0o600 and _read(path).original == text:
         return WriteResult(path, changed=False)
     write_atomic(path, text)
-    return WriteResult(path, changed=True)
+    return WriteResult(path, changed=True, files=(path,))
 
 
-def merge(existing: Any, new: Any, *, set_current: bool) -> Any:
-    """``existing`` with ``new``'s cluster, user and context added or replaced by name."""
-    merged = copy.deepcopy(existing) if existing is not None else CommentedMap()
-    if not merged:
-        merged["apiVersion"] = "v1"
-        merged["kind"] = "Config"
-        merged["preferences"] = CommentedMap()
-    for section, _ in SECTIONS:
-        entries = merged.get(section)
-        if entries is None:
-            entries = CommentedSeq()
-            merged[section] = entries
-        for entry in new.get(section) or []:
-            replacement = copy.deepcopy(entry)
-            for index, current in enumerate(entries):
-                if current.get("name") == entry["name"]:
-                    entries[index] = replacement
-                    break
-            else:
-                entries.append(replacement)
-    if set_current or not merged.get("current-context"):
-        merged["current-context"] = new["current-context"]
-    return merged
+# --- merging into the user's kubeconfig files -----------------------------------------------
 
 
-def merge_file(path: Path, new: Any, *, set_current: bool) -> WriteResult:
-    """Merge ``new`` into the kubeconfig at ``path``: back it up first, keep everything else.
+@dataclass
+class LoadedFile:
+    """One kubeconfig file as read: its text (empty when missing) and parsed content."""
 
-    A file that cannot be parsed as a kubeconfig is refused and left exactly as it was.
-    """
-    if path.exists():
+    path: Path
+    original: str
+    data: Any  # None when the file does not exist
+    exists: bool
+
+
+@dataclass(frozen=True)
+class Found:
+    """The entry kubectl sees for a name (the first file defining it wins) and that file's index."""
+
+    entry: Any
+    index: int
+
+
+View = dict[str, dict[str, Found]]
+
+
+def _read(path: Path) -> LoadedFile:
+    try:
         original = path.read_text(encoding="utf-8")
-        existing = parse(original, str(path))
+    except FileNotFoundError:
+        return LoadedFile(path, "", None, False)
+    except UnicodeDecodeError:
+        raise KubeconfigError(f"{path} is not UTF-8 text") from None
+    except OSError as error:
+        raise LocalFileError(str(path), f"cannot read: {(error.strerror or str(error)).lower()}") from None
+    return LoadedFile(path, original, parse(original, str(path)), True)
+
+
+def effective_view(files: list[LoadedFile]) -> View:
+    """Clusters, users and contexts by name as kubectl merges ``files``: the first definition wins."""
+    view: View = {section: {} for section, _ in SECTIONS}
+    for index, loaded in enumerate(files):
+        for section, _ in SECTIONS:
+            for entry in (loaded.data or {}).get(section) or []:
+                view[section].setdefault(entry["name"], Found(entry, index))
+    return view
+
+
+def effective_current_context(files: list[LoadedFile]) -> str:
+    """The current-context kubectl uses: the first file that sets one wins."""
+    return next((str(f.data["current-context"]) for f in files if f.data and f.data.get("current-context")), "")
+
+
+def _identity(cluster: Any) -> tuple[str, str, str]:
+    body = cluster.get("cluster") or {}
+    return (str(body.get("server", "")), str(body.get("certificate-authority-data", "")),
+            str(body.get("certificate-authority", "")))
+
+
+def conflicts(files: list[LoadedFile], new: Any) -> list[str]:
+    """Entries of ``files`` with the names ``new`` uses that belong to something else.
+
+    A cluster entry is ours when it has our server and CA (a rerun); a user entry with other
+    credentials is ours only when every context using it reaches such a cluster; a context entry
+    is ours when it names our cluster and user.
+    """
+    view = effective_view(files)
+    cluster, user, context = new["clusters"][0], new["users"][0], new["contexts"][0]
+    ours = _identity(cluster)
+
+    def where(found: Found) -> Path:
+        return files[found.index].path
+
+    def used_by(kind: str, name: str) -> str:
+        names = [n for n, c in view["contexts"].items() if (c.entry.get("context") or {}).get(kind) == name]
+        return f"used by context{'s' if len(names) != 1 else ''} {', '.join(names)}" if names else "used by no context"
+
+    def reaches_us(cluster_name: object) -> bool:
+        found = view["clusters"].get(str(cluster_name))
+        return found is not None and _identity(found.entry) == ours
+
+    problems = []
+    found = view["clusters"].get(cluster["name"])
+    if found is not None and _identity(found.entry) != ours:
+        old = _identity(found.entry)[0] or "no server"
+        what = "another server" if old != ours[0] else "the same server with another certificate authority"
+        problems.append(f'{where(found)}: cluster "{cluster["name"]}" already points to {old} ({what}); '
+                        f'{used_by("cluster", cluster["name"])}')
+    found = view["users"].get(user["name"])
+    if found is not None and dict(found.entry.get("user") or {}) != dict(user["user"]):
+        using = [c.entry.get("context") or {} for c in view["contexts"].values()
+                 if (c.entry.get("context") or {}).get("user") == user["name"]]
+        if not using or not all(reaches_us(c.get("cluster")) for c in using):
+            problems.append(f'{where(found)}: user "{user["name"]}" already holds other credentials; '
+                            f'{used_by("user", user["name"])}')
+    found = view["contexts"].get(context["name"])
+    if found is not None:
+        body = found.entry.get("context") or {}
+        if (body.get("cluster"), body.get("user")) != (cluster["name"], user["name"]):
+            problems.append(f'{where(found)}: context "{context["name"]}" already uses cluster '
+                            f'"{body.get("cluster")}" and user "{body.get("user")}"')
+    return problems
+
+
+CONFLICT_HINT = ("nothing was changed; pass --replace to overwrite these entries (the contexts named "
+                 "then reach this cluster), or write a separate file with --out")
+
+
+def _header(data: Any) -> Any:
+    if data is None:
+        data = CommentedMap()
+    if not data:
+        data["apiVersion"] = "v1"
+        data["kind"] = "Config"
+        data["preferences"] = CommentedMap()
+    return data
+
+
+def _put(data: Any, section: str, entry: Any, previous: Any) -> Any:
+    """``data`` with ``entry`` replacing the one of the same name (or appended). A context that
+    already named our cluster and user keeps its other settings (a namespace, say)."""
+    data = _header(data)
+    entries = data.get(section)
+    if entries is None:
+        entries = data[section] = CommentedSeq()
+    replacement = copy.deepcopy(entry)
+    if section == "contexts" and previous is not None:
+        old = previous.get("context") or {}
+        new = replacement["context"]
+        if (old.get("cluster"), old.get("user")) == (new.get("cluster"), new.get("user")):
+            for key, value in old.items():
+                new.setdefault(key, copy.deepcopy(value))
+    for index, current in enumerate(entries):
+        if current.get("name") == entry["name"]:
+            entries[index] = replacement
+            break
     else:
-        original, existing = "", None
-    merged = merge(existing, new, set_current=set_current)
-    text = dump(merged)
-    if text == original:
+        entries.append(replacement)
+    return data
+
+
+def plan_merge(files: list[LoadedFile], new: Any, *, set_current: bool, replace: bool = False) -> list[Any]:
+    """The new content of each of ``files`` (None: no such file, untouched), following kubectl:
+    an entry is rewritten in the file that defines it, a new one goes to the first file that
+    exists (else the last). The effective current-context changes only with ``set_current``
+    (or when no file sets one). Refuses conflicting entries unless ``replace``."""
+    problems = conflicts(files, new)
+    if problems and not replace:
+        raise KubeconfigConflict(problems, CONFLICT_HINT)
+    view = effective_view(files)
+    default = next((i for i, f in enumerate(files) if f.exists), len(files) - 1)
+    datas = [copy.deepcopy(f.data) for f in files]
+    for section, _ in SECTIONS:
+        for entry in new.get(section) or []:
+            found = view[section].get(entry["name"])
+            target = found.index if found is not None else default
+            datas[target] = _put(datas[target], section, entry, found.entry if found is not None else None)
+    if set_current or not effective_current_context(files):
+        # the default file comes before every file that sets a current-context, so this one wins
+        datas[default] = _header(datas[default])
+        datas[default]["current-context"] = new["current-context"]
+    return datas
+
+
+def merge_files(paths: list[Path], new: Any, *, set_current: bool, replace: bool = False) -> WriteResult:
+    """Merge ``new`` into the kubeconfig ``paths`` (kubectl's order): every changed file is backed
+    up, then replaced atomically. A corrupt or conflicting file is refused before anything is
+    written; a failed write puts back the files already written and leaves no backup."""
+    files = [_read(path) for path in paths]
+    datas = plan_merge(files, new, set_current=set_current, replace=replace)
+    changes = []
+    for loaded, data in zip(files, datas):
+        if data is not None:
+            text = dump(data)
+            if text != loaded.original or not loaded.exists:
+                changes.append((loaded, text))
+    home = next((i for i, d in enumerate(datas) if d is not None and any(
+        c.get("name") == new["contexts"][0]["name"] for c in d.get("contexts") or [])), 0)
+    path = files[home].path
+    if not changes:
         return WriteResult(path, changed=False)
-    backup = None
-    if path.exists():
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        backup = path.with_name(f"{path.name}.backup-{stamp}")
-        counter = 1
-        while backup.exists():
-            backup = path.with_name(f"{path.name}.backup-{stamp}-{counter}")
-            counter += 1
-        shutil.copy2(path, backup)
-        os.chmod(backup, 0o600)
-    write_atomic(path, text)
-    return WriteResult(path, changed=True, backup=backup)
+    backups = _replace_all(changes)
+    return WriteResult(path, changed=True, backup=backups.get(path), files=tuple(f.path for f, _ in changes),
+                       backups=tuple(backups.values()))
+
+
+def merge_file(path: Path, new: Any, *, set_current: bool, replace: bool = False) -> WriteResult:
+    """Merge ``new`` into the one kubeconfig file ``path`` (see ``merge_files``)."""
+    return merge_files([path], new, set_current=set_current, replace=replace)
+
+
+def _backup_name(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = path.with_name(f"{path.name}.backup-{stamp}")
+    counter = 1
+    while backup.exists():
+        backup = path.with_name(f"{path.name}.backup-{stamp}-{counter}")
+        counter += 1
+    return backup
+
+
+def _replace_all(changes: list[tuple[LoadedFile, str]]) -> dict[Path, Path]:
+    """Back up and replace each file; all or nothing. Returns the backups by file."""
+    for loaded, _ in changes:
+        check_writable(loaded.path)
+    backups: dict[Path, Path] = {}
+    replaced: list[LoadedFile] = []
+    try:
+        for loaded, text in changes:
+            staged = _stage(loaded.path, text)
+            try:
+                if loaded.exists:
+                    backup = _backup_name(loaded.path)
+                    _write_new(backup, loaded.original)
+                    backups[loaded.path] = backup
+                os.replace(staged, loaded.path)
+            except BaseException:
+                _unlink(staged)
+                raise
+            replaced.append(loaded)
+    except BaseException as error:
+        for loaded in replaced:
+            try:
+                if loaded.exists:
+                    os.replace(_stage(loaded.path, loaded.original), loaded.path)
+                else:
+                    _unlink(loaded.path)
+            except (OSError, LocalFileError):
+                backups.pop(loaded.path, None)  # the backup is then the only copy: keep it
+        for backup in backups.values():
+            _unlink(backup)
+        if isinstance(error, OSError):
+            failed = next((f.path for f, _ in changes if f not in replaced), changes[-1][0].path)
+            raise _write_error(failed, error) from None
+        raise
+    return backups
 
 
 # --- checking a kubeconfig from this machine ----------------------------------------------

@@ -44,6 +44,7 @@ class Options:
     timeout: float = 300.0
     merge: bool = False
     set_current: bool = False
+    replace: bool = False
     kubeconfig_out: Path | None = None
     context_name: str | None = None
 

@@ -1,5 +1,6 @@
 """Get the kubeconfig: fetch the server's admin kubeconfig, point it at the API endpoint, name it
-after the cluster, and write it (0600, atomic) or merge it into the user's kubeconfig."""
+after the cluster, and write it (0600, atomic) or merge it into the user's kubeconfig files
+(kubectl's rules for several files; entries of another cluster with the same names are refused)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ class GetKubeconfig(Phase):
         )
         ctx.kubeconfig = config
         if ctx.options.merge:
-            target = ctx.options.kubeconfig_out or kubeconfig.default_path()
-            ctx.kubeconfig_written = kubeconfig.merge_file(target, config, set_current=ctx.options.set_current)
+            ctx.kubeconfig_written = kubeconfig.merge_files(
+                kubeconfig.kubeconfig_files(ctx.options.kubeconfig_out), config,
+                set_current=ctx.options.set_current, replace=ctx.options.replace,
+            )
         else:
             target = ctx.options.kubeconfig_out or Path(f"{ctx.inventory.cluster.name}.kubeconfig")
             ctx.kubeconfig_written = kubeconfig.write_file(target, config)

@@ -118,7 +118,7 @@ def test_merge_keeps_other_clusters_comments_order_and_current_context(tmp_path:
     path = tmp_path / "config"
     path.write_text(EXISTING)
     new = kubeconfig.rewrite(ADMIN_KUBECONFIG, cluster_name="homelab", server="https://192.0.2.10:6443")
-    result = kubeconfig.merge_file(path, new, set_current=False)
+    result = kubeconfig.merge_file(path, new, set_current=False, replace=True)  # homelab pointed elsewhere
     assert result.changed and result.backup is not None
     assert result.backup.read_text() == EXISTING
     assert stat.S_IMODE(result.backup.stat().st_mode) == 0o600
@@ -138,8 +138,8 @@ def test_merge_again_changes_nothing_and_makes_no_backup(tmp_path: Path) -> None
     path = tmp_path / "config"
     path.write_text(EXISTING)
     new = kubeconfig.rewrite(ADMIN_KUBECONFIG, cluster_name="homelab", server="https://192.0.2.10:6443")
-    kubeconfig.merge_file(path, new, set_current=False)
-    second = kubeconfig.merge_file(path, new, set_current=False)
+    kubeconfig.merge_file(path, new, set_current=False, replace=True)
+    second = kubeconfig.merge_file(path, new, set_current=False)  # a rerun: same server and CA
     assert not second.changed and second.backup is None
     assert len(list(tmp_path.glob("config.backup-*"))) == 1
 
@@ -179,9 +179,15 @@ def test_corrupt_kubeconfig_is_refused_and_left_untouched(tmp_path: Path, corrup
     assert list(tmp_path.iterdir()) == [path]
 
 
-def test_default_path_follows_the_kubeconfig_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/a:{tmp_path}/b")
+def test_default_path_follows_the_kubeconfig_variable_as_kubectl_does(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/a::{tmp_path}/b:{tmp_path}/a")
+    assert kubeconfig.kubeconfig_files() == [tmp_path / "a", tmp_path / "b"]  # empty and repeated entries dropped
+    assert kubeconfig.default_path() == tmp_path / "b"  # no file exists yet: kubectl creates the last one
+    (tmp_path / "b").write_text("")
+    assert kubeconfig.default_path() == tmp_path / "b"  # the first file that exists
+    (tmp_path / "a").write_text("")
     assert kubeconfig.default_path() == tmp_path / "a"
+    assert kubeconfig.kubeconfig_files(tmp_path / "c") == [tmp_path / "c"]  # --out: that file alone
     monkeypatch.delenv("KUBECONFIG")
     assert kubeconfig.default_path() == Path("~/.kube/config").expanduser()
 
