@@ -238,6 +238,8 @@ def _read(path: Path) -> LoadedFile:
         return LoadedFile(path, "", None, False)
     except UnicodeDecodeError:
         raise KubeconfigError(f"{path} is not UTF-8 text") from None
+    except IsADirectoryError:
+        raise LocalFileError(str(path), "cannot read: it is a directory") from None
     except OSError as error:
         raise LocalFileError(str(path), f"cannot read: {(error.strerror or str(error)).lower()}") from None
     return LoadedFile(path, original, parse(original, str(path)), True)
@@ -346,8 +348,8 @@ def _put(data: Any, section: str, entry: Any, previous: Any) -> Any:
     return data
 
 
-def plan_merge(files: list[LoadedFile], new: Any, *, set_current: bool, replace: bool = False) -> list[Any]:
-    """The new content of each of ``files`` (None: no such file, untouched), following kubectl:
+def plan_merge(files: list[LoadedFile], new: Any, *, set_current: bool, replace: bool = False) -> dict[int, Any]:
+    """The new content of the ``files`` that change, by index, following kubectl:
     an entry is rewritten in the file that defines it, a new one goes to the first file that
     exists (else the last). The effective current-context changes only with ``set_current``
     (or when no file sets one). Refuses conflicting entries unless ``replace``."""
@@ -366,7 +368,7 @@ def plan_merge(files: list[LoadedFile], new: Any, *, set_current: bool, replace:
         # the default file comes before every file that sets a current-context, so this one wins
         datas[default] = _header(datas[default])
         datas[default]["current-context"] = new["current-context"]
-    return datas
+    return {i: data for i, (f, data) in enumerate(zip(files, datas)) if data is not None and (not f.exists or data != f.data)}
 
 
 def merge_files(paths: list[Path], new: Any, *, set_current: bool, replace: bool = False) -> WriteResult:
@@ -375,15 +377,9 @@ def merge_files(paths: list[Path], new: Any, *, set_current: bool, replace: bool
     written; a failed write puts back the files already written and leaves no backup."""
     files = [_read(path) for path in paths]
     datas = plan_merge(files, new, set_current=set_current, replace=replace)
-    changes = []
-    for loaded, data in zip(files, datas):
-        if data is not None:
-            text = dump(data)
-            if text != loaded.original or not loaded.exists:
-                changes.append((loaded, text))
-    home = next((i for i, d in enumerate(datas) if d is not None and any(
-        c.get("name") == new["contexts"][0]["name"] for c in d.get("contexts") or [])), 0)
-    path = files[home].path
+    changes = [(files[index], dump(data)) for index, data in sorted(datas.items())]
+    home = effective_view(files)["contexts"].get(new["contexts"][0]["name"])
+    path = files[home.index].path if home is not None else default_path(paths)
     if not changes:
         return WriteResult(path, changed=False)
     backups = _replace_all(changes)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import datetime
+import errno
 import ipaddress
 import json
 import os
 import ssl
 import stat
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from provisioner import kubeconfig
-from provisioner.errors import KubeconfigError
+from provisioner.errors import KubeconfigConflict, KubeconfigError, LocalFileError
 from tests.unit.fakes import ADMIN_KUBECONFIG
 
 KUBEADM_ADMIN = """apiVersion: v1
@@ -190,6 +192,191 @@ def test_default_path_follows_the_kubeconfig_variable_as_kubectl_does(monkeypatc
     assert kubeconfig.kubeconfig_files(tmp_path / "c") == [tmp_path / "c"]  # --out: that file alone
     monkeypatch.delenv("KUBECONFIG")
     assert kubeconfig.default_path() == Path("~/.kube/config").expanduser()
+
+
+# --- merge conflicts and several kubeconfig files ------------------------------------------------
+
+SERVER = "https://192.0.2.10:6443"
+
+
+def _homelab(server: str = SERVER, context_name: str | None = None) -> object:
+    return kubeconfig.rewrite(ADMIN_KUBECONFIG, cluster_name="homelab", server=server, context_name=context_name)
+
+
+def _config(*, current: str = "", clusters: dict[str, tuple[str, str]] | None = None, users: dict[str, str] | None = None,
+            contexts: dict[str, tuple[str, str]] | None = None) -> str:
+    """A kubeconfig: clusters name -> (server, CA data), users name -> token, contexts name -> (cluster, user)."""
+    data: dict[str, object] = {"apiVersion": "v1", "kind": "Config"}
+    if current:
+        data["current-context"] = current
+    data["clusters"] = [{"name": n, "cluster": {"server": s, "certificate-authority-data": ca}} for n, (s, ca) in (clusters or {}).items()]
+    data["users"] = [{"name": n, "user": {"token": t}} for n, t in (users or {}).items()]
+    data["contexts"] = [{"name": n, "context": {"cluster": c, "user": u}} for n, (c, u) in (contexts or {}).items()]
+    return json.dumps(data, indent=1) + "\n"  # JSON is YAML
+
+
+def _files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_cluster_of_the_same_name_on_another_server_is_refused_naming_every_context_that_uses_it(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    text = _config(current="ops", clusters={"homelab": ("https://elsewhere:6443", "Q0EK")}, users={"homelab": "t", "ops": "o"},
+                   contexts={"homelab": ("homelab", "homelab"), "ops": ("homelab", "ops")})
+    path.write_text(text)
+    with pytest.raises(KubeconfigConflict) as raised:
+        kubeconfig.merge_file(path, _homelab(), set_current=False)
+    lines = raised.value.lines()
+    assert lines[0] == f'{path}: cluster "homelab" already points to https://elsewhere:6443 (another server); used by contexts homelab, ops'
+    assert lines[1] == f'{path}: user "homelab" already holds other credentials; used by context homelab'
+    assert "--replace" in lines[-1] and raised.value.exit_code == 2
+    assert path.read_text() == text and _files_in(tmp_path) == ["config"]  # untouched, no backup
+
+
+def test_replace_overwrites_the_conflicting_entries_and_keeps_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(_config(current="ops", clusters={"homelab": ("https://elsewhere:6443", "Q0EK")}, users={"homelab": "t", "ops": "o"},
+                            contexts={"homelab": ("homelab", "homelab"), "ops": ("homelab", "ops")}))
+    result = kubeconfig.merge_file(path, _homelab(), set_current=False, replace=True)
+    merged = kubeconfig.parse(path.read_text())
+    assert result.changed and result.backup is not None
+    assert [(c["name"], c["cluster"]["server"]) for c in merged["clusters"]] == [("homelab", SERVER)]
+    assert [u["name"] for u in merged["users"]] == ["homelab", "ops"] and merged["users"][1]["user"] == {"token": "o"}
+    assert merged["current-context"] == "ops"
+
+
+def test_the_same_server_with_another_ca_is_refused_too(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(_config(clusters={"homelab": (SERVER, "T1RIRVIK")}))
+    with pytest.raises(KubeconfigConflict, match="the same server with another certificate authority"):
+        kubeconfig.merge_file(path, _homelab(), set_current=False)
+
+
+def test_a_user_of_the_same_name_used_by_another_clusters_context_is_never_repointed(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(_config(clusters={"homelab": (SERVER, "Q0EK"), "work": ("https://work:6443", "V09SSwo=")}, users={"homelab": "shared"},
+                            contexts={"work": ("work", "homelab")}))
+    with pytest.raises(KubeconfigConflict) as raised:
+        kubeconfig.merge_file(path, _homelab(), set_current=False)
+    assert raised.value.problems == [f'{path}: user "homelab" already holds other credentials; used by context work']
+
+
+def test_a_context_of_the_same_name_for_another_cluster_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(_config(clusters={"work": ("https://work:6443", "V09SSwo=")}, users={"work": "w"}, contexts={"home": ("work", "work")}))
+    with pytest.raises(KubeconfigConflict) as raised:
+        kubeconfig.merge_file(path, _homelab(context_name="home"), set_current=False)
+    assert raised.value.problems == [f'{path}: context "home" already uses cluster "work" and user "work"']
+
+
+def test_a_rerun_with_renewed_credentials_merges_silently_and_keeps_the_contexts_namespace(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    assert kubeconfig.merge_file(path, _homelab(), set_current=False).changed
+    renewed = kubeconfig.parse(path.read_text())
+    renewed["users"][0]["user"]["client-key-data"] = "T0xES0VZCg=="
+    renewed["contexts"][0]["context"]["namespace"] = "apps"
+    path.write_text(kubeconfig.dump(renewed))
+    result = kubeconfig.merge_file(path, _homelab(), set_current=False)
+    merged = kubeconfig.parse(path.read_text())
+    assert result.changed
+    assert merged["users"][0]["user"]["client-key-data"] == "S0VZCg=="
+    assert merged["contexts"][0]["context"] == {"cluster": "homelab", "user": "homelab", "namespace": "apps"}
+
+
+def test_with_several_files_entries_are_rewritten_where_they_are_and_new_ones_go_to_the_first_existing_file(tmp_path: Path) -> None:
+    first, second, missing = tmp_path / "first", tmp_path / "second", tmp_path / "missing"
+    first.write_text(_config(current="work", clusters={"work": ("https://work:6443", "V09SSwo=")}, users={"work": "w"},
+                             contexts={"work": ("work", "work")}))
+    second.write_text(_config(clusters={"homelab": (SERVER, "Q0EK")}, users={"homelab": "old"}, contexts={"homelab": ("homelab", "homelab")}))
+    before_first = first.read_text()
+    result = kubeconfig.merge_files([missing, first, second], _homelab(), set_current=False)
+    assert result.files == (second,) and result.path == second
+    assert first.read_text() == before_first and not missing.exists()
+    assert kubeconfig.parse(second.read_text())["users"][0]["user"]["client-key-data"] == "S0VZCg=="
+    result = kubeconfig.merge_files([missing, first, second], kubeconfig.rewrite(
+        ADMIN_KUBECONFIG, cluster_name="lab", server="https://192.0.2.20:6443"), set_current=False)
+    assert result.files == (first,)
+    assert [c["name"] for c in kubeconfig.parse(first.read_text())["contexts"]] == ["work", "lab"]
+    assert kubeconfig.parse(first.read_text())["current-context"] == "work"
+
+
+def test_with_several_files_the_effective_current_context_changes_only_with_set_current(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text(_config())  # exists, sets no current-context
+    second.write_text(_config(current="work", clusters={"work": ("https://work:6443", "V09SSwo=")}, users={"work": "w"},
+                              contexts={"work": ("work", "work")}))
+    kubeconfig.merge_files([first, second], _homelab(), set_current=False)
+    loaded = [kubeconfig.LoadedFile(p, p.read_text(), kubeconfig.parse(p.read_text()), True) for p in (first, second)]
+    assert kubeconfig.effective_current_context(loaded) == "work"
+    assert "current-context" not in kubeconfig.parse(first.read_text())
+    kubeconfig.merge_files([first, second], _homelab(), set_current=True)
+    loaded = [kubeconfig.LoadedFile(p, p.read_text(), kubeconfig.parse(p.read_text()), True) for p in (first, second)]
+    assert kubeconfig.effective_current_context(loaded) == "homelab"
+    assert kubeconfig.parse(second.read_text())["current-context"] == "work"  # the other file is left alone
+
+
+def test_a_conflict_in_a_later_file_is_found_and_named_with_that_file(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text(_config())
+    second.write_text(_config(clusters={"homelab": ("https://elsewhere:6443", "Q0EK")}))
+    with pytest.raises(KubeconfigConflict, match=f"^{second}: cluster"):
+        kubeconfig.merge_files([first, second], _homelab(), set_current=False)
+
+
+@pytest.mark.parametrize("failing", ["mkstemp", "fsync", "replace"])
+def test_a_failed_merge_write_is_one_file_error_and_leaves_the_file_and_no_backup_or_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    path = tmp_path / "config"
+    path.write_text(EXISTING)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile if failing == "mkstemp" else os, failing, fail)
+    with pytest.raises(LocalFileError) as raised:
+        kubeconfig.merge_file(path, _homelab(), set_current=False, replace=True)
+    assert str(raised.value) == f"{path}: cannot write: read-only file system"
+    assert raised.value.exit_code == 1
+    assert path.read_text() == EXISTING and _files_in(tmp_path) == ["config"]
+
+
+def test_when_the_second_file_cannot_be_written_the_first_is_put_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text(_config(current="work"))
+    second_text = _config(users={"homelab": "old"}, contexts={"homelab": ("homelab", "homelab")})
+    second.write_text(second_text)
+    before = first.read_text()
+    real_replace = os.replace
+
+    def replace(source: object, target: object) -> None:
+        if Path(str(target)) == second:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(LocalFileError, match=f"^{second}: cannot write: no space left on device$"):
+        kubeconfig.merge_files([first, second], _homelab(), set_current=False, replace=True)
+    assert first.read_text() == before and second.read_text() == second_text
+    assert _files_in(tmp_path) == ["first", "second"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only file")
+def test_a_read_only_file_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(EXISTING)
+    path.chmod(0o400)
+    with pytest.raises(LocalFileError, match="the file is read-only"):
+        kubeconfig.merge_file(path, _homelab(), set_current=False, replace=True)
+    assert _files_in(tmp_path) == ["config"]
+
+
+def test_a_target_under_a_regular_file_or_a_directory_target_is_a_file_error(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(LocalFileError, match="is not a directory"):
+        kubeconfig.write_file(tmp_path / "plain" / "sub" / "config", _homelab())
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(LocalFileError, match="it is a directory"):
+        kubeconfig.merge_file(tmp_path / "folder", _homelab(), set_current=False)
 
 
 # --- the TLS check against a real HTTPS server on loopback ----------------------------------------
