@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from provisioner.cli import main
+from provisioner.entry import run
 
-main()
+run()

@@ -1,4 +1,10 @@
-"""Command line: turns flags into options, calls one action of the core, renders its outcome."""
+"""Command line: turns flags into options, calls one action of the core, renders its outcome.
+
+Exit codes: 0 success; 1 a host, the cluster or a local file failed; 2 bad inventory or flags, or
+a kubeconfig merge refused for entries of another cluster (``--replace``); 70 an unexpected error
+(a bug); 130 interrupted (SIGINT), 143 terminated (SIGTERM) — see ``provisioner.entry``.
+With ``--output json`` stdout carries only JSON, errors included.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import click
 from rich.console import Console
 
 from provisioner import __version__, actions, report, runlog
+from provisioner.entry import json_requested
 from provisioner.errors import ProvisionerError
 from provisioner.inventory import load_inventory
 from provisioner.phases import Options
@@ -76,8 +83,12 @@ def _kubeconfig_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "--out", "kubeconfig_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
         help="Where to write the kubeconfig (default ./<cluster>.kubeconfig, or with --merge $KUBECONFIG / ~/.kube/config).",
     )(command)
+    command = click.option(
+        "--replace", is_flag=True,
+        help="With --merge: overwrite entries of the same names that belong to another server, CA or credentials.",
+    )(command)
     command = click.option("--set-current", is_flag=True, help="With --merge: make the cluster's context the current one.")(command)
-    command = click.option("--merge", is_flag=True, help="Merge into an existing kubeconfig (backed up first) instead of writing a new file.")(command)
+    command = click.option("--merge", is_flag=True, help="Merge into your kubeconfig ($KUBECONFIG's files as kubectl reads them, backed up first) instead of writing a new file.")(command)
     return command
 
 
@@ -94,20 +105,33 @@ class Session:
     def reporter(self) -> SilentReporter:
         return SilentReporter() if self.output == "json" else LiveReporter(self.err)
 
-    def fail(self, error: BaseException) -> int:
-        """Print ``error`` as one red line per problem; return the exit code."""
+    def fail(self, error: BaseException, *, printed: bool = False) -> int:
+        """Print ``error`` as one red line per problem (and, with ``--output json``, as JSON on stdout
+        unless ``printed`` says the outcome already went there); return the exit code."""
         if isinstance(error, ProvisionerError):
             log.error("%s", error)
-            for line in error.lines():
-                self.err.print(f"[red]error:[/] {report.escape(line)}")
-            code = error.exit_code
+            kind, lines, code = type(error).__name__, error.lines(), error.exit_code
+            prefix = "error:"
         else:
             log.error("unexpected error\n%s", traceback.format_exc())
-            self.err.print(f"[red]internal error:[/] {report.escape(repr(error))} (details in the log)")
-            code = 70
+            kind, lines, code = "internal", [f"{error!r} (details in the log)"], 70
+            prefix = "internal error:"
+        if self.output == "json":
+            if not printed:
+                self.emit({"ok": False, "error": {"type": kind, "lines": lines}, "exit_code": code})
+            for line in lines:
+                click.echo(f"{prefix} {line}", err=True)
+        else:
+            for line in lines:
+                self.err.print(f"[red]{prefix}[/] {report.escape(line)}")
         if self.debug:
-            self.err.print(report.escape("".join(traceback.format_exception(error))))
+            click.echo("".join(traceback.format_exception(error)), err=True)
         return code
+
+    def emit(self, data: dict[str, Any]) -> None:
+        """``data`` as plain JSON on stdout (never styled, whatever the terminal says), with the log."""
+        data.setdefault("log", str(self.log_path))
+        click.echo(json.dumps(data, indent=2))
 
     def finish(self, code: int) -> None:
         if self.output != "json":
@@ -130,7 +154,27 @@ def _run(action: str, ctx: click.Context, debug: bool | None, log_file: Path | N
     session.finish(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Shell(click.Group):
+    """The root group: with ``--output json`` a usage error is JSON on stdout too (same exit code)."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or not json_requested(argv):
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            return super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as error:
+            code, lines = error.exit_code, [error.format_message()]
+        except click.Abort:
+            code, lines = 1, ["aborted"]
+        click.echo(json.dumps({"ok": False, "error": {"type": "UsageError", "lines": lines}, "exit_code": code}, indent=2))
+        for line in lines:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(code)
+
+
+@click.group(cls=Shell, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="provisioner")
 @click.option("--debug", is_flag=True, help="Show tracebacks and every log line on stderr.")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the run log here.")
@@ -146,13 +190,13 @@ def main(debug: bool, log_file: Path | None) -> None:
 @_output_option
 @_common
 @click.pass_context
-def up(ctx: click.Context, inventory_path: Path, concurrency: int, timeout: float, merge: bool, set_current: bool,
+def up(ctx: click.Context, inventory_path: Path, concurrency: int, timeout: float, merge: bool, set_current: bool, replace: bool,
        kubeconfig_out: Path | None, context_name: str | None, output: str, debug: bool | None, log_file: Path | None) -> None:
     """Build the cluster, or converge it: only new or broken hosts are touched."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
-        options = Options(concurrency=concurrency, timeout=timeout, merge=merge, set_current=set_current,
+        options = Options(concurrency=concurrency, timeout=timeout, merge=merge, set_current=set_current, replace=replace,
                           kubeconfig_out=kubeconfig_out, context_name=context_name)
         outcome = actions.up(inventory, options, reporter=session.reporter())
         return _finish(session, outcome, report.up_text, report.up_json)
@@ -187,10 +231,8 @@ def status(ctx: click.Context, inventory_path: Path, output: str, debug: bool | 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
         outcome = actions.status(inventory, reporter=SilentReporter())
-        code = _finish(session, outcome, report.status_text, report.status_json)
-        if code == 0 and not report.all_ready(outcome.context):
-            code = 1
-        return code
+        return _finish(session, outcome, report.status_text, report.status_json,
+                       code_if_ok=0 if report.all_ready(outcome.context) else 1)
 
     _run("status", ctx, debug, log_file, output, body)
 
@@ -201,30 +243,34 @@ def status(ctx: click.Context, inventory_path: Path, output: str, debug: bool | 
 @_output_option
 @_common
 @click.pass_context
-def kubeconfig(ctx: click.Context, inventory_path: Path, merge: bool, set_current: bool, kubeconfig_out: Path | None,
+def kubeconfig(ctx: click.Context, inventory_path: Path, merge: bool, set_current: bool, replace: bool, kubeconfig_out: Path | None,
                context_name: str | None, output: str, debug: bool | None, log_file: Path | None) -> None:
     """Fetch the admin kubeconfig, point it at the API endpoint, write or merge it."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
-        options = Options(merge=merge, set_current=set_current, kubeconfig_out=kubeconfig_out, context_name=context_name)
+        options = Options(merge=merge, set_current=set_current, replace=replace, kubeconfig_out=kubeconfig_out,
+                          context_name=context_name)
         outcome = actions.kubeconfig(inventory, options, reporter=SilentReporter())
         return _finish(session, outcome, report.kubeconfig_text, report.kubeconfig_json)
 
     _run("kubeconfig", ctx, debug, log_file, output, body)
 
 
-def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None], as_json: Callable[..., dict[str, Any]]) -> int:
+def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None], as_json: Callable[..., dict[str, Any]],
+            code_if_ok: int = 0) -> int:
     """Render the outcome (summary even on failure), then the error; return the exit code."""
+    error = outcome.error
     if session.output == "json":
         data = as_json(outcome.context)
         data["ok"] = outcome.ok
-        data["errors"] = outcome.error.lines() if outcome.error else []
-        data["log"] = str(session.log_path)
-        session.out.print_json(json.dumps(data))
-        return outcome.error.exit_code if outcome.error else 0
-    text(session.out, outcome.context, outcome.error)
-    return session.fail(outcome.error) if outcome.error else 0
+        data["errors"] = error.lines() if error else []
+        data["error"] = {"type": type(error).__name__, "lines": error.lines()} if error else None
+        data["exit_code"] = error.exit_code if error else code_if_ok
+        session.emit(data)
+        return session.fail(error, printed=True) if error else code_if_ok
+    text(session.out, outcome.context, error)
+    return session.fail(error) if error else code_if_ok
 
 
 @main.command("vagrant-inventory")
@@ -238,10 +284,11 @@ def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None
 @click.option("--distribution", type=click.Choice(["k3s", "kubeadm"]), default="k3s", show_default=True)
 @click.option("--version", "version", default=None, help='k3s version (default: channel stable) or kubeadm minor/version (default "1.31").')
 @click.option("--server", "servers", multiple=True, help="Machines that are servers (default: those named controller*).")
+@_output_option
 @_common
 @click.pass_context
 def vagrant_inventory(ctx: click.Context, out: Path, folder: Path, network: str, cluster_name: str, distribution: str,
-                      version: str | None, servers: tuple[str, ...], debug: bool | None, log_file: Path | None) -> None:
+                      version: str | None, servers: tuple[str, ...], output: str, debug: bool | None, log_file: Path | None) -> None:
     """Write an inventory for the running Vagrant lab (private addresses, interfaces, host keys)."""
 
     def body(session: Session) -> int:
@@ -252,11 +299,15 @@ def vagrant_inventory(ctx: click.Context, out: Path, folder: Path, network: str,
             folder, out, network=network, cluster_name=cluster_name, distribution=distribution,
             version=wanted, servers=servers,
         )
+        if session.output == "json":
+            session.emit({"ok": True, "inventory": str(inventory), "known_hosts": str(known_hosts),
+                          "machines": [m.name for m in machines], "error": None, "exit_code": 0})
+            return 0
         session.out.print(f"inventory: {inventory} ({len(machines)} machines)\nknown_hosts: {known_hosts}")
         session.out.print(f"next: provisioner up -i {inventory}")
         return 0
 
-    _run("vagrant-inventory", ctx, debug, log_file, "text", body)
+    _run("vagrant-inventory", ctx, debug, log_file, output, body)
 
 
 main.add_command(

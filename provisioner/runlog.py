@@ -29,10 +29,12 @@ def default_log_path(action: str) -> Path:
 
 
 _handlers: list[logging.Handler] = []
+_path: Path | None = None
 
 
 def start(action: str, log_file: Path | None = None, *, debug: bool = False) -> Path:
     """Send the ``provisioner`` loggers to a new 0600 log file (and to stderr with ``debug``)."""
+    global _path
     stop()
     path = log_file or default_log_path(action)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -56,11 +58,25 @@ def start(action: str, log_file: Path | None = None, *, debug: bool = False) -> 
         for h in _handlers:
             logging.getLogger(noisy).addHandler(h)
     logger.info("provisioner %s started: %s", action, " ".join(_safe_argv()))
+    _path = path
+    return path
+
+
+def end_interrupted(signal_name: str, exit_code: int) -> Path | None:
+    """Write the last line of an interrupted run (signal and exit code), close the log, return its
+    path; nothing when no run log is open (an interrupt during start-up)."""
+    path = _path
+    if path is None:
+        return None
+    logging.getLogger("provisioner").warning("interrupted by %s; exit code %d", signal_name, exit_code)
+    stop()
     return path
 
 
 def stop() -> None:
     """Detach and close this process's run-log handlers."""
+    global _path
+    _path = None
     for handler in _handlers:
         for name in ("provisioner", "paramiko", "invoke", "fabric"):
             logging.getLogger(name).removeHandler(handler)
