@@ -132,8 +132,6 @@ def check_writable(path: Path) -> None:
     a folder that is not a directory, is read-only or is on a read-only file system."""
     if path.is_dir():
         raise LocalFileError(str(path), "cannot write: it is a directory")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise LocalFileError(str(path), "cannot write: the file is read-only")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -141,6 +139,8 @@ def check_writable(path: Path) -> None:
         raise LocalFileError(str(path), f"cannot write: {folder} is not a directory")
     if os.statvfs(folder).f_flag & os.ST_RDONLY:
         raise LocalFileError(str(path), f"cannot write: {folder} is on a read-only file system")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise LocalFileError(str(path), "cannot write: the file is read-only")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise LocalFileError(str(path), f"cannot write: the directory {folder} is read-only for this user")
 
