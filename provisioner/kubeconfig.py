@@ -3,8 +3,10 @@
 The server's admin kubeconfig points at 127.0.0.1 and names everything ``default`` (k3s) or
 ``kubernetes``/``kubernetes-admin`` (kubeadm). ``rewrite`` parses it (no string replacement),
 points it at the API endpoint and names cluster, user and context after the cluster, so configs of
-several clusters can live side by side. ``merge_file`` keeps every other entry, the comments and
-the order of an existing file, and refuses a corrupt file without touching it.
+several clusters can live side by side. ``merge_files`` keeps every other entry, the comments and
+the order of existing files, follows kubectl's rules for several ``$KUBECONFIG`` files, refuses a
+corrupt file or entries of the same names that belong to another cluster (``KubeconfigConflict``,
+unless ``replace``) without touching anything, and writes all or nothing (``LocalFileError``).
 """
 
 from __future__ import annotations
