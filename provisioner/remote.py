@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +69,24 @@ class HistoryEntry:
     duration: float = 0.0
 
 
+class HeldCommand:
+    """A command left running on a host (e.g. one holding a lock) until ``release``.
+
+    ``ready`` says whether it printed its ready marker; ``output`` is what it printed until then
+    (or until it ended).
+    """
+
+    def __init__(self, ready: bool, output: str, release: Callable[[], None]) -> None:
+        self.ready = ready
+        self.output = output
+        self._release = release
+
+    def release(self) -> None:
+        """End the command (its stdin closes); safe to call twice."""
+        release, self._release = self._release, lambda: None
+        release()
+
+
 @dataclass
 class Remote(ABC):
     """A host we can run commands on. Subclasses provide the four primitives below."""
@@ -94,6 +113,15 @@ class Remote(ABC):
 
     def close(self) -> None:
         """Release the connection."""
+
+    def hold(self, command: str, *, ready: str, timeout: float) -> HeldCommand:
+        """Start ``command`` as root and leave it running with its stdin open until released.
+
+        Returns once it prints a line starting with ``ready`` (``HeldCommand.ready``), or ends,
+        or ``timeout`` seconds pass (then it is ended). The command ends at the latest when this
+        connection does.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot hold a command")
 
     # --- the interface ------------------------------------------------------------------
     def run(
@@ -285,6 +313,58 @@ class SSHRemote(Remote):
     def _download(self, path: str) -> str:
         result = self.sudo(f"cat {shlex.quote(path)}", secret_output=True)
         return result.stdout
+
+    def hold(self, command: str, *, ready: str, timeout: float) -> HeldCommand:
+        """An exec channel of its own whose stdin stays open: when this process dies, the TCP
+        connection closes, sshd closes the channel and the command sees end-of-file."""
+        wrapped = f"sh -c {shlex.quote(command)}"
+        password = None
+        if not self.is_root:
+            if self._sudo_password is None:
+                wrapped = f"sudo -n -- {wrapped}"
+            else:  # the password is the first line on stdin; the command ignores its stdin
+                wrapped = f"sudo -S -p '' -- {wrapped}"
+                password = self._sudo_password.reveal()
+        transport = self._conn.transport
+        if transport is None or not transport.is_active():
+            raise ConnectError(self.name, "the SSH connection is closed")
+        started = time.monotonic()
+        channel = transport.open_session(timeout=timeout)
+        channel.settimeout(1.0)
+        channel.exec_command(wrapped)
+        if password is not None:
+            channel.sendall((password + "\n").encode())
+        output = ""
+        is_ready = False
+        while time.monotonic() - started < timeout:
+            try:
+                chunk = channel.recv(4096)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            output += chunk.decode(errors="replace")
+            if any(line.startswith(ready) for line in output.splitlines()):
+                is_ready = True
+                break
+        if not is_ready and channel.exit_status_ready():
+            try:
+                output += channel.makefile_stderr("r").read().decode(errors="replace")
+            except (OSError, EOFError):
+                pass
+
+        def release() -> None:
+            try:
+                channel.shutdown_write()
+                channel.close()
+            except (OSError, EOFError):
+                pass
+
+        if not is_ready:
+            release()
+        self.history.append(HistoryEntry("hold", REDACTOR.redact(command.splitlines()[0]), 0 if is_ready else 1,
+                                         time.monotonic() - started))
+        return HeldCommand(is_ready, REDACTOR.redact(output), release)
 
     def close(self) -> None:
         try:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from provisioner.remote import Remote
+from provisioner.remote import HeldCommand, Remote
 
 Answer = tuple[int, str, str]
 Handler = Callable[["FakeRemote", str], Answer]
@@ -42,6 +42,8 @@ class FakeRemote(Remote):
         self.uploads: list[str] = []
         self.strict = strict
         self.closed = False
+        self.held: list[str] = []
+        self.released: list[str] = []
         self._rules: list[_Rule] = []
 
     def on(
@@ -85,6 +87,13 @@ class FakeRemote(Remote):
 
             raise RemoteCommandError(self.name, f"cat {path}", 1, f"cat: {path}: No such file or directory")
         return self.files[path].decode()
+
+    def hold(self, command: str, *, ready: str, timeout: float) -> HeldCommand:
+        """Answered by the rules like a command; ``released`` lists what was released."""
+        code, out, err = self._execute(command, as_root=True, timeout=timeout)
+        is_ready = code == 0 and any(line.startswith(ready) for line in out.splitlines())
+        self.held.append(command)
+        return HeldCommand(is_ready, out + err, lambda: self.released.append(command))
 
     def close(self) -> None:
         self.closed = True
