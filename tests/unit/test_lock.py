@@ -104,7 +104,9 @@ def test_local_lock_path_differs_per_inventory_file(tmp_path: Path) -> None:
 
 def _start_script(directory: Path, holder: Holder, wait: float = 0) -> subprocess.Popen[str]:
     script = remote_lock_script(holder, wait=wait, directory=str(directory))
-    return subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        ["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def test_cluster_lock_script_holds_while_stdin_is_open(tmp_path: Path) -> None:
@@ -132,7 +134,7 @@ def test_cluster_lock_script_is_released_when_its_holder_is_killed(tmp_path: Pat
     directory = tmp_path / "lockdir"
     first = _start_script(directory, OTHER)
     assert first.stdout is not None and first.stdout.readline().strip() == LOCKED_MARK
-    os.kill(first.pid, signal.SIGKILL)
+    os.killpg(first.pid, signal.SIGKILL)  # the shell and its `cat`, as when sshd ends the session
     first.wait(timeout=10)
     second = _start_script(directory, ME)
     assert second.stdout is not None and second.stdout.readline().strip() == LOCKED_MARK
