@@ -42,7 +42,7 @@ class Origin:
         return f"{self.file}:{self.line}" if self.line is not None else self.file
 
     def __str__(self) -> str:
-        return f"{self.place} ({self.scope})"
+        return f"{self.place}, {self.scope}"
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from provisioner.inventory import is_address, is_ip
 
 _K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+(-rc\d+)?\+k3s\d+$")
 _FIRST_SERVER_TEMPLATE = re.compile(r"""groups\[\s*['"](server|master)['"]\s*\]\s*\[\s*0\s*\]""")
+_INVENTORY_HOSTNAME = re.compile(r"\{\{\s*inventory_hostname\s*\}\}")
 _HOST_FLAGS = {"node-ip": "node_ip", "flannel-iface": "flannel_iface", "node-name": "name"}
 SERVER_GROUPS = ("server", "master")
 AGENT_GROUPS = ("agent", "node")
@@ -97,9 +98,10 @@ def import_k3s_ansible(path: Path, *, name: str | None = None) -> ImportResult:
         flags, flag_vars = _host_flags(resolved, host, role)
         moved, flags = _take_host_flags(resolved, flags, flag_vars)
         draft_name = Sourced(node_name(host, notes, where), f"host in group {server_group if role == 'server' else agent_group}")
-        if "name" in moved:
-            draft_name = moved.pop("name")
-        elif is_ip(host):
+        given = moved.pop("name", None)
+        if given is not None and given.value != host:
+            draft_name = given
+        elif given is None and is_ip(host):
             notes.append(Note(host, where, "named by its address: k3s-ansible let k3s name the node after the machine's "
                               "hostname, the provisioner names it after the inventory; on an existing cluster, rename the host "
                               "to its current node name before `up`"))
@@ -214,7 +216,10 @@ def _host_flags(resolved: Resolved, host: str, role: str) -> tuple[list[str], li
     flags: list[str] = []
     used: list[Var] = []
     resolved.get(host, "extra_server_args", "extra_agent_args", "server_config_yaml", "agent_config_yaml")
-    if (var := resolved.usable(resolved.get(host, f"extra_{role}_args"), f"cluster.{role}_args")) is not None:
+    var = resolved.get(host, f"extra_{role}_args")
+    if var is not None and isinstance(var.value, str):  # the one magic variable worth knowing here
+        var = Var(var.name, _INVENTORY_HOSTNAME.sub(host, var.value), var.origin)
+    if (var := resolved.usable(var, f"cluster.{role}_args")) is not None:
         try:
             flags += split_flags(str(var.value))
             used.append(var)

@@ -310,15 +310,20 @@ def _ssh_args(resolved: Resolved, var: Var) -> dict[str, Any]:
 
 
 def split_ssh(draft: Draft, per_host: dict[str, dict[str, Sourced]]) -> None:
-    """Settings every host shares go to the file's ``ssh``; the others stay on their hosts."""
+    """A setting every host has goes to the file's ``ssh`` with its most common value (the first
+    host's on a tie); hosts with another value, or where not every host has it, keep their own."""
     hosts = list(per_host)
     keys = sorted({k for values in per_host.values() for k in values})
     for key in keys:
         values = [per_host[h].get(key) for h in hosts]
-        if all(v is not None for v in values) and len({repr(v.value) for v in values if v is not None}) == 1:
-            draft.ssh[key] = values[0]  # type: ignore[assignment]
-            for host in hosts:
-                per_host[host].pop(key, None)
+        if any(v is None for v in values):
+            continue  # a host without it falls back to defaults: the others keep theirs
+        counts = Counter(repr(v.value) for v in values if v is not None)
+        common = max(counts, key=lambda r: (counts[r], -[repr(v.value) for v in values if v].index(r)))
+        draft.ssh[key] = next(v for v in values if v is not None and repr(v.value) == common)
+        for host in hosts:
+            if repr(per_host[host][key].value) == common:
+                per_host[host].pop(key)
     for draft_host in draft.hosts:
         draft_host.ssh = per_host.get(draft_host.name.value, {})
 
