@@ -100,7 +100,7 @@ def import_k3s_ansible(path: Path, *, name: str | None = None) -> ImportResult:
         draft_name = Sourced(node_name(host, notes, where), f"host in group {server_group if role == 'server' else agent_group}")
         given = moved.pop("name", None)
         if given is not None and given.value != host:
-            draft_name = given
+            draft_name = Sourced(node_name(str(given.value), notes, given.source or where), given.source)
         elif given is None and is_ip(host):
             notes.append(Note(host, where, "named by its address: k3s-ansible let k3s name the node after the machine's "
                               "hostname, the provisioner names it after the inventory; on an existing cluster, rename the host "
