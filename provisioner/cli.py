@@ -317,3 +317,104 @@ main.add_command(
         help="On-machine test lab: systemd-nspawn hosts and a k3s stand-in (testing only).",
     )
 )
+
+
+# --- import / export: other tools' inventories ----------------------------------------------
+
+
+def _out_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--force", is_flag=True, help="Overwrite --out if it exists.")(command)
+    command = click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                           help="Write the inventory here (atomically) instead of to stdout.")(command)
+    return command
+
+
+def _emit(session: Session, text: str, notes: list[Any], out: Path | None, force: bool) -> int:
+    """The inventory to ``out`` or stdout; each note as one warning line on stderr (json: one object)."""
+    from provisioner.importers.output import write_inventory
+
+    if out is not None:
+        write_inventory(out, text, force=force)
+    if session.output == "json":
+        session.out.print_json(json.dumps({
+            "ok": True, "out": str(out) if out else None, "inventory": None if out else text,
+            "warnings": [str(n) for n in notes],
+        }))
+        return 0
+    for note in notes:
+        session.err.print(f"[yellow]warning:[/] {report.escape(str(note))}")
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        session.err.print(f"wrote {report.escape(str(out))} ({len(notes)} warning(s)); next: provisioner plan -i {report.escape(str(out))}")
+    return 0
+
+
+@main.group("import")
+def import_() -> None:
+    """Write a provisioner inventory from a k3s-ansible or kubespray inventory."""
+
+
+@import_.command("k3s-ansible")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", "cluster_name", default=None, help="Cluster name (default: cluster_context, else k3s-ansible).")
+@_out_options
+@_output_option
+@_common
+@click.pass_context
+def import_k3s_ansible(ctx: click.Context, file: Path, cluster_name: str | None, out: Path | None, force: bool,
+                       output: str, debug: bool | None, log_file: Path | None) -> None:
+    """FILE: a k3s-ansible inventory (YAML, INI or ansible-inventory --list JSON)."""
+
+    def body(session: Session) -> int:
+        from provisioner.importers.k3s_ansible import import_k3s_ansible as convert
+
+        result = convert(file, name=cluster_name)
+        return _emit(session, result.text, result.notes, out, force)
+
+    _run("import", ctx, debug, log_file, output, body)
+
+
+@import_.command("kubespray")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", "cluster_name", default=None, help="Cluster name (default: the inventory's folder name).")
+@click.option("--version", "version", default=None, help="Kubernetes version when kube_version is not set, e.g. 1.31.4.")
+@_out_options
+@_output_option
+@_common
+@click.pass_context
+def import_kubespray(ctx: click.Context, file: Path, cluster_name: str | None, version: str | None, out: Path | None,
+                     force: bool, output: str, debug: bool | None, log_file: Path | None) -> None:
+    """FILE: a kubespray inventory (INI, YAML or ansible-inventory --list JSON); group_vars/ next to it are read."""
+
+    def body(session: Session) -> int:
+        from provisioner.importers.kubespray import import_kubespray as convert
+
+        result = convert(file, name=cluster_name, version=version)
+        return _emit(session, result.text, result.notes, out, force)
+
+    _run("import", ctx, debug, log_file, output, body)
+
+
+@main.group("export")
+def export() -> None:
+    """Write the inventory back in another tool's format (no lock-in)."""
+
+
+@export.command("ansible")
+@_inventory_option
+@_out_options
+@_output_option
+@_common
+@click.pass_context
+def export_ansible(ctx: click.Context, inventory_path: Path, out: Path | None, force: bool, output: str,
+                   debug: bool | None, log_file: Path | None) -> None:
+    """A k3s-ansible inventory (YAML) for a k3s inventory."""
+
+    def body(session: Session) -> int:
+        from provisioner.importers.export import export_k3s_ansible
+
+        text, notes = export_k3s_ansible(load_inventory(inventory_path, check_files=False), str(inventory_path))
+        return _emit(session, text, notes, out, force)
+
+    _run("export", ctx, debug, log_file, output, body)

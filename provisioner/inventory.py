@@ -316,6 +316,8 @@ def parse_inventory(
     text: str, source: str = "<inventory>", *, base_dir: Path | None = None, check_files: bool = True
 ) -> Inventory:
     """Validate inventory YAML text; see ``load_inventory``."""
+    if not re.search(r"^cluster:", text, re.MULTILINE):
+        _refuse_ansible_inventory(text, source)
     yaml = YAML(typ="rt")
     try:
         data = yaml.load(text)
@@ -343,6 +345,15 @@ def parse_inventory(
     if problems:
         raise InventoryError(problems)
     return inventory
+
+
+def _refuse_ansible_inventory(text: str, source: str) -> None:
+    """An Ansible inventory given as ``-i``: one line naming the import command that converts it."""
+    from provisioner.importers.sniff import ansible_hint
+
+    hint = ansible_hint(text, source)
+    if hint is not None:
+        raise InventoryError([Problem("", hint, source)])
 
 
 def semantic_problems(inventory: Inventory, data: Any, source: str) -> list[Problem]:
