@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.lab import base_image, debs
-from provisioner.lab.paths import LabPaths
-from provisioner.lab.system import LabError, ensure_host_packages, file_lock, run, write_file
+from provisioner_lab import base_image, debs
+from provisioner_lab.paths import LabPaths
+from provisioner_lab.system import LabError, ensure_host_packages, file_lock, run, write_file
 
 KEY_NAME = "provisioner lab apt repository (TEST DOUBLE, lab only) <lab@provisioner.invalid>"
 KEY_FILE = "provisioner-lab-apt.asc"

@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.lab.base_image import LAB_USER
-from provisioner.lab.network import BRIDGE, NETWORK
-from provisioner.lab.passwords import set_shadow_hash
-from provisioner.lab.state import HostRecord
-from provisioner.lab.system import (
+from provisioner_lab.base_image import LAB_USER
+from provisioner_lab.network import BRIDGE, NETWORK
+from provisioner_lab.passwords import set_shadow_hash
+from provisioner_lab.state import HostRecord
+from provisioner_lab.system import (
     LabError,
     is_mountpoint,
     pid_is,

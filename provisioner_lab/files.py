@@ -1,7 +1,6 @@
 """TEST DOUBLE: the files `provisioner lab up` writes for its users (not product code).
 
-Pure functions building the inventory YAML, the known_hosts file and the ssh_config of a lab,
-plus where the k3s stand-in lives in the installed package.
+Pure functions building the inventory YAML, the known_hosts file and the ssh_config of a lab.
 """
 
 from __future__ import annotations
@@ -11,37 +10,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from provisioner.lab.state import HostRecord
+from provisioner_lab.state import HostRecord
 
 #: Environment variable the provisioner reads the sudo password from when ``ssh.user`` is not root.
 SUDO_PASSWORD_ENV = "PROVISIONER_SUDO_PASSWORD"
-#: Written into the inventory when the stand-in does not say its version (yet).
-FALLBACK_STANDIN_VERSION = "v1.31.4+k3s1"
-
-_STANDIN_VERSION_RE = re.compile(r"""^\s*STANDIN_VERSION\s*=\s*["']([^"']+)["']""", re.M)
 _PLAIN_RE = re.compile(r"^(?:[/A-Za-z][A-Za-z0-9_./+-]*|\d{1,3}(?:\.\d{1,3}){3})$")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}
-
-
-def standin_dir() -> Path:
-    """Directory of the k3s stand-in inside the installed package (may not exist yet)."""
-    return Path(__file__).resolve().parent / "standin"
-
-
-def standin_paths() -> tuple[Path, Path]:
-    """(k3s binary, install script) of the stand-in, absolute."""
-    d = standin_dir()
-    return d / "k3s", d / "k3s-install.sh"
-
-
-def standin_version(k3s: Path | None = None) -> str | None:
-    """The ``STANDIN_VERSION = "…"`` line of the stand-in k3s, or None if absent."""
-    k3s = k3s if k3s is not None else standin_paths()[0]
-    try:
-        m = _STANDIN_VERSION_RE.search(k3s.read_text(errors="replace"))
-    except OSError:
-        return None
-    return m.group(1) if m else None
 
 
 def yaml_scalar(value: str | int) -> str:
@@ -80,7 +54,7 @@ def inventory_text(
         if not package_repo:
             raise ValueError("a kubeadm inventory needs package_repo")
         lines += [
-            "# kubeadm, kubelet and kubectl here are STAND-INs for testing (provisioner/lab/standin),",
+            "# kubeadm, kubelet and kubectl here are STAND-INs for testing (provisioner_lab/standin),",
             "# served by the lab's local apt repository; containerd and runc are Debian's real packages.",
             "cluster:",
             f"  name: {q(lab)}",
@@ -92,7 +66,7 @@ def inventory_text(
         ]
     else:
         lines += [
-            "# k3s here is a STAND-IN for testing (provisioner/lab/standin), not real k3s.",
+            "# k3s here is a STAND-IN for testing (provisioner_lab/standin), not real k3s.",
             "cluster:",
             f"  name: {q(lab)}",
             "  distribution: k3s",

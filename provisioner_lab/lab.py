@@ -2,7 +2,7 @@
 
 ``Lab(name)`` brings up Debian hosts as systemd-nspawn containers on bridge br-lab, writes an
 inventory + known_hosts + ssh_config for them, reports on them and tears them down. See
-provisioner/lab/README.md for the API and the layout on disk.
+provisioner_lab/README.md for the API and the layout on disk.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from provisioner.lab import aptrepo, base_image, debs, files, nspawn, reposerver
-from provisioner.lab.network import (
+from provisioner_lab import aptrepo, base_image, debs, files, nspawn, reposerver, zipapps
+from provisioner_lab.network import (
     HOST_SIDE_ADDRESS,
     AddressRegistry,
     allocate,
     delete_bridge_if_unused,
     ensure_bridge,
 )
-from provisioner.lab.passwords import new_password, sha512_crypt
-from provisioner.lab.paths import LabPaths, check_lab_name
-from provisioner.lab.state import HostRecord, LabState, plan_new_hosts
-from provisioner.lab.system import (
+from provisioner_lab.passwords import new_password, sha512_crypt
+from provisioner_lab.paths import LabPaths, check_lab_name
+from provisioner_lab.state import HostRecord, LabState, plan_new_hosts
+from provisioner_lab.system import (
     LabError,
     check_nspawn_usable,
     ensure_host_packages,
@@ -480,14 +480,10 @@ class Lab:
                 known_hosts=Path(st.known_hosts), distribution="kubeadm", package_repo=st.package_repo,
             )
         else:
-            k3s, script = files.standin_paths()
-            version = files.standin_version(k3s)
-            for p in (k3s, script):
-                if not p.is_file():
-                    self.echo(f"warning: k3s stand-in file {p} does not exist (yet); the inventory names it anyway")
-            if version is None:
-                version = files.FALLBACK_STANDIN_VERSION
-                self.echo(f"warning: no STANDIN_VERSION in {k3s}; writing version {version}")
+            # the k3s stand-in as the hosts get it: one zipapp, built from the package's modules
+            k3s = zipapps.build_cached("k3s", self.paths.cache_root / "standin")
+            script = zipapps.install_script()
+            version = zipapps.STANDINS["k3s"].version
             inventory = files.inventory_text(
                 lab=self.name, hosts=st.hosts, version=version, k3s_binary=k3s, install_script=script,
                 user=st.user, private_key=self.key_path, known_hosts=Path(st.known_hosts),

@@ -1,7 +1,7 @@
 """TEST DOUBLE: `provisioner lab up|down|status` (not product code).
 
 Loaded lazily by provisioner/cli.py only when someone types ``provisioner lab``; product code
-never imports provisioner.lab.
+never imports provisioner_lab.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from provisioner.lab.lab import DISTRIBUTIONS, USERS, Lab, status_json
-from provisioner.lab.system import LabError
+from provisioner_lab.lab import DISTRIBUTIONS, USERS, Lab, status_json
+from provisioner_lab.system import LabError
 
 
 def _echo(msg: str) -> None:

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from provisioner.lab.system import LabError, write_file
+from provisioner_lab.system import LabError, write_file
 
 ROLES = ("server", "agent")
 

@@ -9,7 +9,7 @@ Its record ``<run root>/apt-repo-servers/<id>.json`` holds pid, port, served dir
 state files of the labs using it; ``release`` removes a lab and stops the server (by PID, comm
 checked) when none is left.
 
-Run as ``python -m provisioner.lab.reposerver --bind 10.231.0.1 --port 8181 --root DIR
+Run as ``python -m provisioner_lab.reposerver --bind 10.231.0.1 --port 8181 --root DIR
 --pid-file FILE``.
 """
 
@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from provisioner.lab.network import HOST_SIDE_ADDRESS
-from provisioner.lab.paths import LabPaths
-from provisioner.lab.system import LabError, file_lock, pid_is, read_pid, signal_if, wait_gone, write_file
+from provisioner_lab.network import HOST_SIDE_ADDRESS
+from provisioner_lab.paths import LabPaths
+from provisioner_lab.system import LabError, file_lock, pid_is, read_pid, signal_if, wait_gone, write_file
 
 COMM = "lab-apt-repo"
 DEFAULT_PORT = 8181
@@ -156,7 +156,7 @@ def ensure_server(paths: LabPaths, www: Path, user: Path, echo: Callable[[str], 
         log = rec_path.with_suffix(".log")
         with open(log, "ab") as out:
             subprocess.run(
-                ["setsid", "-f", sys.executable, "-m", "provisioner.lab.reposerver", "--bind", bind,
+                ["setsid", "-f", sys.executable, "-m", "provisioner_lab.reposerver", "--bind", bind,
                  "--port", str(port), "--root", os.fspath(www), "--pid-file", os.fspath(pid_file)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=True,
                 close_fds=True, env={**os.environ, "PYTHONPATH": _package_parent()},

@@ -7,7 +7,7 @@ never imports this package; ``provisioner lab …`` loads it lazily. See README.
 
 from __future__ import annotations
 
-from provisioner.lab.lab import Lab, LabHost
-from provisioner.lab.system import LabError
+from provisioner_lab.lab import Lab, LabHost
+from provisioner_lab.system import LabError
 
 __all__ = ["Lab", "LabError", "LabHost"]

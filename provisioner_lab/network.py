@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from provisioner.lab.system import LabError, run
+from provisioner_lab.system import LabError, run
 
 BRIDGE = "br-lab"
 NETWORK = ipaddress.IPv4Network("10.231.0.0/24")

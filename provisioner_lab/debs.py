@@ -2,13 +2,15 @@
 
 Builds ``kubelet``, ``kubeadm`` and ``kubectl`` .deb files (architecture ``all``, version like
 ``1.31.4-1.1``, as on pkgs.k8s.io) with ``dpkg-deb --build`` from the stand-ins in
-``provisioner/lab/standin/``. They exist only so that the provisioner's real apt path runs on
-lab hosts that cannot download Kubernetes; every package description says STAND-IN.
+``provisioner_lab/standin/``, each one file built by ``zipapps`` (a Python zipapp holding the
+modules it uses). They exist only so that the provisioner's real apt path runs on lab hosts that
+cannot download Kubernetes; every package description says STAND-IN.
 
-- ``kubelet``: /usr/bin/kubelet (the kubelet stand-in), the k3s stand-in as its library
-  (/usr/lib/kubernetes-standin/k3s), kubelet.service (Restart=always) and a kubeadm drop-in
-  reading /var/lib/kubelet/kubeadm-flags.env and /etc/default/kubelet.
-- ``kubeadm``: /usr/bin/kubeadm (the kubeadm stand-in); depends on kubelet and kubectl.
+- ``kubelet``: /usr/bin/kubelet (the kubelet stand-in, with the k3s stand-in's API server
+  modules inside), kubelet.service (Restart=always) and a kubeadm drop-in reading
+  /var/lib/kubelet/kubeadm-flags.env and /etc/default/kubelet.
+- ``kubeadm``: /usr/bin/kubeadm (the kubeadm stand-in, self-contained); depends on kubelet and
+  kubectl (as the real package does).
 - ``kubectl``: no binary; depends on Debian's ``kubernetes-client`` (a real kubectl 1.20).
 """
 
@@ -16,21 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioner.lab.system import LabError, run, write_file
+from provisioner_lab import zipapps
+from provisioner_lab.standin.kubelet import version as kubelet_version
+from provisioner_lab.system import run, write_file
 
 #: Debian revision appended to the Kubernetes version, like pkgs.k8s.io's "-1.1".
 DEB_REVISION = "1.1"
 MAINTAINER = "provisioner lab (test double) <lab@provisioner.invalid>"
 #: Bump when the package layout below changes (part of the repository cache key).
-LAYOUT_VERSION = 1
-
-_VERSION_RE = re.compile(r'^STANDIN_VERSION = "v?(\d+\.\d+\.\d+)"', re.M)
+LAYOUT_VERSION = 2
 
 KUBELET_SERVICE = """\
 # STAND-IN kubelet unit (test double shipped by the provisioner lab; not the real package).
@@ -123,17 +124,9 @@ class PackageSpec:
         return f"{self.name}_{self.version}_all.deb"
 
 
-def standin_dir() -> Path:
-    return Path(__file__).resolve().parent / "standin"
-
-
-def kubernetes_version(standin: Path | None = None) -> str:
+def kubernetes_version() -> str:
     """"1.31.4" from the kubelet stand-in's ``STANDIN_VERSION = "v1.31.4"``."""
-    path = (standin or standin_dir()) / "kubelet"
-    m = _VERSION_RE.search(path.read_text())
-    if not m:
-        raise LabError(f"no STANDIN_VERSION in {path}")
-    return m.group(1)
+    return kubelet_version.STANDIN_VERSION.lstrip("v")
 
 
 def deb_version(k8s_version: str) -> str:
@@ -168,13 +161,12 @@ def control_text(spec: PackageSpec, installed_size_kb: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def package_specs(standin: Path | None = None) -> list[PackageSpec]:
+def package_specs() -> list[PackageSpec]:
     """The three stand-in packages (kubelet, kubeadm, kubectl) at the stand-ins' version."""
-    d = standin or standin_dir()
-    k8s = kubernetes_version(d)
+    k8s = kubernetes_version()
     version = deb_version(k8s)
     note = (f"STAND-IN for testing, NOT the real Kubernetes {k8s}: built by the provisioner's\n"
-            "on-machine lab (provisioner/lab/standin) so that the provisioner's apt and kubeadm\n"
+            "on-machine lab (provisioner_lab/standin) so that the provisioner's apt and kubeadm\n"
             "steps run on lab hosts without internet access. Never install it elsewhere.")
     doc = lambda name: DebFile(f"usr/share/doc/{name}/README.standin", (note + "\n").encode())  # noqa: E731
     kubelet = PackageSpec(
@@ -185,8 +177,7 @@ def package_specs(standin: Path | None = None) -> list[PackageSpec]:
         description=note + "\n\nRuns no containers: registers its Node, heartbeats, and runs the\n"
                            "stand-in API server for the kube-apiserver static pod manifest.",
         files=(
-            DebFile("usr/bin/kubelet", (d / "kubelet").read_bytes(), 0o755),
-            DebFile("usr/lib/kubernetes-standin/k3s", (d / "k3s").read_bytes(), 0o644),
+            DebFile("usr/bin/kubelet", zipapps.executable("kubelet"), 0o755),
             DebFile("usr/lib/systemd/system/kubelet.service", KUBELET_SERVICE.encode()),
             DebFile("usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf", KUBEADM_DROPIN.encode()),
             doc("kubelet"),
@@ -199,7 +190,7 @@ def package_specs(standin: Path | None = None) -> list[PackageSpec]:
         depends=(f"kubelet (>= {minor_series(k8s)}.0)", f"kubectl (>= {minor_series(k8s)}.0)"),
         summary="Kubernetes cluster bootstrapping tool (STAND-IN for testing, not the real kubeadm)",
         description=note + "\n\nHonours init/join --config, token create --print-join-command, reset.",
-        files=(DebFile("usr/bin/kubeadm", (d / "kubeadm").read_bytes(), 0o755), doc("kubeadm")),
+        files=(DebFile("usr/bin/kubeadm", zipapps.executable("kubeadm"), 0o755), doc("kubeadm")),
     )
     kubectl = PackageSpec(
         name="kubectl", version=version, depends=("kubernetes-client",),
@@ -253,6 +244,6 @@ def build_package(spec: PackageSpec, out_dir: Path) -> Path:
     return final
 
 
-def build_all(out_dir: Path, standin: Path | None = None) -> list[Path]:
+def build_all(out_dir: Path) -> list[Path]:
     """Build the three stand-in packages into ``out_dir``; returns their paths."""
-    return [build_package(s, out_dir) for s in package_specs(standin)]
+    return [build_package(s, out_dir) for s in package_specs()]

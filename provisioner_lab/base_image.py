@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from provisioner.lab.system import LabError, file_lock, remove_tree, run, write_file
+from provisioner_lab.system import LabError, file_lock, remove_tree, run, write_file
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
