@@ -1,7 +1,8 @@
 """TEST DOUBLE: `provisioner lab up|down|status` (not product code).
 
-Loaded lazily by provisioner/cli.py only when someone types ``provisioner lab``; product code
-never imports provisioner_lab.
+Registered as the ``lab`` entry point of group ``provisioner.commands`` (pyproject.toml); the
+product CLI finds it in the installed metadata and imports it only when someone types
+``provisioner lab``. Product code never imports provisioner_lab.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from provisioner_lab.lab import DISTRIBUTIONS, USERS, Lab, status_json
+from provisioner_lab.lab import BOOT_CONCURRENCY, DISTRIBUTIONS, USERS, Lab, status_json
 from provisioner_lab.system import LabError
 
 
@@ -46,11 +47,18 @@ def lab() -> None:
               help="Distribution the inventory asks for: k3s (stand-in, air-gap files) or kubeadm "
                    "(stand-in packages from the lab's local apt repository) [default: the lab's "
                    "own; k3s for a new lab].")
-def up(servers: int, agents: int, name: str, inventory: Path | None, user: str, distribution: str | None) -> None:
+@click.option("--boot-concurrency", type=click.IntRange(min=1), default=BOOT_CONCURRENCY, show_default=True,
+              help="Hosts booting at once.")
+@click.option("--raise-limits", is_flag=True,
+              help="Raise fs.inotify.max_user_instances/max_user_watches when too low for the hosts "
+                   "(otherwise lab up refuses and names the sysctl).")
+def up(servers: int, agents: int, name: str, inventory: Path | None, user: str, distribution: str | None,
+       boot_concurrency: int, raise_limits: bool) -> None:
     """Boot (or grow) a lab and write its inventory, known_hosts and ssh_config."""
     lab_ = _make_lab(name)
     try:
-        hosts = lab_.up(servers=servers, agents=agents, inventory=inventory, user=user, distribution=distribution)
+        hosts = lab_.up(servers=servers, agents=agents, inventory=inventory, user=user, distribution=distribution,
+                        boot_concurrency=boot_concurrency, raise_limits=raise_limits)
     except LabError as exc:
         raise _fail(exc) from exc
     for h in hosts:

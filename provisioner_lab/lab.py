@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from provisioner_lab import aptrepo, base_image, debs, files, nspawn, reposerver, zipapps
+from provisioner_lab import aptrepo, base_image, debs, files, limits, nspawn, reposerver, zipapps
 from provisioner_lab.network import (
     HOST_SIDE_ADDRESS,
     AddressRegistry,
@@ -42,6 +43,10 @@ from provisioner_lab.system import (
 USERS = ("root", base_image.LAB_USER)
 DISTRIBUTIONS = ("k3s", "kubeadm")
 BOOT_TIMEOUT = 120.0
+#: Hosts booting at once (a boot is CPU-heavy; more at once only makes each slower).
+BOOT_CONCURRENCY = 6
+#: Console lines shown when a host does not boot.
+CONSOLE_TAIL_LINES = 25
 
 
 @dataclass(frozen=True)
@@ -263,6 +268,8 @@ class Lab:
         user: str = "root",
         distribution: str | None = None,
         boot_timeout: float = BOOT_TIMEOUT,
+        boot_concurrency: int = BOOT_CONCURRENCY,
+        raise_limits: bool = False,
     ) -> list[LabHost]:
         """Make the lab have ``servers`` + ``agents`` running hosts and write its inventory files.
 
@@ -272,7 +279,10 @@ class Lab:
         also builds the local apt repositories (cached), starts their server on 10.231.0.1 and
         points new hosts' apt at the local Debian subset only (``None``: the lab's recorded
         distribution, k3s for a new lab). Already done: hosts that run are
-        left untouched. Refuses to shrink a lab or to change its distribution.
+        left untouched. Refuses to shrink a lab or to change its distribution, and refuses before
+        changing anything when the inotify limits are too low for the hosts to boot (raises them
+        with ``raise_limits``). At most ``boot_concurrency`` hosts boot at once; a host that does
+        not boot is reported with the tail of its console log.
         """
         if distribution is None:  # the lab's own, or k3s for a new lab
             recorded = self.state()
@@ -296,6 +306,8 @@ class Lab:
                 )
             new = plan_new_hosts(self.name, st.hosts if st else [], servers, agents)
             self._check_name_free()
+            stopped = [h for h in (st.hosts if st else []) if not nspawn.is_running(self.host_dir(h.name))]
+            limits.ensure_inotify(len(new) + len(stopped), raise_limits=raise_limits, echo=self.echo)
             base = self._base_for(st)
             repos = aptrepo.ensure_repos(self.paths, base, echo=self.echo) if distribution == "kubeadm" else None
             self._ensure_secrets()
@@ -312,26 +324,24 @@ class Lab:
             password_hash = sha512_crypt(self.sudo_password())
             authorized = Path(f"{self.key_path}.pub").read_text()
             pubkeys: dict[str, str] = {}
-            launched: dict[str, float] = {}
             extra = shlex.split(os.environ.get("PROVISIONER_LAB_NSPAWN_EXTRA", ""))
             for h in st.hosts:
                 hd = self.host_dir(h.name)
                 pubkeys[h.name] = nspawn.prepare_identity(base, hd, h, authorized, password_hash)
             self._write_known_hosts(self.lab_known_hosts, st, pubkeys)
-            for h in st.hosts:
+            to_boot = [h for h in st.hosts if not nspawn.is_running(self.host_dir(h.name))]
+            if not to_boot:
+                self.echo(f"lab {self.name}: all {len(st.hosts)} host(s) already running, nothing to boot")
+
+            def launch(h: HostRecord) -> None:
                 hd = self.host_dir(h.name)
-                if nspawn.is_running(hd):
-                    continue
                 if apt_sources is not None:
                     nspawn.write_apt_sources(base, hd, apt_sources[0], aptrepo.HOST_KEYRING, apt_sources[1])
                 nspawn.mount_overlay(base, hd)
-                launched[h.name] = time.monotonic()
                 nspawn.start(hd, self.name, h.name, extra)
                 self.echo(f"booting {h.name} ({h.address})")
-            if not launched:
-                self.echo(f"lab {self.name}: all {len(st.hosts)} host(s) already running, nothing to boot")
 
-            results = self._wait_all(st, launched, boot_timeout)
+            results = self._boot_all(to_boot, launch, boot_timeout, boot_concurrency)
 
             st.user = user
             st.inventory = os.fspath(inv)
@@ -350,6 +360,11 @@ class Lab:
                 hosts.append(LabHost(h.name, h.role, h.address, h.running, h.pid, h.console_log, state, secs, True, failed))
         bad = [(n, r) for n, r in results.items() if r[0] not in ("running", "degraded")]
         if bad:
+            for n, _ in bad:
+                log = self.host_dir(n).console_log
+                self.echo(f"--- last lines of {n}'s console ({log}) ---")
+                for line in console_tail(log):
+                    self.echo(f"  {line}")
             n, r = bad[0]
             others = f" (also failed: {', '.join(b[0] for b in bad[1:])})" if len(bad) > 1 else ""
             raise LabError(
@@ -416,22 +431,31 @@ class Lab:
                 self.echo("created bridge br-lab (10.231.0.1/24)")
         return st
 
-    def _wait_all(self, st: LabState, launched: dict[str, float], timeout: float) -> dict[str, tuple[str, float, tuple[str, ...], str]]:
-        """Wait in parallel for each launched host; {name: (state, seconds, failed units, error)}."""
+    def _boot_all(self, hosts: list[HostRecord], launch: Callable[[HostRecord], None], timeout: float,
+                  concurrency: int) -> dict[str, tuple[str, float, tuple[str, ...], str]]:
+        """Boot ``hosts`` with at most ``concurrency`` booting at once: ``launch`` runs here, one
+        host after the other; the waits for ssh run in threads. Returns {name: (state, seconds,
+        failed units, error)}."""
         results: dict[str, tuple[str, float, tuple[str, ...], str]] = {}
-        if not launched:
-            return results
-        by_name = {h.name: h for h in st.hosts}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(launched)) as pool:
-            futs = {n: pool.submit(self._wait_ready, by_name[n], t0, timeout) for n, t0 in launched.items()}
-            for n, f in futs.items():
-                results[n] = f.result()
-                state, secs, failed, err = results[n]
-                line = f"{n} ({by_name[n].address}): {state} after {secs:.1f} s"
-                if failed:
-                    line += f" (failed units: {', '.join(failed)})"
-                self.echo(line if not err else f"{n} ({by_name[n].address}): FAILED after {secs:.1f} s: {err}")
-        return results
+        pending = list(hosts)
+        booting: dict[concurrent.futures.Future[tuple[str, float, tuple[str, ...], str]], HostRecord] = {}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            while pending or booting:
+                while pending and len(booting) < max(1, concurrency):
+                    h = pending.pop(0)
+                    t0 = time.monotonic()
+                    launch(h)
+                    booting[pool.submit(self._wait_ready, h, t0, timeout)] = h
+                done, _ = concurrent.futures.wait(booting, return_when=concurrent.futures.FIRST_COMPLETED)
+                for fut in done:
+                    h = booting.pop(fut)
+                    results[h.name] = fut.result()
+                    state, secs, failed, err = results[h.name]
+                    line = f"{h.name} ({h.address}): {state} after {secs:.1f} s"
+                    if failed:
+                        line += f" (failed units: {', '.join(failed)})"
+                    self.echo(line if not err else f"{h.name} ({h.address}): FAILED after {secs:.1f} s: {err}")
+        return {h.name: results[h.name] for h in hosts}
 
     def _wait_ready(self, h: HostRecord, t0: float, timeout: float) -> tuple[str, float, tuple[str, ...], str]:
         """Poll ``h`` over ssh until ``systemctl is-system-running --wait`` answers.
@@ -542,6 +566,20 @@ class Lab:
                     labs = sorted({e.get("lab", "?") for e in others.values()})
                     self.echo(f"kept bridge br-lab (still used by lab {', '.join(labs)})")
         return True
+
+
+def console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> list[str]:
+    """The last ``lines`` lines of a host's console log, control characters removed ([] if none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    clean = ["".join(ch for ch in line if ch.isprintable() or ch == "\t") for line in text.splitlines()]
+    return [line for line in clean if line.strip()][-lines:]
 
 
 def _host_index(name: str) -> int:
