@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provisioner.lab import Lab
+from provisioner_lab import Lab
 
 
 CORES = os.cpu_count() or 1

@@ -14,7 +14,9 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,13 @@ from provisioner.progress import LiveReporter, SilentReporter
 log = logging.getLogger("provisioner.cli")
 
 
-class LazyGroup(click.Group):
-    """A group whose body lives in another module, imported only when the command is used.
+#: Entry-point group of extra command groups (``name = "module:group"``), e.g. the test lab's
+#: ``provisioner lab``. They are found in the installed metadata, never imported by name here.
+PLUGIN_GROUP = "provisioner.commands"
 
-    The lab (``provisioner.lab``) is a test double and must never be imported by product code:
-    it is loaded here only when someone types ``provisioner lab ...``.
-    """
+
+class LazyGroup(click.Group):
+    """A group whose body lives in another module, imported only when the command is used."""
 
     def __init__(self, *args: Any, import_path: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -310,15 +313,6 @@ def vagrant_inventory(ctx: click.Context, out: Path, folder: Path, network: str,
     _run("vagrant-inventory", ctx, debug, log_file, output, body)
 
 
-main.add_command(
-    LazyGroup(
-        "lab",
-        import_path="provisioner.lab.cli:lab",
-        help="On-machine test lab: systemd-nspawn hosts and a k3s stand-in (testing only).",
-    )
-)
-
-
 # --- import / export: other tools' inventories ----------------------------------------------
 
 
@@ -418,3 +412,19 @@ def export_ansible(ctx: click.Context, inventory_path: Path, out: Path | None, f
         return _emit(session, text, notes, out, force)
 
     _run("export", ctx, debug, log_file, output, body)
+
+
+def add_plugin_commands(group: click.Group, entry_points: Iterable[EntryPoint] | None = None) -> None:
+    """Add one lazily loaded group per entry point of ``PLUGIN_GROUP`` (built-in names win).
+
+    The product package names no plug-in: the test lab registers ``lab`` from its own package,
+    so ``provisioner lab ...`` works when it is installed and nothing imports it otherwise."""
+    found = entry_points if entry_points is not None else metadata.entry_points(group=PLUGIN_GROUP)
+    for ep in sorted(found, key=lambda e: e.name):
+        if ep.name in group.commands:
+            continue
+        group.add_command(LazyGroup(ep.name, import_path=ep.value,
+                                    help=f"Commands from {ep.module} (a plug-in, loaded when used)."))
+
+
+add_plugin_commands(main)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from provisioner.lab import Lab
+from provisioner_lab import Lab
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.lab import Lab
+from provisioner_lab import Lab
 from tests.lab.conftest import LabEnv
 
 NAME = "t-kadm"

@@ -1,4 +1,4 @@
-"""Helpers for the tests of the kubeadm/kubelet stand-ins (provisioner/lab/standin/kubeadm,
+"""Helpers for the tests of the kubeadm/kubelet stand-ins (provisioner_lab/standin/kubeadm,
 kubelet): "hosts" that are directories on this machine.
 
 Each KubeadmHost is a K3S_STANDIN_ROOT directory (every absolute path the stand-ins touch is
@@ -26,10 +26,12 @@ import textwrap
 import time
 from pathlib import Path
 
-from standin_helpers import FAST_ENV, STANDIN_DIR, SYSTEM_PYTHON, find_kubectl
+from standin_helpers import BUILD_DIR, FAST_ENV, SYSTEM_PYTHON, find_kubectl
 
-KUBEADM = STANDIN_DIR / "kubeadm"
-KUBELET = STANDIN_DIR / "kubelet"
+from provisioner_lab import zipapps
+
+KUBEADM = zipapps.build("kubeadm", BUILD_DIR)
+KUBELET = zipapps.build("kubelet", BUILD_DIR)
 K8S_VERSION = "v1.31.4"
 FLANNEL_MANIFEST = Path(__file__).resolve().parent / "data" / "kube-flannel-test.yaml"
 
@@ -148,7 +150,7 @@ class KubeadmHost:
                if not k.startswith(("K3S_", "KUBECONFIG", "NOTIFY_SOCKET", "KUBEADM_"))}
         env.update(FAST_ENV)
         env.update({"K3S_STANDIN_ROOT": str(self.root), "PATH": f"{self.bin}:{env.get('PATH', '/usr/bin:/bin')}",
-                    "KUBE_STANDIN_LIB_DIR": str(STANDIN_DIR), "KUBEADM_STANDIN_WAIT_SECONDS": "60"})
+                    "KUBEADM_STANDIN_WAIT_SECONDS": "60"})
         env.update(self.extra_env)
         return env
 

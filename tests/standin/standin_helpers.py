@@ -1,5 +1,9 @@
-"""Helpers for the tests of the stand-in k3s (provisioner/lab/standin); fixtures are in
+"""Helpers for the tests of the stand-in k3s (provisioner_lab/standin/k3s); fixtures are in
 conftest.py next to this file.
+
+The stand-ins run as the lab hosts run them: the executables (zipapps) built by
+provisioner_lab/zipapps.py from the package's modules, here into a temporary directory once per
+test session.
 
 The stand-in is a test double of k3s that the lab installs instead of the real binary.
 These tests run it on this machine, never as a systemd service and never as root-only:
@@ -15,6 +19,7 @@ skipped otherwise.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -22,16 +27,19 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-STANDIN_DIR = REPO / "provisioner" / "lab" / "standin"
-STANDIN = STANDIN_DIR / "k3s"
-INSTALL_SH = STANDIN_DIR / "k3s-install.sh"
+from provisioner_lab import zipapps
+
+BUILD_DIR = Path(tempfile.mkdtemp(prefix="standin-zipapps-"))
+atexit.register(shutil.rmtree, BUILD_DIR, True)
+STANDIN = zipapps.build("k3s", BUILD_DIR)
+INSTALL_SH = zipapps.install_script()
 SYSTEM_PYTHON = "/usr/bin/python3"
 VERSION = "v1.31.4+k3s1"
 TEST_SECRET = "standin-test-secret-0123"

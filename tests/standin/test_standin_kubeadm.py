@@ -365,9 +365,20 @@ def test_nodes_turn_ready_after_applying_a_flannel_manifest_twice(cluster, tmp_p
     assert ds["metadata"]["annotations"]["provisioner.io/manifest-sha256"] == "2" * 64
 
 
-def test_debian_kubectl_120_was_used():
-    if debian_kubectl() is None:
+def test_debian_kubectl_120_was_used(cluster):
+    """The Flannel test above applies with Debian's kubectl 1.20 (the one lab hosts have) when it
+    is found; this proves it was: that kubectl is a 1.20 client and it works against the stand-in."""
+    old = debian_kubectl()
+    if old is None:
         pytest.skip("Debian's kubectl 1.20 (kubernetes-client) could not be found or downloaded")
+    res = subprocess.run([old, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    client = json.loads(res.stdout)["clientVersion"]
+    assert (client["major"], client["minor"]) == ("1", "20"), client
+    nodes = cluster.cp.kubectl("get", "nodes", "-o", "name", kubectl=old).stdout.split()
+    assert "node/cp1" in nodes
+    ds = cluster.cp.kubectl("get", "daemonset", "-n", "kube-flannel", "-o", "name", kubectl=old).stdout
+    assert "daemonset.apps/kube-flannel-ds" in ds  # applied by the Flannel test with this kubectl
 
 
 def test_a_second_host_cannot_join_under_a_ready_nodes_name(cluster):

@@ -143,10 +143,10 @@ def test_debug_shows_the_traceback_and_log_file_option_is_honoured(cluster: Fake
 def test_lab_commands_are_listed_without_importing_the_lab_for_other_commands() -> None:
     import sys
 
-    sys.modules.pop("provisioner.lab", None)
+    sys.modules.pop("provisioner_lab", None)
     code, out, _ = invoke("--help")
     assert code == 0 and "lab" in out
-    assert "provisioner.lab" not in sys.modules
+    assert "provisioner_lab" not in sys.modules
 
 
 # --- kubeconfig merges through the CLI ------------------------------------------------------------

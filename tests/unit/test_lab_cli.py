@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from provisioner.cli import main
-from provisioner.lab import Lab, LabError
+from provisioner_lab import Lab, LabError
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from provisioner.lab import base_image, files
-from provisioner.lab.nspawn import hosts_file, network_file
-from provisioner.lab.state import HostRecord
+from provisioner_lab import base_image, files
+from provisioner_lab.nspawn import hosts_file, network_file
+from provisioner_lab.state import HostRecord
 
 HOSTS = [
     HostRecord("lab-server1", "server", "10.231.0.11"),
@@ -98,19 +98,6 @@ def test_ssh_config_blocks() -> None:
     assert '  UserKnownHostsFile "/w/lab.known_hosts"' in text
     assert '  IdentityFile "/k/id"' in text
     assert "StrictHostKeyChecking no" not in text and "/dev/null\n  StrictHostKeyChecking yes" in text
-
-
-def test_standin_version(tmp_path: Path) -> None:
-    k3s = tmp_path / "k3s"
-    assert files.standin_version(k3s) is None
-    k3s.write_text('#!/usr/bin/env python3\n"""stand-in"""\nSTANDIN_VERSION = "v1.31.4+k3s1"\n')
-    assert files.standin_version(k3s) == "v1.31.4+k3s1"
-
-
-def test_standin_paths_are_in_the_package() -> None:
-    k3s, script = files.standin_paths()
-    assert k3s.is_absolute() and k3s.parent.name == "standin" and k3s.parent.parent.name == "lab"
-    assert script.name == "k3s-install.sh"
 
 
 def test_guest_network_and_hosts_files() -> None:

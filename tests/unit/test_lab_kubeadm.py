@@ -4,12 +4,14 @@ index and Release texts, the install simulation parser, hosts' apt sources, the 
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from provisioner.lab import aptrepo, debs, files, reposerver
-from provisioner.lab.state import HostRecord
+from provisioner_lab import aptrepo, debs, files, reposerver
+from provisioner_lab.state import HostRecord
 
 
 def test_package_specs_follow_the_kubelet_stand_in_version() -> None:
@@ -20,9 +22,14 @@ def test_package_specs_follow_the_kubelet_stand_in_version() -> None:
     assert {s.version for s in specs.values()} == {"1.31.4-1.1"}
     assert specs["kubelet"].filename == "kubelet_1.31.4-1.1_all.deb"
     paths = {f.path for f in specs["kubelet"].files}
-    assert {"usr/bin/kubelet", "usr/lib/kubernetes-standin/k3s",
-            "usr/lib/systemd/system/kubelet.service",
+    assert {"usr/bin/kubelet", "usr/lib/systemd/system/kubelet.service",
             "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"} <= paths
+    # one self-contained file: the kubelet zipapp carries the k3s API server modules it runs
+    kubelet = next(f for f in specs["kubelet"].files if f.path == "usr/bin/kubelet")
+    assert kubelet.content.startswith(b"#!/usr/bin/python3\n") and kubelet.mode == 0o755
+    names = zipfile.ZipFile(io.BytesIO(kubelet.content)).namelist()
+    assert {"__main__.py", "standin/kubelet/cli.py", "standin/k3s/api.py"} <= set(names)
+    assert not any(p.startswith("usr/lib/kubernetes-standin") for p in paths)
     assert not any(f.path.startswith("usr/bin/") for f in specs["kubectl"].files)
     assert debs.minor_series(k8s) == "1.31"
 
@@ -118,7 +125,7 @@ def test_repo_server_refuses_to_listen_everywhere(capsys: pytest.CaptureFixture[
 
 
 def test_repo_server_release_without_records_is_a_no_op(tmp_path: Path) -> None:
-    from provisioner.lab.paths import LabPaths
+    from provisioner_lab.paths import LabPaths
     paths = LabPaths(state_root=tmp_path / "s", cache_root=tmp_path / "c", run_root=tmp_path / "r")
     reposerver.release(paths, tmp_path / "s/lab/lab.json", echo=lambda _m: None)
     assert not (tmp_path / "r").exists()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.lab.network import AddressRegistry, allocate
-from provisioner.lab.system import LabError
+from provisioner_lab.network import AddressRegistry, allocate
+from provisioner_lab.system import LabError
 
 
 def test_allocate_starts_at_11() -> None:

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from provisioner.lab.passwords import new_password, new_salt, set_shadow_hash, sha512_crypt
+from provisioner_lab.passwords import new_password, new_salt, set_shadow_hash, sha512_crypt
 
 
 def test_sha512_crypt_reference_vectors() -> None:

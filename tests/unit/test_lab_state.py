@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.lab.paths import LabPaths, check_lab_name
-from provisioner.lab.state import HostRecord, LabState, plan_new_hosts
-from provisioner.lab.system import LabError
+from provisioner_lab.paths import LabPaths, check_lab_name
+from provisioner_lab.state import HostRecord, LabState, plan_new_hosts
+from provisioner_lab.system import LabError
 
 
 def test_plan_fresh_lab_servers_first() -> None:
