@@ -297,7 +297,8 @@ class SSHRemote(Remote):
         if isinstance(error, OSError) and error.strerror:
             return f"{self.target}: {error.strerror.lower()}"
         if error is None or isinstance(error, EOFError):
-            return f"{self.target} closed the connection"
+            # paramiko reports the kernel's ETIMEDOUT (TCP_USER_TIMEOUT) as an end of stream too
+            return f"the connection to {self.target} ended (closed by the host, or no answer for {self.bounds.dead_peer:.0f}s)"
         return f"{self.target}: {error}"
 
     def _unanswered(self, doing: str) -> ConnectionLost:
@@ -466,6 +467,9 @@ class SSHRemote(Remote):
                     handle.chmod(mode)
                     handle.set_pipelined(True)
                     handle.write(data)
+                    handle.flush()
+                    # A request answered after the writes: waits for them (close() would swallow a timeout)
+                    handle.stat()
             except (TimeoutError, EOFError, paramiko.SSHException) as error:
                 self._drop_sftp()
                 if not self._alive():
