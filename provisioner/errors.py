@@ -96,7 +96,7 @@ class UploadError(HostError):
         self.cause = cause
         self.leftover = leftover
         left = f"; could not remove the temporary {leftover}" if leftover else ""
-        super().__init__(host, f"cannot write {path}: {cause} ({path} is unchanged{left})")
+        super().__init__(host, f"cannot write {path}: {cause}; {path} is unchanged{left}")
 
 
 class RemoteCommandError(HostError):

@@ -110,14 +110,15 @@ def _remove(ops: FileOps, temp: str) -> str | None:
 def _cause(ops: FileOps, error: BaseException, directory: str, needed: int) -> str:
     """What went wrong, in one line; a full filesystem is named as such."""
     text = _describe(error)
-    if "no space left on device" in text.lower():
-        return f"no space left on device in {directory} ({text})"
+    log.debug("%s: upload into %s failed: %s", ops.host, directory, text)
     try:
         free = ops.free_bytes(directory)
     except (ProvisionerError, OSError):
         free = None
     if free is not None and free < needed:
-        return f"no space left on device in {directory}: {_size(free)} free, the file needs {_size(needed)} ({text})"
+        return f"no space left on device in {directory} ({_size(free)} free, the file needs {_size(needed)})"
+    if "no space left on device" in text.lower():
+        return f"no space left on device in {directory}"
     return text
 
 

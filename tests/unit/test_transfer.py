@@ -103,7 +103,7 @@ def test_the_temporary_file_is_in_the_target_directory_and_has_its_mode_from_the
     [
         ("mkdir", "Input/output error"),
         ("open", "Input/output error"),
-        ("write", "No space left on device"),
+        ("write", "no space left on device in /etc/rancher/k3s"),
         ("short write", f"short write: {len(NEW) // 3} of {len(NEW)} bytes reached the host"),
         ("checksum", "differs from the bytes sent (sha256 mismatch)"),
         ("fsync", "Input/output error"),
@@ -127,7 +127,7 @@ def test_a_failure_at_any_step_keeps_the_old_file_removes_the_temporary_one_and_
 
 def test_a_short_write_on_a_full_filesystem_is_named_as_a_full_disk() -> None:
     files = MemoryFiles(fail="short write", free=100)
-    with pytest.raises(UploadError, match=r"no space left on device in /etc/rancher/k3s: 100 bytes free, the file needs"):
+    with pytest.raises(UploadError, match=r"no space left on device in /etc/rancher/k3s \(100 bytes free, the file needs 290 bytes\); "):
         upload(files, NEW, PATH, mode=0o600)
     assert files.files[PATH] == OLD
 
