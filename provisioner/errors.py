@@ -73,6 +73,32 @@ class SudoError(HostError):
     """sudo is missing, needs a password we do not have, or refused the one we gave."""
 
 
+class TransportError(HostError):
+    """The SSH session to a host failed during an operation (a request went unanswered, the
+    server refused a channel)."""
+
+
+class ConnectionLost(TransportError):
+    """The SSH connection to a host died mid-run (network cut, host off, sshd gone). Nothing more
+    is sent to that host; every later operation on it raises this at once."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(host, f"SSH connection lost: {reason}")
+
+
+class UploadError(HostError):
+    """A file could not be written whole; the old file (if any) is unchanged and no temporary
+    file is left behind (unless ``leftover`` names one that could not be removed)."""
+
+    def __init__(self, host: str, path: str, cause: str, leftover: str | None = None) -> None:
+        self.path = path
+        self.cause = cause
+        self.leftover = leftover
+        left = f"; could not remove the temporary {leftover}" if leftover else ""
+        super().__init__(host, f"cannot write {path}: {cause}; {path} is unchanged{left}")
+
+
 class RemoteCommandError(HostError):
     """A command on a host exited non-zero (or timed out)."""
 

@@ -183,6 +183,8 @@ class SSHOptions(_Model):
     sudo_password_env: str | None = None
     proxy_jump: str | None = None
     connect_timeout: int | None = Field(default=None, ge=1, le=600)
+    dead_peer_timeout: int | None = Field(default=None, ge=3, le=600)  # a silent connection is lost after this
+    command_timeout: int | None = Field(default=None, ge=1, le=86400)  # for commands given no limit of their own
 
     _paths = field_validator("private_key", "known_hosts", mode="before")(_path)
 

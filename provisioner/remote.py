@@ -13,22 +13,27 @@ import hashlib
 import logging
 import os
 import re
+import select
 import shlex
 import socket
 import threading
 import time
-import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provisioner import transfer
 from provisioner.errors import (
     ConnectError,
+    ConnectionLost,
     HostKeyError,
+    ProvisionerError,
     RemoteCommandError,
     SudoError,
+    TransportError,
 )
 from provisioner.secrets import REDACTOR, Secret
 
@@ -42,6 +47,9 @@ log = logging.getLogger("provisioner.remote")
 
 SUDO_PROMPT = "[provisioner-sudo-password]"
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+#: The limit of a command whose caller gives none (a fact, a file read, a systemctl call);
+#: installs and waits pass their own, longer limits.
+DEFAULT_COMMAND_TIMEOUT = 60.0
 
 
 @dataclass
@@ -95,13 +103,16 @@ class Remote(ABC):
     address: str
     user: str = "root"
     history: list[HistoryEntry] = field(default_factory=list)
+    #: Seconds a command may take when its caller gives no ``timeout``.
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT
 
     # --- primitives ---------------------------------------------------------------------
     @abstractmethod
     def _execute(
         self, command: str, *, as_root: bool, timeout: float | None
     ) -> tuple[int | None, str, str]:
-        """Run ``command`` with ``sh``; return (exit code or None on timeout, stdout, stderr)."""
+        """Run ``command`` with ``sh``, all of it within ``timeout`` seconds (the default when
+        None); return (exit code or None on timeout, stdout, stderr)."""
 
     @abstractmethod
     def _upload(self, data: bytes, path: str, *, mode: int) -> None:
@@ -191,8 +202,9 @@ class Remote(ABC):
         hint: str = "",
     ) -> CommandResult:
         shown = REDACTOR.redact(command)
+        limit = self.command_timeout if timeout is None else timeout
         started = time.monotonic()
-        code, out, err = self._execute(command, as_root=as_root, timeout=timeout)
+        code, out, err = self._execute(command, as_root=as_root, timeout=limit)
         elapsed = time.monotonic() - started
         kind = "sudo" if as_root else "run"
         self.history.append(HistoryEntry(kind, shown, code, elapsed))
@@ -205,7 +217,8 @@ class Remote(ABC):
         if err.strip():
             log.debug("%s: stderr: %s", self.name, _tail(err, 4000))
         if code is None:
-            raise RemoteCommandError(self.name, shown, None, REDACTOR.redact(_tail(err)), hint or f"no answer within {timeout:.0f}s")
+            waited = f"did not finish within {limit:.0f}s"
+            raise RemoteCommandError(self.name, shown, None, REDACTOR.redact(_tail(err)), f"{waited}; {hint}" if hint else waited)
         result = CommandResult(shown, code, out, err, elapsed)
         if check and code != 0:
             raise RemoteCommandError(self.name, shown, code, REDACTOR.redact(_tail(err or out)), hint)
@@ -219,9 +232,38 @@ def _tail(text: str, limit: int = 600) -> str:
 
 # --- the SSH implementation ---------------------------------------------------------------
 
+DEFAULT_DEAD_PEER_TIMEOUT = 20.0
+#: After a command's exit status, how long to wait for the end of its output (a background
+#: child may hold stdout open forever).
+EOF_GRACE = 2.0
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How long the SSH transport waits on a host before giving up.
+
+    ``dead_peer``: a connection that answers nothing for this long is lost — data unacknowledged
+    by the host's TCP (``TCP_USER_TIMEOUT``), or an SSH request unanswered (opening a channel,
+    starting a command or SFTP, each SFTP reply). ``command``: the limit of a command whose
+    caller gives none; the whole command (channel, start, output) ends within it.
+    """
+
+    dead_peer: float = DEFAULT_DEAD_PEER_TIMEOUT
+    command: float = DEFAULT_COMMAND_TIMEOUT
+
+    @property
+    def keepalive(self) -> float:
+        """Seconds between keepalive packets: several per ``dead_peer``, so a cut shows up as
+        unacknowledged data even while a command prints nothing."""
+        return max(1.0, self.dead_peer / 4)
+
 
 class SSHRemote(Remote):
-    """A host reached with Fabric (paramiko underneath)."""
+    """A host reached with Fabric (paramiko underneath).
+
+    Every operation is bounded (see ``Bounds``). Once the connection is known dead, every
+    operation raises ``ConnectionLost`` at once: nothing is tried over a dead connection.
+    """
 
     def __init__(
         self,
@@ -230,85 +272,246 @@ class SSHRemote(Remote):
         connection: Connection,
         *,
         sudo_password: Secret | None = None,
+        bounds: Bounds = Bounds(),
     ) -> None:
-        super().__init__(name=name, address=address, user=connection.user)
+        super().__init__(name=name, address=address, user=connection.user, command_timeout=bounds.command)
         self._conn = connection
         self._sudo_password = sudo_password
+        self.bounds = bounds
         self._sftp_lock = threading.Lock()
+        self._sftp_client: paramiko.SFTPClient | None = None
+        self._lost: str | None = None
+        self._lost_lock = threading.Lock()
 
     @property
     def is_root(self) -> bool:
         return self.user == "root"
 
+    @property
+    def target(self) -> str:
+        return f"{self._conn.user}@{self._conn.host}:{self._conn.port}"
+
+    # --- liveness ---------------------------------------------------------------------------
+    def _transport(self) -> paramiko.Transport:
+        """The live transport; ``ConnectionLost`` if the connection is (known) dead."""
+        if self._lost is not None:
+            raise ConnectionLost(self.name, self._lost)
+        transport = self._conn.transport
+        if transport is None or not transport.is_active():
+            raise self._lose(self._reason(transport))
+        return transport
+
+    def _alive(self) -> bool:
+        transport = self._conn.transport
+        return self._lost is None and transport is not None and transport.is_active()
+
+    def _lose(self, reason: str) -> ConnectionLost:
+        """Declare the connection dead and close it; every later operation fails at once."""
+        with self._lost_lock:
+            if self._lost is None:
+                self._lost = reason
+                log.warning("%s: SSH connection lost: %s", self.name, reason)
+                transport = self._conn.transport
+                if transport is not None:
+                    _quietly(transport.close)
+        return ConnectionLost(self.name, self._lost)
+
+    def _reason(self, transport: paramiko.Transport | None) -> str:
+        """Why the transport died, from the error its reader thread saw."""
+        error = transport.get_exception() if transport is not None else None
+        if isinstance(error, TimeoutError):
+            return f"no answer from {self.target} for {self.bounds.dead_peer:.0f}s (network cut or host down)"
+        if isinstance(error, OSError) and error.strerror:
+            return f"{self.target}: {error.strerror.lower()}"
+        if error is None or isinstance(error, EOFError):
+            # paramiko reports the kernel's ETIMEDOUT (TCP_USER_TIMEOUT) as an end of stream too
+            return f"the connection to {self.target} ended (closed by the host, or no answer for {self.bounds.dead_peer:.0f}s)"
+        return f"{self.target}: {error}"
+
+    def _unanswered(self, doing: str) -> ConnectionLost:
+        return self._lose(f"{self.target} did not answer within {self.bounds.dead_peer:.0f}s ({doing})")
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Turn what paramiko and the socket raise into the tool's errors."""
+        import paramiko
+
+        try:
+            yield
+        except ProvisionerError:
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            transport = self._conn.transport
+            if self._lost is not None or transport is None or not transport.is_active():
+                raise self._lose(f"{self._reason(transport)} ({doing})") from None
+            if isinstance(error, TimeoutError) or str(error).startswith("Timeout"):
+                raise self._unanswered(doing) from None
+            raise TransportError(self.name, f"SSH error ({doing}): {_describe(error)}") from None
+
+    def _open_channel(self, doing: str) -> paramiko.Channel:
+        """A new session channel, opened within ``dead_peer``."""
+        import paramiko
+
+        transport = self._transport()
+        with self._guard(doing):
+            try:
+                channel = transport.open_session(timeout=self.bounds.dead_peer)
+            except paramiko.ChannelException as error:
+                raise TransportError(self.name, f"the SSH server refused a session ({doing}): {error.text}") from None
+            channel.settimeout(self.bounds.dead_peer)
+        return channel
+
+    def _request(self, channel: paramiko.Channel, doing: str, send: Callable[[], None]) -> None:
+        """Make a channel request (exec, subsystem) and wait for its answer, at most ``dead_peer``.
+        (paramiko itself would wait forever.)"""
+        import paramiko
+
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _quietly(channel.close)
+
+        timer = threading.Timer(self.bounds.dead_peer, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            with self._guard(doing):
+                try:
+                    send()
+                except paramiko.SSHException:
+                    if expired.is_set():
+                        raise self._unanswered(doing) from None
+                    raise
+        finally:
+            timer.cancel()
+
+    # --- commands ---------------------------------------------------------------------------
     def _execute(
         self, command: str, *, as_root: bool, timeout: float | None
     ) -> tuple[int | None, str, str]:
-        from invoke.exceptions import CommandTimedOut, Failure, UnexpectedExit
-        from invoke.watchers import FailingResponder
-
+        limit = self.command_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         wrapped = f"sh -c {shlex.quote(command)}"
-        kwargs: dict[str, object] = {"hide": True, "warn": True, "in_stream": False, "timeout": timeout}
+        password: Secret | None = None
         if as_root and not self.is_root:
             if self._sudo_password is None:
                 wrapped = f"sudo -n -- {wrapped}"
             else:
                 wrapped = f"sudo -S -p {shlex.quote(SUDO_PROMPT)} -- {wrapped}"
-                kwargs["watchers"] = [
-                    FailingResponder(
-                        pattern=re.escape(SUDO_PROMPT),
-                        response=self._sudo_password.reveal() + "\n",
-                        sentinel="Sorry, try again.\n",
-                    )
-                ]
+                password = self._sudo_password
+        doing = f"`{_short(REDACTOR.redact(command), 60)}`"
+        channel = self._open_channel(doing)
         try:
-            result = self._conn.run(wrapped, **kwargs)
-        except CommandTimedOut as error:
-            return None, error.result.stdout, error.result.stderr
-        except UnexpectedExit as error:  # only raised with warn=False; kept for safety
-            result = error.result
-        except Failure as error:
-            if type(error.reason).__name__ == "ResponseNotAccepted":
-                raise SudoError(self.name, "sudo refused the password (from ssh.sudo_password_env)") from None
-            raise
-        stderr = result.stderr.replace(SUDO_PROMPT, "")
-        if as_root and not self.is_root and result.exited != 0:
-            _raise_for_sudo(self.name, stderr, self._sudo_password is not None)
-        return result.exited, result.stdout, stderr
+            self._request(channel, doing, lambda: channel.exec_command(wrapped))
+            with self._guard(doing):
+                if password is None:
+                    channel.shutdown_write()  # nothing comes on stdin: a command reading it ends
+                code, out, err = self._collect(channel, deadline, password, doing)
+        finally:
+            _quietly(channel.close)
+        stderr = err.replace(SUDO_PROMPT, "")
+        if code is not None and as_root and not self.is_root and code != 0:
+            _raise_for_sudo(self.name, stderr, password is not None)
+        return code, out, stderr
 
+    def _collect(
+        self, channel: paramiko.Channel, deadline: float, password: Secret | None, doing: str
+    ) -> tuple[int | None, str, str]:
+        """Read the command's output until it ends (exit code), the deadline passes (None), or
+        the connection dies (``ConnectionLost``). Answers sudo's prompt once with the password."""
+        out, err = bytearray(), bytearray()
+        prompt = SUDO_PROMPT.encode()
+        answered_at = -1
+        status_at: float | None = None
+        wake = channel.fileno()
+        while True:
+            while channel.recv_ready():
+                out += channel.recv(1 << 16)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(1 << 16)
+            if password is not None:
+                if answered_at < 0 and prompt in err:
+                    channel.sendall((password.reveal() + "\n").encode())
+                    channel.shutdown_write()
+                    answered_at = len(err)
+                elif answered_at >= 0 and b"Sorry, try again." in err[answered_at:]:
+                    raise SudoError(self.name, "sudo refused the password (from ssh.sudo_password_env)")
+            code: int | None = channel.exit_status
+            if code == -1 and not self._alive():
+                raise self._lose(f"{self._reason(self._conn.transport)} ({doing})")
+            now = time.monotonic()
+            if code != -1:
+                status_at = status_at or now
+                if channel.eof_received or channel.closed or now - status_at > EOF_GRACE:
+                    break
+            elif channel.closed:
+                break  # ended without a status (killed by a signal): -1, like OpenSSH reports it
+            if now >= deadline:
+                code = None
+                break
+            wait = min(0.5, deadline - now)
+            if channel.eof_received:
+                channel.status_event.wait(wait)  # output ended; only the exit status is to come
+            else:
+                select.select([wake], [], [], wait)
+        while channel.recv_ready():
+            out += channel.recv(1 << 16)
+        while channel.recv_stderr_ready():
+            err += channel.recv_stderr(1 << 16)
+        return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    # --- files ------------------------------------------------------------------------------
     def _sftp(self) -> paramiko.SFTPClient:
-        return self._conn.sftp()
+        """The SFTP session, opened on first use; each of its requests is answered within
+        ``dead_peer`` or fails. Call with ``_sftp_lock`` held."""
+        import paramiko
 
-    def _upload(self, data: bytes, path: str, *, mode: int) -> None:
-        directory = os.path.dirname(path) or "/"
-        temp_name = f".{os.path.basename(path)}.provisioner-{uuid.uuid4().hex[:12]}"
-        if self.is_root:
-            # SFTP only: no command channel, and the rename makes the new file appear whole.
-            with self._sftp_lock:
-                sftp = self._sftp()
-                _sftp_makedirs(sftp, directory)
-            temp = f"{directory}/{temp_name}"
-            self._sftp_write(temp, data, mode)
-            with self._sftp_lock:
-                sftp.posix_rename(temp, path)
-            return
-        staging = self.run("umask 077 && mktemp -d /tmp/provisioner.XXXXXXXX").stdout.strip()
-        temp = f"{staging}/upload"
-        self._sftp_write(temp, data, 0o600)
-        final_temp = f"{directory}/{temp_name}"
-        self.sudo(
-            f"mkdir -p {shlex.quote(directory)} && "
-            f"install -m {mode:04o} -o root -g root {shlex.quote(temp)} {shlex.quote(final_temp)} && "
-            f"mv -f {shlex.quote(final_temp)} {shlex.quote(path)}; rc=$?; rm -rf {shlex.quote(staging)}; exit $rc"
-        )
+        if self._sftp_client is not None and not self._sftp_client.get_channel().closed:  # type: ignore[union-attr]
+            return self._sftp_client
+        doing = "starting SFTP"
+        channel = self._open_channel(doing)
+        self._request(channel, doing, lambda: channel.invoke_subsystem("sftp"))
+        with self._guard(doing):
+            self._sftp_client = paramiko.SFTPClient(channel)
+        return self._sftp_client
+
+    def _drop_sftp(self) -> None:
+        client, self._sftp_client = self._sftp_client, None
+        if client is not None:
+            _quietly(client.close)
 
     def _sftp_write(self, path: str, data: bytes, mode: int) -> None:
-        """Create ``path`` with ``mode`` before any byte is written, then write ``data``."""
+        """Create ``path`` with ``mode`` before any byte is written, then write ``data``.
+        Replies to pipelined writes are not all read back: the caller checks the result."""
+        import paramiko
+
+        doing = f"writing {path} over SFTP"
         with self._sftp_lock:
             sftp = self._sftp()
-            with sftp.open(path, "wb") as handle:
-                handle.chmod(mode)
-                handle.set_pipelined(True)
-                handle.write(data)
+            try:
+                with sftp.open(path, "wb") as handle:
+                    handle.chmod(mode)
+                    handle.set_pipelined(True)
+                    handle.write(data)
+                    handle.flush()
+                    # A request answered after the writes: waits for them (close() would swallow a timeout)
+                    handle.stat()
+            except (TimeoutError, EOFError, paramiko.SSHException) as error:
+                self._drop_sftp()
+                if not self._alive():
+                    raise self._lose(f"{self._reason(self._conn.transport)} ({doing})") from None
+                if isinstance(error, TimeoutError):
+                    raise TransportError(
+                        self.name, f"the SFTP server did not answer within {self.bounds.dead_peer:.0f}s ({doing})"
+                    ) from None
+                raise TransportError(self.name, f"SFTP error ({doing}): {_describe(error)}") from None
+            except OSError:
+                self._drop_sftp()  # its pending replies are of no use now
+                raise
+
+    def _upload(self, data: bytes, path: str, *, mode: int) -> None:
+        transfer.upload(_SSHFiles(self, len(data)), data, path, mode=mode)
 
     def _download(self, path: str) -> str:
         result = self.sudo(f"cat {shlex.quote(path)}", secret_output=True)
@@ -318,75 +521,132 @@ class SSHRemote(Remote):
         """An exec channel of its own whose stdin stays open: when this process dies, the TCP
         connection closes, sshd closes the channel and the command sees end-of-file."""
         wrapped = f"sh -c {shlex.quote(command)}"
-        password = None
+        password: Secret | None = None
         if not self.is_root:
             if self._sudo_password is None:
                 wrapped = f"sudo -n -- {wrapped}"
             else:  # the password is the first line on stdin; the command ignores its stdin
                 wrapped = f"sudo -S -p '' -- {wrapped}"
-                password = self._sudo_password.reveal()
-        transport = self._conn.transport
-        if transport is None or not transport.is_active():
-            raise ConnectError(self.name, "the SSH connection is closed")
+                password = self._sudo_password
+        doing = f"`{_short(REDACTOR.redact(command.splitlines()[0]), 60)}`"
         started = time.monotonic()
-        channel = transport.open_session(timeout=timeout)
-        channel.settimeout(1.0)
-        channel.exec_command(wrapped)
-        if password is not None:
-            channel.sendall((password + "\n").encode())
-        output = ""
+        channel = self._open_channel(doing)
+        self._request(channel, doing, lambda: channel.exec_command(wrapped))
+        output = bytearray()
         is_ready = False
-        while time.monotonic() - started < timeout:
-            try:
-                chunk = channel.recv(4096)
-            except socket.timeout:
-                continue
-            if not chunk:
-                break
-            output += chunk.decode(errors="replace")
-            if any(line.startswith(ready) for line in output.splitlines()):
-                is_ready = True
-                break
-        if not is_ready and channel.exit_status_ready():
-            try:
-                output += channel.makefile_stderr("r").read().decode(errors="replace")
-            except (OSError, EOFError):
-                pass
+        with self._guard(doing):
+            if password is not None:
+                channel.sendall((password.reveal() + "\n").encode())
+            channel.settimeout(0.5)
+            while time.monotonic() - started < timeout:
+                try:
+                    chunk = channel.recv(4096)
+                except TimeoutError:
+                    if not self._alive():
+                        raise self._lose(f"{self._reason(self._conn.transport)} ({doing})") from None
+                    continue
+                if not chunk:
+                    break
+                output += chunk
+                if any(line.startswith(ready) for line in output.decode(errors="replace").splitlines()):
+                    is_ready = True
+                    break
+            while not is_ready and channel.recv_stderr_ready():
+                output += channel.recv_stderr(4096)
 
         def release() -> None:
-            try:
-                channel.shutdown_write()
-                channel.close()
-            except (OSError, EOFError):
-                pass
+            _quietly(channel.shutdown_write)
+            _quietly(channel.close)
 
         if not is_ready:
             release()
-        self.history.append(HistoryEntry("hold", REDACTOR.redact(command.splitlines()[0]), 0 if is_ready else 1,
-                                         time.monotonic() - started))
-        return HeldCommand(is_ready, REDACTOR.redact(output), release)
+        shown = REDACTOR.redact(command.splitlines()[0])
+        self.history.append(HistoryEntry("hold", shown, 0 if is_ready else 1, time.monotonic() - started))
+        return HeldCommand(is_ready, REDACTOR.redact(output.decode(errors="replace")), release)
 
     def close(self) -> None:
+        with self._sftp_lock:
+            self._drop_sftp()
+        _quietly(self._conn.close)
+
+
+class _SSHFiles(transfer.FileOps):
+    """File operations for ``transfer.upload`` over one SSH session: the bytes over SFTP (as
+    root, or staged in a private directory and installed with sudo), the rest as root commands."""
+
+    def __init__(self, remote: SSHRemote, size: int) -> None:
+        self.remote = remote
+        self.host = remote.name
+        # Reading back, syncing or copying a large file takes longer than a short command.
+        self.timeout = remote.command_timeout + size / (1 << 20)
+
+    def _root(self, command: str) -> str:
+        code, out, err = self.remote._execute(command, as_root=True, timeout=self.timeout)
+        if code != 0:
+            raise RemoteCommandError(self.host, command, code, _tail(err or out))
+        return out
+
+    def make_directory(self, directory: str) -> None:
+        self._root(f"mkdir -p {shlex.quote(directory)}")
+
+    def write_temp(self, data: bytes, temp: str, mode: int) -> None:
+        if self.remote.is_root:
+            self.remote._sftp_write(temp, data, mode)
+            return
+        code, out, err = self.remote._execute("umask 077 && mktemp -d /tmp/provisioner.XXXXXXXX", as_root=False, timeout=self.timeout)
+        if code != 0:
+            raise RemoteCommandError(self.host, "mktemp -d", code, _tail(err or out))
+        staging = out.strip()
+        staged = f"{staging}/upload"
         try:
-            self._conn.close()
-        except Exception:  # noqa: BLE001 - closing must never fail a run
-            log.debug("%s: error while closing", self.name, exc_info=True)
+            self.remote._sftp_write(staged, data, 0o600)
+            self._root(f"umask 077 && install -m {mode:04o} -o root -g root {shlex.quote(staged)} {shlex.quote(temp)}")
+        finally:
+            try:
+                self.remote._execute(f"rm -rf {shlex.quote(staging)}", as_root=False, timeout=self.timeout)
+            except ProvisionerError as error:
+                log.warning("%s: could not remove %s: %s", self.host, staging, error)
+
+    def digest(self, temp: str) -> tuple[int, str]:
+        words = self._root(f"stat -c %s {shlex.quote(temp)} && sha256sum {shlex.quote(temp)}").split()
+        if len(words) < 2 or not words[0].isdigit():
+            raise RemoteCommandError(self.host, f"sha256sum {temp}", 0, "unexpected output")
+        return int(words[0]), words[1]
+
+    def fsync(self, temp: str) -> None:
+        self._root(f"sync {shlex.quote(temp)}")
+
+    def rename(self, temp: str, path: str) -> None:
+        directory = shlex.quote(os.path.dirname(path) or "/")
+        # mv -T: one rename(2), never "into" a directory; then make the rename durable
+        self._root(f"mv -fT {shlex.quote(temp)} {shlex.quote(path)} && {{ sync {directory} 2>/dev/null || true; }}")
+
+    def remove(self, temp: str) -> None:
+        self._root(f"rm -f {shlex.quote(temp)}")
+
+    def free_bytes(self, directory: str) -> int | None:
+        out = self._root(f"df -Pk {shlex.quote(directory)} | awk 'NR==2 {{print $4}}'").strip()
+        return int(out) * 1024 if out.isdigit() else None
 
 
-def _sftp_makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
-    """Create ``directory`` and its missing parents (mode 0755) over SFTP."""
+def _quietly(close: Callable[[], object]) -> None:
+    """Run a closing call; it must never fail a run (the error is only logged)."""
     try:
-        sftp.stat(directory)
-        return
-    except FileNotFoundError:
-        pass
-    parent = os.path.dirname(directory.rstrip("/"))
-    if parent and parent != directory:
-        _sftp_makedirs(sftp, parent)
-    try:
-        sftp.mkdir(directory, 0o755)
-    except OSError:
-        sftp.stat(directory)  # created meanwhile by someone else: fine; otherwise raise
+        close()
+    except Exception:  # noqa: BLE001
+        log.debug("error while closing", exc_info=True)
+
+
+def _describe(error: BaseException) -> str:
+    """One line for an exception from paramiko or the socket (never a repr)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+def _short(command: str, limit: int) -> str:
+    one_line = " ".join(command.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
 
 
 def _raise_for_sudo(host: str, stderr: str, had_password: bool) -> None:
@@ -492,12 +752,22 @@ def connect(
     if ssh_config_path is not None:
         overrides["ssh_config_path"] = ssh_config_path
     config = Config(overrides=overrides)
-    connect_kwargs: dict[str, object] = {}
+    bounds = Bounds(
+        dead_peer=float(options.dead_peer_timeout or DEFAULT_DEAD_PEER_TIMEOUT),
+        command=float(options.command_timeout or DEFAULT_COMMAND_TIMEOUT),
+    )
+    # channel_timeout bounds opening the tunnel through a jump host (paramiko's default: an hour)
+    connect_kwargs: dict[str, object] = {"channel_timeout": bounds.dead_peer}
     if options.private_key is not None:
         connect_kwargs.update(pkey=_load_key(host.name, options.private_key), look_for_keys=False, allow_agent=False)
     gateway = None
     if options.proxy_jump:
-        gateway = Connection(options.proxy_jump, config=config.clone(), connect_timeout=options.connect_timeout or 10)
+        gateway = Connection(
+            options.proxy_jump,
+            config=config.clone(),
+            connect_timeout=options.connect_timeout or 10,
+            connect_kwargs={"channel_timeout": bounds.dead_peer},
+        )
     conn = Connection(
         host.address,
         user=options.user,
@@ -513,7 +783,7 @@ def connect(
     target = f"{conn.user}@{conn.host}:{conn.port}"
     try:
         conn.open()
-        conn.transport.set_keepalive(15)  # type: ignore[union-attr]
+        _detect_dead_peer(conn, bounds)
     except HostKeyError:
         raise
     except paramiko.BadHostKeyException as error:
@@ -542,8 +812,37 @@ def connect(
         raise ConnectError(host.name, f"unreachable: {target}: {error.strerror or error}") from None
     except paramiko.SSHException as error:
         raise ConnectError(host.name, f"SSH error with {target}: {error}") from None
+    except EOFError:
+        raise ConnectError(host.name, f"{target} closed the connection during the SSH handshake") from None
     log.debug("%s: connected to %s", host.name, target)
-    return SSHRemote(host.name, host.address, conn, sudo_password=sudo_password)
+    return SSHRemote(host.name, host.address, conn, sudo_password=sudo_password, bounds=bounds)
+
+
+def _detect_dead_peer(conn: Connection, bounds: Bounds) -> None:
+    """Make a dead host show within ``bounds.dead_peer`` on ``conn`` and every jump host.
+
+    SSH keepalives are sent every ``bounds.keepalive`` seconds of silence, so there is always
+    data in flight; TCP_USER_TIMEOUT makes the kernel drop the connection when data stays
+    unacknowledged that long (network cut, host off), which ends the transport and wakes every
+    waiting channel. TCP keepalive probes cover a socket with nothing to send.
+    """
+    hop: object = conn
+    while hop is not None and getattr(hop, "transport", None) is not None:
+        transport = hop.transport  # type: ignore[attr-defined]
+        transport.set_keepalive(int(bounds.keepalive))
+        sock = transport.sock
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            interval = max(1, int(bounds.keepalive))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for name, value in (
+                ("TCP_KEEPIDLE", interval),
+                ("TCP_KEEPINTVL", interval),
+                ("TCP_KEEPCNT", max(1, int(bounds.dead_peer // interval))),
+                ("TCP_USER_TIMEOUT", int(bounds.dead_peer * 1000)),
+            ):
+                if hasattr(socket, name):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        hop = getattr(hop, "gateway", None)
 
 
 def _load_key(host: str, path: Path) -> paramiko.PKey:

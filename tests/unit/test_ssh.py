@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import socket
 import stat
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
@@ -21,100 +19,7 @@ from provisioner.errors import ConnectError, HostKeyError, SudoError
 from provisioner.remote import SUDO_PROMPT, SSHRemote, connect
 from provisioner.secrets import Secret
 from tests.unit.conftest import make_inventory
-
-SUDO_PASSWORD = "correct horse battery"
-
-
-@dataclass
-class FakeSSHServer:
-    """A loopback SSH server that accepts one client key and answers exec requests."""
-
-    host_key: paramiko.PKey
-    client_key: paramiko.PKey
-    port: int = 0
-    commands: list[str] = field(default_factory=list)
-    stdin_seen: list[str] = field(default_factory=list)
-    _sock: socket.socket | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(8)
-        self._sock.settimeout(0.2)
-        self.port = self._sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._sock:
-            self._sock.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._sock.accept()  # type: ignore[union-attr]
-            except (TimeoutError, OSError):
-                continue
-            transport = paramiko.Transport(client)
-            transport.add_server_key(self.host_key)
-            try:
-                transport.start_server(server=_Handler(self, transport))
-            except (paramiko.SSHException, EOFError, OSError):
-                continue
-
-
-class _Handler(paramiko.ServerInterface):
-    def __init__(self, server: FakeSSHServer, transport: paramiko.Transport) -> None:
-        self.server = server
-        self.transport = transport
-
-    def get_allowed_auths(self, username: str) -> str:
-        return "publickey"
-
-    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        if key.asbytes() == self.server.client_key.asbytes():
-            return paramiko.AUTH_SUCCESSFUL
-        return paramiko.AUTH_FAILED
-
-    def check_channel_request(self, kind: str, chanid: int) -> int:
-        return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
-
-    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
-        text = command.decode()
-        self.server.commands.append(text)
-        threading.Thread(target=self._run, args=(channel, text), daemon=True).start()
-        return True
-
-    def _run(self, channel: paramiko.Channel, command: str) -> None:
-        try:
-            if command.startswith("sudo -S"):
-                channel.sendall_stderr(SUDO_PROMPT.encode())
-                line = b""
-                while not line.endswith(b"\n"):
-                    chunk = channel.recv(1)
-                    if not chunk:
-                        break
-                    line += chunk
-                self.server.stdin_seen.append(line.decode().rstrip("\n"))
-                if line.decode().rstrip("\n") != SUDO_PASSWORD:
-                    channel.sendall_stderr(b"Sorry, try again.\n" + SUDO_PROMPT.encode())
-                    channel.send_exit_status(1)
-                    return
-                channel.sendall(b"root\n")
-                channel.send_exit_status(0)
-            elif command.startswith("sudo -n"):
-                channel.sendall_stderr(b"sudo: a password is required\n")
-                channel.send_exit_status(1)
-            else:
-                channel.sendall(b"hello\n")
-                channel.send_exit_status(0)
-        finally:
-            # Closing here could overtake paramiko's reply to the exec request ("Channel closed"
-            # on the client); end the output instead and let the client close the channel.
-            channel.shutdown_write()
-
+from tests.unit.sshserver import SUDO_PASSWORD, FakeSSHServer
 
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[paramiko.PKey, paramiko.PKey, Path]:
@@ -134,12 +39,12 @@ def server(keys: tuple[paramiko.PKey, paramiko.PKey, Path]) -> Iterator[FakeSSHS
 
 
 def remote_for(server: FakeSSHServer, tmp_path: Path, key_file: Path, *, policy: str = "accept-new", user: str = "root",
-               sudo_password: Secret | None = None) -> SSHRemote:
+               sudo_password: Secret | None = None, extra: str = "") -> SSHRemote:
     empty_ssh_config = tmp_path / "ssh_config"
     empty_ssh_config.touch()
     inventory = make_inventory(
         f"cluster: {{name: t}}\n"
-        f"ssh: {{user: {user}, port: {server.port}, private_key: {key_file}, host_key_policy: {policy}, known_hosts: {tmp_path}/known_hosts}}\n"
+        f"ssh: {{user: {user}, port: {server.port}, private_key: {key_file}, host_key_policy: {policy}, known_hosts: {tmp_path}/known_hosts{extra}}}\n"
         "hosts:\n  - {name: h1, address: 127.0.0.1, role: server}\n"
     )
     return connect(inventory, inventory.hosts[0], ssh_config_path=str(empty_ssh_config), sudo_password=sudo_password)
