@@ -188,7 +188,7 @@ def status(ctx: click.Context, inventory_path: Path, output: str, debug: bool | 
         inventory = load_inventory(inventory_path)
         outcome = actions.status(inventory, reporter=SilentReporter())
         code = _finish(session, outcome, report.status_text, report.status_json)
-        if code == 0 and not report.all_ready(outcome.context):
+        if code == 0 and not report.all_ready(outcome.summary):
             code = 1
         return code
 
@@ -217,13 +217,13 @@ def kubeconfig(ctx: click.Context, inventory_path: Path, merge: bool, set_curren
 def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None], as_json: Callable[..., dict[str, Any]]) -> int:
     """Render the outcome (summary even on failure), then the error; return the exit code."""
     if session.output == "json":
-        data = as_json(outcome.context)
+        data = as_json(outcome.summary)
         data["ok"] = outcome.ok
         data["errors"] = outcome.error.lines() if outcome.error else []
         data["log"] = str(session.log_path)
         session.out.print_json(json.dumps(data))
         return outcome.error.exit_code if outcome.error else 0
-    text(session.out, outcome.context, outcome.error)
+    text(session.out, outcome.summary, outcome.error)
     return session.fail(outcome.error) if outcome.error else 0
 
 
