@@ -211,7 +211,7 @@ class Kubeadm(Distribution):
         return f"kubectl --kubeconfig {ADMIN_CONF} {args}"
 
     def read_state(self, remote: Remote, init_server: Host) -> ClusterState:
-        state = ClusterState(init_server=init_server, nodes=self.read_nodes(remote))
+        state = ClusterState(init_server=init_server, nodes=self.list_nodes(remote).nodes)
         result = remote.sudo(self.kubectl("get daemonset kube-flannel-ds -n kube-flannel -o json"), check=False, timeout=30)
         if result.ok:
             annotations = json.loads(result.stdout).get("metadata", {}).get("annotations") or {}

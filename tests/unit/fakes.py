@@ -144,8 +144,11 @@ class FakeK3sCluster:
     def _restart(self, sim: SimHost) -> tuple[int, str, str]:
         sim.restarts += 1
         sim.active = True
-        if sim.config_node_name in self.nodes:
-            self.nodes[sim.config_node_name]["ready"] = sim.config_node_name not in self.never_ready
+        name = sim.config_node_name
+        if name is not None and sim.role is not None:  # the node (re-)registers when its service starts
+            node = self.nodes.setdefault(name, {"ip": sim.host.node_ip or sim.host.address, "role": sim.role,
+                                                "version": sim.version})
+            node["ready"] = name not in self.never_ready
         return 0, "", ""
 
     def _token(self, sim: SimHost) -> tuple[int, str, str]:
@@ -320,6 +323,8 @@ class FakeKubeadmCluster:
         remote.on(r"kubectl .* get --raw=/readyz", stdout="ok")
         remote.on(r"kubectl .* get nodes -o json", handler=lambda r, c: (0, self._nodes(), ""))
         remote.on(r"kubectl .* get daemonset kube-flannel-ds", handler=lambda r, c: self._daemonset())
+        remote.on(r"^systemctl restart kubelet$", handler=lambda r, c: self._restart_kubelet(name))
+        remote.on(r"^install -d -m 0755 /etc/apt/keyrings && curl -fsSL \S+Release.key", handler=lambda r, c: self._event(f"repository key {name}"))
         self.remotes[name] = remote
         return remote
 
@@ -330,6 +335,15 @@ class FakeKubeadmCluster:
         remote.files[ADMIN_CONF] = ADMIN_KUBECONFIG.replace("default", "kubernetes").encode()
         self.nodes[name] = True
         return 0, f"Your Kubernetes control-plane has initialized successfully!\nkubeadm join x:6443 --token {KUBEADM_TOKEN} --discovery-token-ca-cert-hash sha256:{'c' * 64}\n", ""
+
+    def _restart_kubelet(self, name: str) -> tuple[int, str, str]:
+        self.events.append(f"restart kubelet {name}")
+        self.state[name] = replace(self.state[name], services={**self.state[name].services, "kubelet": "active"})
+        return 0, "", ""
+
+    def _event(self, what: str) -> tuple[int, str, str]:
+        self.events.append(what)
+        return 0, "", ""
 
     def _token(self) -> tuple[int, str, str]:
         self.events.append("token")

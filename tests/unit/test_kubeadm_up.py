@@ -24,8 +24,8 @@ def test_kubeadm_up_inits_applies_flannel_makes_a_fresh_token_then_joins_and_a_r
     outcome = actions.up(inventory, Options(timeout=3), connector=cluster.connector)
     assert outcome.ok, outcome.error
     assert cluster.events == ["init cp1", "flannel", "token", "join w1"]
-    assert {n: o.action for n, o in outcome.context.outcomes.items()} == {"cp1": "install", "w1": "join"}
-    assert outcome.context.applied_cluster_steps == ["Flannel v0.26.1"]
+    assert {n: o.action for n, o in outcome.summary.outcomes.items()} == {"cp1": "install", "w1": "join"}
+    assert list(outcome.summary.applied_addons) == ["Flannel v0.26.1"]
     config = kubeconfig.parse((tmp_path / "kube.kubeconfig").read_text())
     assert config["clusters"][0]["cluster"]["server"] == "https://192.0.2.100:6443"
     assert config["current-context"] == "kube"
@@ -36,7 +36,7 @@ def test_kubeadm_up_inits_applies_flannel_makes_a_fresh_token_then_joins_and_a_r
     again = actions.up(inventory, Options(timeout=3), connector=cluster.connector)
     assert again.ok, again.error
     assert cluster.events == []
-    assert {o.result for o in again.context.outcomes.values()} == {"unchanged"}
+    assert {o.result for o in again.summary.outcomes.values()} == {"unchanged"}
     assert all(not r.uploads for r in cluster.remotes.values())
 
 
@@ -49,8 +49,12 @@ def test_kubeadm_plan_lists_the_steps_and_the_flannel_add_on() -> None:
     outcome = actions.plan(inventory, connector=cluster.connector)
     assert outcome.ok
     console = Console(record=True, width=200)
-    report.plan_text(console, outcome.context, None)
+    report.plan_text(console, outcome.summary, None)
     text = console.export_text()
     assert "cp1 (server, 192.0.2.10): install" in text and "kubeadm init: not part of the cluster yet" in text
-    assert "cluster: Flannel v0.26.1: not applied yet" in text and "1 cluster step(s)." in text
+    assert "cluster: Flannel v0.26.1: not applied yet" in text
+    assert "cluster: create a bootstrap token on cp1: workers join with a fresh, short-lived token" in text
+    assert "2 cluster step(s)." in text
+    assert TOKEN not in text and "read <bootstrap token from the first control plane>, <CA hash of the first control plane>: kubeadm token create" in text
+    assert "run: kubeadm join --config /etc/kubernetes/provisioner/kubeadm-join.yaml" in text
     assert cluster.events == []
