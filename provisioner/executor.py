@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from provisioner.errors import HostError, ProvisionerError, RemoteCommandError
 from provisioner.remote import Remote
 from provisioner.secrets import REDACTOR, Secret
-from provisioner.steps import Command, Operation, Placeholder, ReadValue, Step, Upload, Wait
+from provisioner.steps import (
+    Command,
+    Operation,
+    Placeholder,
+    ReadValue,
+    Step,
+    Upload,
+    Wait,
+)
 
 log = logging.getLogger("provisioner.executor")
 

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, ClassVar
 from provisioner.inventory import url_host
 from provisioner.nodes import Node, NodeListing, parse_node_list
 from provisioner.secrets import Secret
-from provisioner.steps import Action, ClusterPlan, Command, HostPlan, Placeholder, Step, Wait
+from provisioner.steps import (
+    Action,
+    ClusterPlan,
+    Command,
+    HostPlan,
+    Placeholder,
+    Step,
+    Wait,
+)
 
 if TYPE_CHECKING:
     from provisioner.facts import DistributionFacts, HostFacts

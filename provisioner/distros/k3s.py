@@ -19,7 +19,15 @@ from provisioner.distros.base import ClusterState, Distribution, sha256_text
 from provisioner.flags import flags_to_config
 from provisioner.inventory import Host
 from provisioner.secrets import Secret
-from provisioner.steps import Action, Command, HostPlan, Placeholder, ReadValue, Step, Upload
+from provisioner.steps import (
+    Action,
+    Command,
+    HostPlan,
+    Placeholder,
+    ReadValue,
+    Step,
+    Upload,
+)
 
 if TYPE_CHECKING:
     from provisioner.facts import HostFacts

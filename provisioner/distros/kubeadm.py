@@ -20,7 +20,16 @@ from provisioner import hostos, templates
 from provisioner.distros.base import ClusterState, Distribution, sha256_text
 from provisioner.errors import HostError, ProvisionerError
 from provisioner.inventory import Host, is_ip
-from provisioner.steps import Action, Command, HostPlan, Operation, Placeholder, ReadValue, Step, Upload
+from provisioner.steps import (
+    Action,
+    Command,
+    HostPlan,
+    Operation,
+    Placeholder,
+    ReadValue,
+    Step,
+    Upload,
+)
 
 if TYPE_CHECKING:
     from provisioner.facts import HostFacts

@@ -29,7 +29,13 @@ from provisioner.nodes import Node
 from provisioner.progress import SilentReporter
 from provisioner.remote import Remote
 from provisioner.steps import RunPlan, Step
-from provisioner.summary import FetchedKubeconfig, HostCounts, HostOutcome, Result, RunSummary
+from provisioner.summary import (
+    FetchedKubeconfig,
+    HostCounts,
+    HostOutcome,
+    Result,
+    RunSummary,
+)
 
 log = logging.getLogger("provisioner.phases")
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from provisioner.errors import HostsFailed
-from provisioner.facts import HOST_FACT_SCRIPT, HostFacts, parse_host_facts, parse_key_values
+from provisioner.facts import (
+    HOST_FACT_SCRIPT,
+    HostFacts,
+    parse_host_facts,
+    parse_key_values,
+)
 from provisioner.inventory import Host
 from provisioner.phases import Context, Phase
 

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field, replace
 
 from provisioner import hostos, templates
 from provisioner.distros import k3s
-from provisioner.distros.kubeadm import ADMIN_CONF, CONTAINERD_CONFIG, Kubeadm, KubeadmFacts
+from provisioner.distros.kubeadm import (
+    ADMIN_CONF,
+    CONTAINERD_CONFIG,
+    Kubeadm,
+    KubeadmFacts,
+)
 from provisioner.facts import HostFacts, parse_host_facts, parse_key_values
 from provisioner.inventory import Host, Inventory
 from provisioner.testing import FakeRemote

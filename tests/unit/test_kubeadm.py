@@ -6,7 +6,6 @@ the tests check the exact commands and files the provisioner would send.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import tomllib
 from dataclasses import replace
@@ -20,16 +19,16 @@ from provisioner.distros import Action, ClusterState
 from provisioner.distros.kubeadm import (
     CONTAINERD_CONFIG,
     Kubeadm,
-    KubeadmFacts,
     KubeadmPreflightError,
     version_matches,
 )
-from provisioner.executor import StepFailed, ValueStore, run_steps as execute
-from provisioner.facts import HostFacts, parse_host_facts, parse_key_values
-from provisioner.steps import Command
+from provisioner.executor import StepFailed, ValueStore
+from provisioner.executor import run_steps as execute
+from provisioner.facts import HostFacts, parse_key_values
 from provisioner.testing import FakeRemote
 from tests.unit.conftest import make_inventory
-from tests.unit.fakes import DEBIAN_FRESH, KUBEADM_INVENTORY as INVENTORY, facts_from, kubeadm, prepared
+from tests.unit.fakes import DEBIAN_FRESH, facts_from, kubeadm, prepared
+from tests.unit.fakes import KUBEADM_INVENTORY as INVENTORY
 
 UBUNTU_FRESH = DEBIAN_FRESH.replace("os.id=debian", "os.id=ubuntu").replace("os.id_like=", "os.id_like=debian").replace(
     "Debian GNU/Linux 12 (bookworm)", "Ubuntu 24.04.1 LTS").replace("os.version_id=12", "os.version_id=24.04")

@@ -10,7 +10,10 @@ import pytest
 from provisioner import actions, kubeconfig
 from provisioner.phases import Options
 from tests.unit.conftest import make_inventory
-from tests.unit.fakes import KUBEADM_INVENTORY as INVENTORY, KUBEADM_TOKEN as TOKEN, FakeKubeadmCluster
+from tests.unit.fakes import KUBEADM_INVENTORY as INVENTORY
+from tests.unit.fakes import KUBEADM_TOKEN as TOKEN
+from tests.unit.fakes import FakeKubeadmCluster
+
 
 @pytest.fixture(autouse=True)
 def _no_network_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -41,8 +44,9 @@ def test_kubeadm_up_inits_applies_flannel_makes_a_fresh_token_then_joins_and_a_r
 
 
 def test_kubeadm_plan_lists_the_steps_and_the_flannel_add_on() -> None:
-    from provisioner import report
     from rich.console import Console
+
+    from provisioner import report
 
     inventory = make_inventory(INVENTORY)
     cluster = FakeKubeadmCluster(inventory)

@@ -16,7 +16,12 @@ from provisioner.steps import Command, HostPlan, ReadValue, Step, Upload, Wait
 from provisioner.summary import RunSummary
 from provisioner.testing import FakeRemote
 from tests.unit.conftest import BASIC, make_inventory
-from tests.unit.fakes import KUBEADM_INVENTORY, TOKEN, FakeK3sCluster, FakeKubeadmCluster
+from tests.unit.fakes import (
+    KUBEADM_INVENTORY,
+    TOKEN,
+    FakeK3sCluster,
+    FakeKubeadmCluster,
+)
 
 
 @pytest.fixture(autouse=True)
