@@ -165,7 +165,7 @@ class FakeK3sCluster:
         if not (sim.role == "server" and sim.active):
             return 1, "", "The connection to the server 127.0.0.1:6443 was refused"
         items = []
-        for name, node in self.nodes.items():
+        for name, node in sorted(self.nodes.items()):  # the API lists nodes by name
             labels = {"kubernetes.io/hostname": name}
             if node["role"] == "server":
                 labels["node-role.kubernetes.io/control-plane"] = "true"
