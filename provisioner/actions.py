@@ -6,6 +6,12 @@
     plan        connect → facts → validate → read state → plan (nothing changes)
     status      connect to servers → read nodes
     kubeconfig  connect to servers → facts → read state → kubeconfig → verify
+
+The plan phase decides everything ``up`` changes: a ``HostPlan`` per host and a ``ClusterPlan``
+(``provisioner.steps``), every step as data. The phases after it only pick which planned steps
+run when and hand them to the one executor (``provisioner.executor``): the first server's steps
+(ending with "wait for the Kubernetes API"), the add-ons, the read of the join secret, the stale
+Node deletions, then the other hosts' steps. ``plan`` prints the same steps ``up`` runs.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 from provisioner import distros
 from provisioner.errors import HostsFailed, ProvisionerError
 from provisioner.inventory import Host, Inventory
-from provisioner.phases import Connector, Context, Options, Phase, run_phases
+from provisioner.phases import Connector, Context, Inputs, Options, Phase, run_phases
 from provisioner.phases.apply_cluster_steps import ApplyClusterSteps
 from provisioner.phases.bootstrap_first_server import BootstrapFirstServer
 from provisioner.phases.connect import Connect
@@ -32,6 +38,7 @@ from provisioner.phases.verify_kubeconfig import VerifyKubeconfig
 from provisioner.phases.wait_ready import WaitReady
 from provisioner.progress import SilentReporter
 from provisioner.remote import Remote, connect, sudo_password_for
+from provisioner.summary import RunSummary
 
 
 def up_phases() -> list[Phase]:
@@ -72,9 +79,9 @@ def ssh_connector(inventory: Inventory, host: Host) -> Remote:
 
 @dataclass
 class Outcome:
-    """A finished action: everything it learned, and the error that ended it, if any."""
+    """A finished action: what it reports, and the error that ended it, if any."""
 
-    context: Context
+    summary: RunSummary
     error: ProvisionerError | None = None
 
     @property
@@ -94,24 +101,24 @@ def execute(
     """Run ``phases`` against ``inventory``. Host failures that let the run finish are turned
     into one ``HostsFailed`` at the end, after the summary data is complete."""
     options = options or Options()
-    ctx = Context(
+    ctx = Context(Inputs(
         inventory=inventory,
         distribution=distros.for_inventory(inventory, timeout=options.timeout),
         options=options,
         connector=connector or ssh_connector,
         reporter=reporter or SilentReporter(),
-        hosts=list(inventory.servers) if servers_only else [],
-    )
+        hosts=tuple(inventory.servers if servers_only else inventory.hosts),
+    ))
     error: ProvisionerError | None = None
     try:
         run_phases(phases, ctx)
     except ProvisionerError as raised:
         error = raised
     finally:
-        ctx.reporter.end()
+        ctx.inputs.reporter.end()
     if error is None and ctx.failures:
         error = HostsFailed(dict(ctx.failures))
-    return Outcome(ctx, error)
+    return Outcome(ctx.summary(), error)
 
 
 def up(inventory: Inventory, options: Options | None = None, **kwargs: object) -> Outcome:

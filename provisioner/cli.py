@@ -235,7 +235,7 @@ def status(ctx: click.Context, inventory_path: Path, output: str, debug: bool | 
         inventory = load_inventory(inventory_path)
         outcome = actions.status(inventory, reporter=SilentReporter())
         return _finish(session, outcome, report.status_text, report.status_json,
-                       code_if_ok=0 if report.all_ready(outcome.context) else 1)
+                       code_if_ok=0 if report.all_ready(outcome.summary) else 1)
 
     _run("status", ctx, debug, log_file, output, body)
 
@@ -265,14 +265,14 @@ def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None
     """Render the outcome (summary even on failure), then the error; return the exit code."""
     error = outcome.error
     if session.output == "json":
-        data = as_json(outcome.context)
+        data = as_json(outcome.summary)
         data["ok"] = outcome.ok
         data["errors"] = error.lines() if error else []
         data["error"] = {"type": type(error).__name__, "lines": error.lines()} if error else None
         data["exit_code"] = error.exit_code if error else code_if_ok
         session.emit(data)
         return session.fail(error, printed=True) if error else code_if_ok
-    text(session.out, outcome.context, error)
+    text(session.out, outcome.summary, error)
     return session.fail(error) if error else code_if_ok
 
 

@@ -7,8 +7,8 @@ role, service state, config hash) through ``Distribution.fact_script``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Protocol
 
 HOST_FACT_SCRIPT = r"""
 export LC_ALL=C
@@ -64,6 +64,16 @@ class OSInfo:
         return "other"
 
 
+class DistributionFacts(Protocol):
+    """What every distribution's facts (``K3sFacts``, ``KubeadmFacts``) tell about a host."""
+
+    @property
+    def installed(self) -> bool: ...
+
+    @property
+    def role(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class HostFacts:
     """Everything the planner needs to know about one host."""
@@ -80,8 +90,7 @@ class HostFacts:
     user: str
     tools: frozenset[str] = frozenset()
     kubernetes: frozenset[str] = frozenset()  # Kubernetes installs found: "k3s", "kubeadm"
-    dist: Any = None  # the distribution's own facts (e.g. K3sFacts)
-    raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    dist: DistributionFacts | None = None  # the distribution's own facts (K3sFacts, KubeadmFacts)
 
 
 def parse_host_facts(name: str, values: dict[str, str]) -> HostFacts:
@@ -111,5 +120,4 @@ def parse_host_facts(name: str, values: dict[str, str]) -> HostFacts:
         user=values.get("user", ""),
         tools=frozenset(k.split(".", 1)[1] for k, v in values.items() if k.startswith("tool.") and v == "yes"),
         kubernetes=frozenset(k.split(".", 1)[1] for k, v in values.items() if k.startswith("kubernetes.") and v == "yes"),
-        raw=values,
     )

@@ -18,6 +18,36 @@ APT = "DEBIAN_FRONTEND=noninteractive apt-get -q -o Dpkg::Options::=--force-conf
 
 
 @dataclass(frozen=True)
+class RhelFacts:
+    """SELinux and firewalld as the RHEL family's fact lines report them (empty elsewhere)."""
+
+    selinux: str = ""  # getenforce: Enforcing | Permissive | Disabled
+    selinux_config: str = ""  # SELINUX= in /etc/selinux/config
+    firewalld: str = ""  # systemctl is-active firewalld
+    firewalld_ports: frozenset[str] = frozenset()
+
+    @property
+    def selinux_enforcing(self) -> bool:
+        return self.selinux == "Enforcing" or self.selinux_config == "enforcing"
+
+
+def parse_rhel_facts(values: dict[str, str]) -> RhelFacts:
+    """The RHEL family's fact lines (``selinux=``, ``firewalld=``…) into ``RhelFacts``."""
+    return RhelFacts(
+        selinux=values.get("selinux", ""),
+        selinux_config=values.get("selinux.config", ""),
+        firewalld=values.get("firewalld", ""),
+        firewalld_ports=frozenset(values.get("firewalld.ports", "").split()),
+    )
+
+
+def parse_package_facts(values: dict[str, str]) -> tuple[dict[str, str], frozenset[str]]:
+    """Installed package versions (``pkg.<name>=``) and held packages (``held=``), either family."""
+    packages = {k[4:]: v for k, v in values.items() if k.startswith("pkg.") and v}
+    return packages, frozenset(values.get("held", "").split())
+
+
+@dataclass(frozen=True)
 class PackageRepo:
     """A package repository to configure: files to write and a command that fetches its key."""
 
@@ -62,7 +92,7 @@ class HostOS(ABC):
         """Commands (if any) that make the containerd package installable."""
         return ""
 
-    def prepare_steps(self, facts: HostFacts, role: str) -> list[tuple[str, str, str]]:
+    def prepare_steps(self, facts: RhelFacts, role: str) -> list[tuple[str, str, str]]:
         """OS-specific preparation still needed: (title, reason, command) triples."""
         return []
 
@@ -161,19 +191,17 @@ class RhelFamily(HostOS):
             f"curl -fsSL {self.docker_repo} -o /etc/yum.repos.d/docker-ce.repo"
         )
 
-    def prepare_steps(self, facts: HostFacts, role: str) -> list[tuple[str, str, str]]:
+    def prepare_steps(self, facts: RhelFacts, role: str) -> list[tuple[str, str, str]]:
         steps = []
-        raw = facts.raw
-        if raw.get("selinux") == "Enforcing" or raw.get("selinux.config") == "enforcing":
+        if facts.selinux_enforcing:
             steps.append((
                 "SELinux permissive",
-                f"SELinux is {raw.get('selinux') or raw.get('selinux.config')}",
+                f"SELinux is {facts.selinux or facts.selinux_config}",
                 "{ command -v setenforce >/dev/null && setenforce 0 || true; } && "
                 "sed -i.provisioner-backup 's/^SELINUX=enforcing$/SELINUX=permissive/' /etc/selinux/config",
             ))
-        if raw.get("firewalld") == "active":
-            open_ports = set(raw.get("firewalld.ports", "").split())
-            missing = [p for p in self.PORTS[role] if p not in open_ports]
+        if facts.firewalld == "active":
+            missing = [p for p in self.PORTS[role] if p not in facts.firewalld_ports]
             if missing:
                 adds = " ".join(f"--add-port={p}" for p in missing)
                 steps.append((

@@ -59,6 +59,14 @@ class Node:
         }
 
 
+@dataclass(frozen=True)
+class NodeListing:
+    """What asking the API for its nodes gave: the nodes, or None and why not."""
+
+    nodes: list[Node] | None
+    error: str = ""
+
+
 def parse_node_list(text: str) -> list[Node]:
     """Nodes from the JSON of ``kubectl get nodes -o json``."""
     try:

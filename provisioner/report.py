@@ -10,7 +10,8 @@ from rich.table import Table
 
 from provisioner.errors import NotReadyError, ProvisionerError
 from provisioner.nodes import Node
-from provisioner.phases import Context
+from provisioner.steps import Command, ReadValue, Step, Upload, Wait
+from provisioner.summary import RunSummary
 
 RESULT_STYLE = {"changed": "yellow", "unchanged": "green", "failed": "red"}
 
@@ -19,21 +20,23 @@ def escape(text: str) -> str:
     return _escape(text)
 
 
-def _host_rows(ctx: Context) -> list[dict[str, Any]]:
+def _host_rows(summary: RunSummary) -> list[dict[str, Any]]:
     rows = []
-    for host in ctx.hosts:
-        outcome = ctx.outcomes.get(host.name)
+    for host in summary.hosts:
+        outcome = summary.outcomes.get(host.name)
+        counts = summary.counts.get(host.name)
         rows.append(
             {
                 "name": host.name,
                 "address": host.address,
                 "role": host.role,
-                "action": outcome.action if outcome else "nothing",
-                "result": outcome.result if outcome else "unchanged",
+                "action": outcome.action.value if outcome else "nothing",
+                "result": outcome.result.value if outcome else "unchanged",
                 "seconds": round(outcome.seconds, 2) if outcome else 0.0,
                 "error": outcome.error if outcome else "",
-                "commands": ctx.remotes[host.name].command_count if host.name in ctx.remotes else 0,
-                "uploads": ctx.remotes[host.name].upload_count if host.name in ctx.remotes else 0,
+                "commands": counts.commands if counts else 0,
+                "uploads": counts.uploads if counts else 0,
+                "steps": [r.as_dict() for r in outcome.steps] if outcome else [],
             }
         )
     return rows
@@ -59,108 +62,138 @@ def not_ready_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _kubeconfig_lines(console: Console, ctx: Context) -> None:
-    written = ctx.kubeconfig_written
-    if written is not None:
+def _kubeconfig_lines(console: Console, summary: RunSummary) -> None:
+    fetched = summary.kubeconfig
+    if fetched is not None:
+        written = fetched.written
         what = "written to" if written.changed else "unchanged:"
         extra = f" (backup: {written.backup})" if written.backup else ""
-        context = ctx.kubeconfig.get("current-context") if ctx.kubeconfig is not None else ""
-        console.print(f"kubeconfig {what} {written.path}{extra}, context {context}")
-    check = ctx.kubeconfig_check
-    if check is not None:
-        style = {"ok": "green", "unreachable": "yellow"}.get(check.status, "red")
-        console.print(f"[{style}]API check: {escape(check.detail)}[/]")
+        console.print(f"kubeconfig {what} {written.path}{extra}, context {fetched.context}")
+        check = fetched.check
+        if check is not None:
+            style = {"ok": "green", "unreachable": "yellow"}.get(check.status, "red")
+            console.print(f"[{style}]API check: {escape(check.detail)}[/]")
 
 
-def up_text(console: Console, ctx: Context, error: ProvisionerError | None) -> None:
+def up_text(console: Console, summary: RunSummary, error: ProvisionerError | None) -> None:
     table = Table(title="Hosts", title_justify="left")
     for column in ("HOST", "ROLE", "ACTION", "RESULT", "TIME", "COMMANDS"):
         table.add_column(column)
-    for row in _host_rows(ctx):
+    for row in _host_rows(summary):
         style = RESULT_STYLE.get(row["result"], "")
         result = row["result"] + (f": {escape(row['error'])}" if row["error"] else "")
         table.add_row(row["name"], row["role"], row["action"], f"[{style}]{result}[/]", f"{row['seconds']:.1f}s", str(row["commands"]))
     console.print(table)
-    for title in ctx.applied_cluster_steps:
+    for title in summary.applied_addons:
         console.print(f"cluster: applied {escape(title)}")
     if isinstance(error, NotReadyError):
         console.print(not_ready_table(error.not_ready))  # type: ignore[arg-type]
-    if ctx.nodes:
-        console.print(nodes_table(ctx.nodes, {h.name: h.role for h in ctx.inventory.hosts}))
-    _kubeconfig_lines(console, ctx)
-    for warning in ctx.warnings:
+    if summary.nodes:
+        console.print(nodes_table(list(summary.nodes), summary.roles))
+    _kubeconfig_lines(console, summary)
+    for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
-def up_json(ctx: Context) -> dict[str, Any]:
-    written = ctx.kubeconfig_written
+def up_json(summary: RunSummary) -> dict[str, Any]:
+    fetched = summary.kubeconfig
     return {
-        "cluster": ctx.inventory.cluster.name,
-        "hosts": _host_rows(ctx),
-        "nodes": [n.as_dict() for n in ctx.nodes or []],
-        "cluster_steps": list(ctx.applied_cluster_steps),
+        "cluster": summary.cluster_name,
+        "hosts": _host_rows(summary),
+        "nodes": [n.as_dict() for n in summary.nodes or []],
+        "cluster_steps": list(summary.applied_addons),
+        "cluster_step_records": [r.as_dict() for r in summary.cluster_steps],
         "kubeconfig": None
-        if written is None
+        if fetched is None
         else {
-            "path": str(written.path),
-            "changed": written.changed,
-            "backup": str(written.backup) if written.backup else None,
-            "check": None if ctx.kubeconfig_check is None else vars(ctx.kubeconfig_check),
+            "path": str(fetched.written.path),
+            "changed": fetched.written.changed,
+            "backup": str(fetched.written.backup) if fetched.written.backup else None,
+            "check": None if fetched.check is None else vars(fetched.check),
         },
-        "warnings": list(ctx.warnings),
+        "warnings": list(summary.warnings),
     }
 
 
-def plan_text(console: Console, ctx: Context, error: ProvisionerError | None) -> None:
-    if not ctx.plans:
+def _step_lines(console: Console, number: int, step: Step) -> None:
+    """One planned step: its name and the operations it will run (placeholders, no secrets)."""
+    console.print(f"    {number}. {escape(step.name)}")
+    for op in step.operations:
+        if isinstance(op, Upload):
+            source = f" from {op.local_file}" if op.local_file else ""
+            console.print(f"       [dim]upload {escape(op.path)} ({op.mode:04o}){escape(source)}[/]")
+            if op.show and isinstance(op.content, str):
+                for line in op.content.rstrip().splitlines():
+                    console.print(f"         [dim]{escape(line)}[/]")
+        elif isinstance(op, Command):
+            console.print(f"       [dim]run: {escape(op.text)}[/]")
+        elif isinstance(op, Wait):
+            console.print(f"       [dim]wait until `{escape(op.command)}` prints {escape(op.expect)}[/]")
+        elif isinstance(op, ReadValue):
+            gives = ", ".join(p.text for p in op.produces)
+            console.print(f"       [dim]read {escape(gives)}: {escape(op.command)}[/]")
+
+
+def plan_text(console: Console, summary: RunSummary, error: ProvisionerError | None) -> None:
+    plan = summary.plan
+    if plan is None:
         return
-    changes = [p for p in ctx.plans.values() if p.action.changes]
-    for plan in ctx.plans.values():
-        style = "yellow" if plan.action.changes else "green"
-        console.print(f"[bold]{plan.host.name}[/] ({plan.host.role}, {plan.host.address}): [{style}]{plan.action.value}[/]")
-        for reason in plan.reasons:
+    changes = [p for p in plan.hosts.values() if p.action.changes]
+    for host_plan in plan.hosts.values():
+        host = host_plan.host
+        style = "yellow" if host_plan.action.changes else "green"
+        console.print(f"[bold]{host.name}[/] ({host.role}, {host.address}): [{style}]{host_plan.action.value}[/]")
+        for reason in host_plan.reasons:
             console.print(f"  - {escape(reason)}")
-        if plan.action.changes and plan.config_preview:
-            for line in plan.config_preview.rstrip().splitlines():
-                console.print(f"    [dim]{escape(line)}[/]")
-    for step in ctx.cluster_steps:
-        console.print(f"[bold]cluster[/]: [yellow]{escape(step.title)}[/]: {escape(step.reason)}")
-    if changes or ctx.cluster_steps:
-        console.print(f"{len(changes)} of {len(ctx.plans)} hosts would change."
-                      + (f" {len(ctx.cluster_steps)} cluster step(s)." if ctx.cluster_steps else ""))
+        for number, step in enumerate(host_plan.steps, 1):
+            _step_lines(console, number, step)
+    cluster_steps = plan.cluster.steps
+    for step in cluster_steps:
+        console.print(f"[bold]cluster[/]: [yellow]{escape(step.name)}[/]: {escape(step.reason)}")
+        for op in step.operations:
+            if isinstance(op, Command):
+                console.print(f"       [dim]run: {escape(op.text)}[/]")
+            elif isinstance(op, ReadValue):
+                console.print(f"       [dim]read {escape(', '.join(p.text for p in op.produces))}: {escape(op.command)}[/]")
+    if changes or cluster_steps:
+        console.print(f"{len(changes)} of {len(plan.hosts)} hosts would change."
+                      + (f" {len(cluster_steps)} cluster step(s)." if cluster_steps else ""))
     else:
         console.print("Nothing to do.")
 
 
-def plan_json(ctx: Context) -> dict[str, Any]:
+def plan_json(summary: RunSummary) -> dict[str, Any]:
+    plan = summary.plan
     return {
-        "cluster": ctx.inventory.cluster.name,
-        "hosts": [p.as_dict() for p in ctx.plans.values()],
-        "cluster_steps": [{"title": s.title, "reason": s.reason} for s in ctx.cluster_steps],
+        "cluster": summary.cluster_name,
+        "hosts": [p.as_dict() for p in plan.hosts.values()] if plan else [],
+        "cluster_steps": [{"title": s.name, **s.as_dict()} for s in plan.cluster.addons] if plan else [],
+        "join_secret": plan.cluster.join_secret.as_dict() if plan and plan.cluster.join_secret else None,
+        "stale_nodes": [s.as_dict() for s in plan.cluster.stale_nodes] if plan else [],
     }
 
 
-def _status_nodes(ctx: Context) -> list[Node]:
-    nodes = {n.name: n for n in ctx.nodes or []}
+def _status_nodes(summary: RunSummary) -> list[Node]:
+    nodes = {n.name: n for n in summary.nodes or []}
     ordered = []
-    for host in ctx.inventory.hosts:
+    for host in summary.inventory_hosts:
         ordered.append(nodes.pop(host.name, None) or Node(host.name, "Missing", (), "", ""))
     return ordered + sorted(nodes.values(), key=lambda n: n.name)
 
 
-def all_ready(ctx: Context) -> bool:
-    names = {n.name: n for n in ctx.nodes or []}
-    return all(h.name in names and names[h.name].is_ready for h in ctx.inventory.hosts)
+def all_ready(summary: RunSummary) -> bool:
+    names = {n.name: n for n in summary.nodes or []}
+    return all(h.name in names and names[h.name].is_ready for h in summary.inventory_hosts)
 
 
-def status_text(console: Console, ctx: Context, error: ProvisionerError | None) -> None:
-    if ctx.nodes is None:
+def status_text(console: Console, summary: RunSummary, error: ProvisionerError | None) -> None:
+    if summary.nodes is None:
         return
-    table = Table(title=f"Cluster {ctx.inventory.cluster.name}", title_justify="left")
+    table = Table(title=f"Cluster {summary.cluster_name}", title_justify="left")
     for column in ("NAME", "ROLE", "STATUS", "VERSION", "ADDRESS"):
         table.add_column(column)
-    roles = {h.name: h.role for h in ctx.inventory.hosts}
-    for node in _status_nodes(ctx):
+    roles = summary.roles
+    for node in _status_nodes(summary):
         if node.ready == "Missing":
             status = "[red]NotRegistered[/]"
         else:
@@ -170,23 +203,23 @@ def status_text(console: Console, ctx: Context, error: ProvisionerError | None) 
     console.print(table)
 
 
-def status_json(ctx: Context) -> dict[str, Any]:
-    roles = {h.name: h.role for h in ctx.inventory.hosts}
+def status_json(summary: RunSummary) -> dict[str, Any]:
+    roles = summary.roles
     nodes = []
-    for node in _status_nodes(ctx) if ctx.nodes is not None else []:
+    for node in _status_nodes(summary) if summary.nodes is not None else []:
         row = node.as_dict()
         row["role"] = roles.get(node.name)
         row["registered"] = node.ready != "Missing"
         nodes.append(row)
-    return {"cluster": ctx.inventory.cluster.name, "nodes": nodes, "all_ready": all_ready(ctx)}
+    return {"cluster": summary.cluster_name, "nodes": nodes, "all_ready": all_ready(summary)}
 
 
-def kubeconfig_text(console: Console, ctx: Context, error: ProvisionerError | None) -> None:
-    _kubeconfig_lines(console, ctx)
-    for warning in ctx.warnings:
+def kubeconfig_text(console: Console, summary: RunSummary, error: ProvisionerError | None) -> None:
+    _kubeconfig_lines(console, summary)
+    for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
-def kubeconfig_json(ctx: Context) -> dict[str, Any]:
-    data = up_json(ctx)
+def kubeconfig_json(summary: RunSummary) -> dict[str, Any]:
+    data = up_json(summary)
     return {"cluster": data["cluster"], "kubeconfig": data["kubeconfig"], "warnings": data["warnings"]}

@@ -27,11 +27,16 @@ class _Rule:
     handler: Handler
 
 
+class UnexpectedCommand(AssertionError):
+    """A strict ``FakeRemote`` got a command no rule answers."""
+
+
 class FakeRemote(Remote):
     """An in-memory host: files in a dict, commands answered by the newest matching rule.
 
-    Commands with no matching rule succeed with empty output (set ``strict=True`` to make them
-    fail instead, which catches commands a test did not expect).
+    Commands with no matching rule succeed with empty output. With ``strict=True`` such a
+    command raises ``UnexpectedCommand`` instead (and is kept in ``unexpected``), so a test of a
+    whole action fails on any command it did not foresee.
     """
 
     def __init__(self, name: str, address: str = "192.0.2.1", *, user: str = "root", strict: bool = False) -> None:
@@ -41,6 +46,7 @@ class FakeRemote(Remote):
         self.commands: list[tuple[str, str]] = []  # (run|sudo, command as sent)
         self.uploads: list[str] = []
         self.strict = strict
+        self.unexpected: list[str] = []
         self.closed = False
         self.held: list[str] = []
         self.released: list[str] = []
@@ -73,7 +79,8 @@ class FakeRemote(Remote):
             if rule.pattern.search(command):
                 return rule.handler(self, command)
         if self.strict:
-            return 127, "", f"fake host {self.name}: no rule for {command!r}"
+            self.unexpected.append(command)
+            raise UnexpectedCommand(f"fake host {self.name}: no rule for {command!r}")
         return 0, "", ""
 
     def _upload(self, data: bytes, path: str, *, mode: int) -> None:

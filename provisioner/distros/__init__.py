@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from provisioner.distros.base import Action, ClusterState, Distribution, HostPlan
+from provisioner.distros.base import ClusterState, Distribution
 from provisioner.inventory import Inventory
+from provisioner.steps import Action, HostPlan
 
 
 def for_inventory(inventory: Inventory, *, timeout: float = 300.0) -> Distribution:

@@ -1,7 +1,8 @@
 """What every distribution (k3s, kubeadm) provides to the phases, and the plan it produces.
 
-Phases never ask which distribution they run: they call these methods. A distribution decides
-from facts (``plan``) before anything changes, then carries out one host's plan (``apply``).
+Phases never ask which distribution they run: they call these methods. A distribution turns facts
+and the cluster state into steps (``plan``, ``cluster_plan``) before anything changes; the
+executor (``provisioner.executor``) runs exactly those steps. Nothing here runs a change.
 """
 
 from __future__ import annotations
@@ -9,84 +10,33 @@ from __future__ import annotations
 import hashlib
 import shlex
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
-
-from provisioner.errors import HostError
 from provisioner.inventory import url_host
-from provisioner.secrets import REDACTOR, Secret
+from provisioner.nodes import Node, NodeListing, parse_node_list
+from provisioner.secrets import Secret
+from provisioner.steps import (
+    Action,
+    ClusterPlan,
+    Command,
+    HostPlan,
+    Placeholder,
+    Step,
+    Wait,
+)
 
 if TYPE_CHECKING:
-    from provisioner.facts import HostFacts
+    from provisioner.facts import DistributionFacts, HostFacts
     from provisioner.inventory import Host, Inventory
-    from provisioner.nodes import Node
     from provisioner.remote import Remote
+
+__all__ = ["Action", "ClusterState", "Distribution", "HostPlan", "Step", "sha256_text"]
 
 
 def sha256_text(text: str) -> str:
     """Hash of a rendered file, compared with the hash a host reports for its copy."""
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-class Action(str, Enum):
-    """What a run does to one host."""
-
-    INSTALL = "install"  # the first server of a new cluster
-    JOIN = "join"  # a host that is not part of the cluster yet
-    UPGRADE = "upgrade"  # installed, but another version (or binary) is wanted
-    RECONFIGURE = "reconfigure"  # installed, but its configuration differs
-    RESTART = "restart"  # installed and configured, but its service is down or its node not Ready
-    NOTHING = "nothing"
-
-    @property
-    def changes(self) -> bool:
-        return self is not Action.NOTHING
-
-
-@dataclass(frozen=True)
-class Step:
-    """One change a plan makes on a host: what, why (from the facts), and how."""
-
-    title: str
-    reason: str
-    run: Callable[[Remote], None] | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass
-class HostPlan:
-    """The decision for one host, why, and the configuration it will get (secrets masked)."""
-
-    host: Host
-    action: Action
-    init_server: Host
-    reasons: list[str] = field(default_factory=list)
-    config_preview: str = ""
-    steps: list[Step] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "host": self.host.name,
-            "address": self.host.address,
-            "role": self.host.role,
-            "action": self.action.value,
-            "reasons": list(self.reasons),
-            "steps": [step.title for step in self.steps],
-            "config": self.config_preview,
-        }
-
-
-class JoinTicket(Secret):
-    """A join secret that comes with the CA hashes a joining host pins (kubeadm)."""
-
-    __slots__ = ("ca_cert_hashes",)
-
-    def __init__(self, token: str, ca_cert_hashes: tuple[str, ...]) -> None:
-        super().__init__(token)
-        self.ca_cert_hashes = ca_cert_hashes
 
 
 @dataclass
@@ -124,8 +74,8 @@ class Distribution(ABC):
         """Shell lines printing this distribution's ``key=value`` facts (run as root)."""
 
     @abstractmethod
-    def parse_facts(self, values: dict[str, str]) -> Any:
-        """The distribution's facts from the fact script's output."""
+    def parse_facts(self, values: dict[str, str]) -> DistributionFacts:
+        """The distribution's facts from the fact script's output (a pure parser)."""
 
     @abstractmethod
     def check_hosts(self, facts: dict[str, HostFacts]) -> list[str]:
@@ -137,7 +87,7 @@ class Distribution(ABC):
 
     def installed(self, facts: HostFacts) -> bool:
         """Whether this distribution is installed on the host."""
-        return bool(getattr(facts.dist, "installed", False))
+        return facts.dist is not None and facts.dist.installed
 
     def init_server(self, facts: dict[str, HostFacts]) -> Host:
         """The server that holds the cluster: the first inventory server already running it,
@@ -148,80 +98,101 @@ class Distribution(ABC):
                 return server
         return servers[0]
 
-    # --- cluster state ------------------------------------------------------------------
+    # --- the API: where it is, and what it says ----------------------------------------------
+    def api_address(self, init_server: Host) -> str:
+        """The one answer to "which address is the API": ``api_endpoint`` or the first server."""
+        return self.inventory.cluster.api_endpoint or init_server.address
+
+    def api_host_port(self, init_server: Host) -> str:
+        """``host:port`` of the API (kubeadm's controlPlaneEndpoint)."""
+        return f"{url_host(self.api_address(init_server))}:{self.api_port}"
+
+    def server_url(self, init_server: Host) -> str:
+        """The API URL for clients and joining hosts."""
+        return f"https://{self.api_host_port(init_server)}"
+
     @abstractmethod
     def read_state(self, remote: Remote, init_server: Host) -> ClusterState:
         """Join secret and nodes from the first server, as far as it answers."""
-
-    def server_url(self, init_server: Host) -> str:
-        """The API URL for clients and joining hosts: ``api_endpoint`` or the first server."""
-        address = self.inventory.cluster.api_endpoint or init_server.address
-        return f"https://{url_host(address)}:{self.api_port}"
-
-    def list_nodes_command(self) -> str:
-        return self.kubectl("get nodes -o json")
-
-    def read_nodes(self, remote: Remote) -> list[Node] | None:
-        """The cluster's nodes as the server's API lists them, or None if it does not answer."""
-        from provisioner.nodes import parse_node_list
-
-        result = remote.sudo(self.list_nodes_command(), check=False, timeout=30)
-        return parse_node_list(result.stdout) if result.ok else None
 
     @abstractmethod
     def kubectl(self, args: str) -> str:
         """The command line that runs ``kubectl <args>`` as admin on a server."""
 
+    def list_nodes(self, remote: Remote, *, timeout: float = 30) -> NodeListing:
+        """The one place that lists the cluster's nodes (``kubectl get nodes -o json`` on a
+        server, parsed); ``nodes`` is None with the reason when the API does not answer."""
+        result = remote.sudo(self.kubectl("get nodes -o json"), check=False, timeout=timeout)
+        if not result.ok:
+            return NodeListing(None, (result.stderr.strip().splitlines() or ["no output"])[-1])
+        return NodeListing(parse_node_list(result.stdout))
+
     def delete_node_command(self, name: str) -> str:
         return self.kubectl(f"delete node {shlex.quote(name)} --wait=true --timeout=60s")
 
-    # --- planning and applying ----------------------------------------------------------
+    # --- planning -------------------------------------------------------------------------
     @abstractmethod
     def plan(self, facts: dict[str, HostFacts], state: ClusterState) -> dict[str, HostPlan]:
-        """Decide what to do on every host, from facts only. Renders every config (secrets
-        masked) so a template error stops the run before anything changes."""
+        """Every host's action and steps, from facts and state only. Renders every config
+        (secrets as placeholders) so a template error stops the run before anything changes."""
 
-    @abstractmethod
-    def bootstrap(self, remote: Remote, plan: HostPlan, facts: HostFacts) -> None:
-        """Carry out the first server's plan and wait until its API answers."""
+    def known_values(self, state: ClusterState) -> dict[Placeholder, Secret | str]:
+        """Placeholder values already known from the cluster state (e.g. the k3s node token)."""
+        return {}
 
-    def needs_join_secret(self, plan: HostPlan) -> bool:
-        """Whether carrying out ``plan`` (of a host other than the first server) needs the secret."""
-        return plan.action.changes
-
-    @abstractmethod
-    def join_secret(self, remote: Remote, state: ClusterState) -> Secret:
-        """The secret other hosts join with, from the first server."""
-
-    @abstractmethod
-    def apply(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: Secret | None) -> None:
-        """Carry out the plan of any other host (join, upgrade, reconfigure, restart)."""
-
-    def cluster_steps(self, state: ClusterState) -> list[Step]:
+    def addon_steps(self, state: ClusterState) -> list[Step]:
         """Cluster-wide changes still needed once the first server runs (e.g. a network add-on)."""
         return []
 
     @abstractmethod
-    def service_unit(self, host: Host) -> str:
-        """The systemd unit that runs Kubernetes on ``host`` (its journal explains failures)."""
+    def join_secret_step(self, init_server: Host) -> Step:
+        """The step, on the first server, that produces what joining hosts' placeholders need."""
 
-    def diagnose(self, remote: Remote, host: Host) -> str:
-        """The last lines of the host's service journal, secrets masked, for errors and the log."""
-        unit = self.service_unit(host)
-        result = remote.sudo(f"journalctl -u {unit} -n 20 --no-pager -o cat", check=False, timeout=20)
-        return REDACTOR.redact(result.stdout.strip())
+    def cluster_plan(self, plans: dict[str, HostPlan], state: ClusterState) -> ClusterPlan:
+        """Add-ons, the join-secret step (only when a host needs a value not known yet) and the
+        deletion of stale Node objects of hosts about to join (a reinstalled host would be
+        refused under its old name)."""
+        init = state.init_server
+        known = frozenset(self.known_values(state))
+        needed = frozenset().union(*(p.needs for n, p in plans.items() if n != init.name)) - known
+        join_secret = self.join_secret_step(init) if needed else None
+        stale: list[Step] = []
+        warnings: list[str] = []
+        fresh_cluster = plans[init.name].action is Action.INSTALL
+        for name, plan in plans.items():
+            if plan.action is not Action.JOIN or fresh_cluster:
+                continue
+            host = plan.host
+            command = self.delete_node_command(name)
+            if state.nodes is None:  # the API did not answer while reading state: delete if present
+                check = self.kubectl(f"get node {shlex.quote(name)}")
+                stale.append(Step(f"delete the Node object {name} if it exists",
+                                  "the API did not list the nodes before the run; a reinstalled host is refused "
+                                  "under the name of a node that still exists",
+                                  (Command(f"if {check} >/dev/null 2>&1; then {command}; fi", 90),)))
+                continue
+            node = state.node(name)
+            if node is None:
+                continue
+            if node.is_ready and node.internal_ip not in (host.address, host.node_ip):
+                warnings.append(
+                    f"node {name} is Ready at {node.internal_ip}, a different machine than {host.address}; "
+                    "it is deleted because the inventory gives the name to this host"
+                )
+            stale.append(Step(f"delete the stale Node object {name}", f"{name} joins anew, its Node object is left "
+                              "from an earlier install", (Command(command, 90),)))
+        return ClusterPlan(tuple(self.addon_steps(state)), join_secret, tuple(stale), tuple(warnings))
 
-    def wait_api(self, remote: Remote, host: Host) -> None:
+    def wait_api_step(self, host: Host) -> Step:
         """Poll the API's /readyz on the server until it answers ok, up to the timeout; on
         timeout the error carries the last line of the service's journal."""
-        probe = self.kubectl("get --raw=/readyz")
-        retrying = Retrying(stop=stop_after_delay(self.timeout), wait=wait_fixed(2), retry=retry_if_result(lambda ok: not ok))
-        try:
-            retrying(lambda: remote.sudo(probe, check=False, timeout=20).stdout.strip() == "ok")
-        except RetryError:
-            journal = self.diagnose(remote, host)
-            raise HostError(
-                host.name,
-                f"the Kubernetes API ({self.name}) did not become ready within {self.timeout:.0f}s"
-                + (f"; last log line: {journal.splitlines()[-1]}" if journal else ""),
-            ) from None
+        return Step(
+            "wait for the Kubernetes API",
+            f"later steps need the API on {host.name}",
+            (Wait(self.kubectl("get --raw=/readyz"), "ok", self.timeout, f"the Kubernetes API ({self.name})",
+                  journal_unit=self.service_unit(host)),),
+        )
+
+    @abstractmethod
+    def service_unit(self, host: Host) -> str:
+        """The systemd unit that runs Kubernetes on ``host`` (its journal explains failures)."""

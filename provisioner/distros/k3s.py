@@ -14,14 +14,20 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
-
 from provisioner import templates
-from provisioner.distros.base import Action, ClusterState, Distribution, HostPlan, sha256_text
-from provisioner.errors import HostError, RemoteCommandError
+from provisioner.distros.base import ClusterState, Distribution, sha256_text
 from provisioner.flags import flags_to_config
 from provisioner.inventory import Host
 from provisioner.secrets import Secret
+from provisioner.steps import (
+    Action,
+    Command,
+    HostPlan,
+    Placeholder,
+    ReadValue,
+    Step,
+    Upload,
+)
 
 if TYPE_CHECKING:
     from provisioner.facts import HostFacts
@@ -35,7 +41,7 @@ INSTALLER = "/var/lib/provisioner/k3s-install.sh"
 IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 UNITS = {"server": "k3s", "agent": "k3s-agent"}
 ARCHES = {"x86_64", "aarch64", "armv7l", "s390x"}
-TOKEN_PLACEHOLDER = "<join token of the first server>"
+JOIN_TOKEN = Placeholder("k3s-join-token", "<join token of the first server>")
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class K3s(Distribution):
         online = self.inventory.cluster.airgap is None
         for host in self.inventory.hosts:
             f = facts[host.name]
-            k: K3sFacts = f.dist
+            k = k3s_facts(f)
             if not f.systemd:
                 problems.append(f"{host.name}: systemd is not running; k3s is installed as a systemd service")
             if f.arch not in ARCHES:
@@ -156,8 +162,11 @@ class K3s(Distribution):
         token = remote.sudo(f"cat {NODE_TOKEN}", check=False, secret_output=True)
         if token.ok and token.stdout.strip():
             state.join_secret = Secret(token.stdout.strip())
-        state.nodes = self.read_nodes(remote)
+        state.nodes = self.list_nodes(remote).nodes
         return state
+
+    def known_values(self, state: ClusterState) -> dict[Placeholder, Secret | str]:
+        return {JOIN_TOKEN: state.join_secret} if state.join_secret is not None else {}
 
     # --- configuration --------------------------------------------------------------------
     def render_config(self, host: Host, init_server: Host, token: str | None) -> str:
@@ -199,21 +208,27 @@ class K3s(Distribution):
 
     # --- planning ---------------------------------------------------------------------------
     def plan(self, facts: dict[str, HostFacts], state: ClusterState) -> dict[str, HostPlan]:
+        """Each host's config is rendered once, with the join token as a placeholder; when the
+        token is known (the cluster runs) the filled text's hash is compared with the host's."""
         plans = {}
+        known = self.known_values(state)
         for host in self.inventory.hosts:
             is_init = host.name == state.init_server.name
-            secret = state.join_secret
+            k = k3s_facts(facts[host.name])
+            config = self.render_config(host, state.init_server, None if is_init else JOIN_TOKEN.text)
+            fills = () if is_init else (JOIN_TOKEN,)
+            desired: str | None = None
             if is_init:
-                desired: str | None = sha256_text(self.render_config(host, state.init_server, None))
-                preview = self.render_config(host, state.init_server, None)
-            elif secret is not None:
-                desired = sha256_text(self.render_config(host, state.init_server, secret.reveal()))
-                preview = self.render_config(host, state.init_server, str(secret))
-            else:
-                desired = None
-                preview = self.render_config(host, state.init_server, TOKEN_PLACEHOLDER)
-            action, reasons = self.decide(host, facts[host.name].dist, desired, state, is_init=is_init)
-            plans[host.name] = HostPlan(host, action, state.init_server, reasons, preview)
+                desired = sha256_text(config)
+            elif JOIN_TOKEN in known:
+                secret = known[JOIN_TOKEN]
+                desired = sha256_text(config.replace(JOIN_TOKEN.text, secret.reveal() if isinstance(secret, Secret) else secret))
+            action, reasons = self.decide(host, k, desired, state, is_init=is_init)
+            upload = Upload(CONFIG, config, 0o600, fills, show=True)
+            steps = self.host_steps(host, k, action, upload, config_changed=desired is None or desired != k.config_sha256)
+            if is_init and action.changes:
+                steps.append(self.wait_api_step(host))
+            plans[host.name] = HostPlan(host, action, state.init_server, tuple(reasons), tuple(steps))
         return plans
 
     def decide(
@@ -257,46 +272,31 @@ class K3s(Distribution):
                 action = Action.RESTART
         return action, reasons
 
-    # --- applying -----------------------------------------------------------------------------
-    def bootstrap(self, remote: Remote, plan: HostPlan, facts: HostFacts) -> None:
-        self._converge(remote, plan, facts, None)
-        self.wait_api(remote, plan.host)
-
-    def join_secret(self, remote: Remote, state: ClusterState) -> Secret:
-        """The full join token (K10<ca-hash>::server:<secret>), read as root once the file exists."""
-        if state.join_secret is not None:
-            return state.join_secret
-        retrying = Retrying(stop=stop_after_delay(self.timeout), wait=wait_fixed(1), retry=retry_if_result(lambda t: not t))
-        try:
-            token = retrying(lambda: remote.sudo(f"cat {NODE_TOKEN}", check=False, secret_output=True).stdout.strip())
-        except RetryError:
-            raise HostError(state.init_server.name, f"{NODE_TOKEN} did not appear within {self.timeout:.0f}s") from None
-        return Secret(token)
-
-    def apply(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: Secret | None) -> None:
-        self._converge(remote, plan, facts, secret)
-
-    def _converge(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: Secret | None) -> None:
-        """Bring one host to its plan. Config first (0600, over SFTP), then installer or restart."""
-        host, k = plan.host, facts.dist
+    # --- steps ---------------------------------------------------------------------------------
+    def host_steps(self, host: Host, k: K3sFacts, action: Action, config: Upload, *, config_changed: bool) -> list[Step]:
+        """The steps for ``action``: the config first (0600, over SFTP, only when it differs),
+        then a restart (reconfigure, restart) or the install script (install, join, upgrade).
+        This is where a k3s agent joins: its config names the server and the token placeholder."""
         unit = UNITS[host.role]
-        if plan.action is Action.NOTHING:
-            return
-        if plan.action is Action.RESTART:
-            self._service(remote, host, f"systemctl reset-failed {unit} 2>/dev/null; systemctl restart {unit}")
-            return
-        config = self.render_config(host, plan.init_server, secret.reveal() if secret else None)
-        changed = sha256_text(config) != k.config_sha256
-        if changed:
-            remote.put(config, CONFIG, mode=0o600)
-        if plan.action is Action.RECONFIGURE:
-            self._service(remote, host, f"systemctl reset-failed {unit} 2>/dev/null; systemctl restart {unit}")
-            return
-        self._install(remote, host, k, force_restart=changed and k.installed)
+        restart = Step(f"restart {unit}", f"{unit} picks up its config" if action is Action.RECONFIGURE
+                       else f"{unit} is down or its node is not Ready",
+                       (self._service_command(host, f"systemctl reset-failed {unit} 2>/dev/null; systemctl restart {unit}"),))
+        if action is Action.NOTHING:
+            return []
+        if action is Action.RESTART:
+            return [restart]
+        steps = []
+        if config_changed:
+            steps.append(Step(f"upload {CONFIG}", "its content differs from the rendered config"
+                              if k.config_sha256 else "the host has no config yet", (config,)))
+        if action is Action.RECONFIGURE:
+            return steps + [restart]
+        return steps + self._install_steps(host, k, force_restart=config_changed and k.installed)
 
-    def _install(self, remote: Remote, host: Host, k: K3sFacts, *, force_restart: bool) -> None:
-        """Run the install script: the host ends with the wanted binary and a started unit.
-        The script itself skips the restart when binary, unit and environment are unchanged."""
+    def _install_steps(self, host: Host, k: K3sFacts, *, force_restart: bool) -> list[Step]:
+        """Air-gap artefacts that differ, then the install script: the host ends with the wanted
+        binary and a started unit. The script itself skips the restart when binary, unit and
+        environment are unchanged."""
         cluster = self.inventory.cluster
         env = {"INSTALL_K3S_EXEC": host.role}
         if cluster.version:
@@ -305,15 +305,20 @@ class K3s(Distribution):
             env["INSTALL_K3S_CHANNEL"] = cluster.channel
         if force_restart:
             env["INSTALL_K3S_FORCE_RESTART"] = "true"
+        steps = []
         airgap = cluster.airgap
         if airgap is not None:
             hashes = self._airgap_hashes
             if k.binary_sha256 != hashes["binary"]:
-                remote.put(airgap.k3s_binary.read_bytes(), BIN, mode=0o755)
+                steps.append(Step(f"upload {BIN}", "the host's binary differs from cluster.airgap.k3s_binary",
+                                  (Upload(BIN, mode=0o755, local_file=airgap.k3s_binary),)))
             if airgap.images is not None and k.images_sha256 != hashes["images"]:
-                remote.put(airgap.images.read_bytes(), f"{IMAGES_DIR}/{airgap.images.name}", mode=0o644)
+                path = f"{IMAGES_DIR}/{airgap.images.name}"
+                steps.append(Step(f"upload {path}", "the host's images differ from cluster.airgap.images",
+                                  (Upload(path, mode=0o644, local_file=airgap.images),)))
             if k.installer_sha256 != hashes["installer"]:
-                remote.put(airgap.install_script.read_bytes(), INSTALLER, mode=0o755)
+                steps.append(Step(f"upload {INSTALLER}", "the host's install script differs from cluster.airgap.install_script",
+                                  (Upload(INSTALLER, mode=0o755, local_file=airgap.install_script),)))
             env["INSTALL_K3S_SKIP_DOWNLOAD"] = "true"
             env["INSTALL_K3S_SKIP_SELINUX_RPM"] = "true"
             fetch = ""
@@ -325,24 +330,36 @@ class K3s(Distribution):
             )
         assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in sorted(env.items()))
         command = f"{fetch}env {assignments} timeout {int(self.timeout)} sh {INSTALLER}"
-        self._service(remote, host, command)
+        reason = ("k3s is not installed" if not k.installed else "another version, binary or config is wanted")
+        steps.append(Step(f"run the install script as {host.role}", reason, (self._service_command(host, command),)))
+        return steps
 
-    def _service(self, remote: Remote, host: Host, command: str) -> None:
-        """Run a command that (re)starts the k3s unit; on failure, attach the unit's journal."""
-        try:
-            remote.sudo(command, timeout=self.timeout + 30)
-        except RemoteCommandError as error:
-            journal = self.diagnose(remote, host)
-            raise RemoteCommandError(
-                host.name,
-                error.command,
-                error.exit_status,
-                journal or error.stderr_tail,
-                f"see `journalctl -u {UNITS[host.role]}` on {host.name}",
-            ) from None
+    def _service_command(self, host: Host, command: str) -> Command:
+        """A command that (re)starts the k3s unit; its journal explains a failure."""
+        return Command(command, self.timeout + 30, journal_unit=UNITS[host.role])
+
+    def join_secret_step(self, init_server: Host) -> Step:
+        """The full join token (K10<ca-hash>::server:<secret>), read as root once the file exists."""
+        return Step(
+            f"read the join token from {init_server.name}",
+            "hosts join with the token of the new server",
+            (ReadValue(f"cat {NODE_TOKEN}", (JOIN_TOKEN,), _token, f"{NODE_TOKEN} did not appear within {self.timeout:.0f}s",
+                       timeout=60, retry_for=self.timeout),),
+        )
 
     def service_unit(self, host: Host) -> str:
         return UNITS[host.role]
+
+
+def k3s_facts(facts: HostFacts) -> K3sFacts:
+    """The host's k3s facts (gathered with the k3s fact script)."""
+    assert isinstance(facts.dist, K3sFacts), "facts were gathered for k3s"
+    return facts.dist
+
+
+def _token(output: str) -> tuple[str, ...] | None:
+    token = output.strip()
+    return (token,) if token else None
 
 
 def _file_sha256(path: object) -> str:

@@ -17,10 +17,19 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from provisioner import hostos, templates
-from provisioner.distros.base import Action, ClusterState, Distribution, HostPlan, JoinTicket, Step, sha256_text
-from provisioner.errors import HostError, RemoteCommandError
-from provisioner.inventory import Host, is_ip, url_host
-from provisioner.secrets import REDACTOR
+from provisioner.distros.base import ClusterState, Distribution, sha256_text
+from provisioner.errors import HostError, ProvisionerError
+from provisioner.inventory import Host, is_ip
+from provisioner.steps import (
+    Action,
+    Command,
+    HostPlan,
+    Operation,
+    Placeholder,
+    ReadValue,
+    Step,
+    Upload,
+)
 
 if TYPE_CHECKING:
     from provisioner.facts import HostFacts
@@ -44,6 +53,10 @@ FLANNEL_CNI_PLUGIN_IMAGE = "docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2
 ARCHES = {"x86_64", "aarch64", "ppc64le", "s390x"}
 MIN_CPUS = 2
 MIN_MEMORY_MIB = 1700  # kubeadm's preflight minimum for control planes
+PACKAGE_TIMEOUT = 900  # package installs and downloads
+BOOTSTRAP_TOKEN = Placeholder("kubeadm-bootstrap-token", "<bootstrap token from the first control plane>")
+CA_HASH = Placeholder("kubeadm-ca-hash", "<CA hash of the first control plane>", secret=False)
+KUBEADM_VERSION = Placeholder("kubeadm-version", "<version of the installed kubeadm>", secret=False)
 WATCHED_FILES = (MODULES_FILE, SYSCTL_FILE, CONTAINERD_CONFIG, "/etc/default/kubelet", "/etc/sysconfig/kubelet",
                  "/etc/apt/sources.list.d/kubernetes.list", "/etc/yum.repos.d/kubernetes.repo")
 
@@ -64,6 +77,8 @@ class KubeadmFacts:
     sysctls: dict[str, str] = field(default_factory=dict)
     swap_devices: int = 0
     fstab_swap: int = 0
+    #: What only the RHEL family reports (SELinux, firewalld); empty on Debian hosts.
+    os_facts: hostos.RhelFacts = field(default_factory=lambda: hostos.RhelFacts())
 
     @property
     def installed(self) -> bool:
@@ -134,9 +149,10 @@ class Kubeadm(Distribution):
             except ValueError:
                 return 0
 
+        packages, held = hostos.parse_package_facts(values)
         return KubeadmFacts(
-            packages={k[4:]: v for k, v in values.items() if k.startswith("pkg.") and v},
-            held=frozenset(values.get("held", "").split()),
+            packages=packages,
+            held=held,
             containerd_version=values.get("containerd.version") or None,
             services={k[8:]: v for k, v in values.items() if k.startswith("service.")},
             files={k[5:]: v for k, v in values.items() if k.startswith("file:")},
@@ -147,6 +163,7 @@ class Kubeadm(Distribution):
             sysctls={k[7:]: v for k, v in values.items() if k.startswith("sysctl.")},
             swap_devices=count("swap.devices"),
             fstab_swap=count("swap.fstab"),
+            os_facts=hostos.parse_rhel_facts(values),
         )
 
     def check_hosts(self, facts: dict[str, HostFacts]) -> list[str]:
@@ -158,7 +175,7 @@ class Kubeadm(Distribution):
             )
         for host in self.inventory.hosts:
             f = facts[host.name]
-            k: KubeadmFacts = f.dist
+            k = kubeadm_facts(f)
             if hostos.for_facts(f) is None:
                 problems.append(f"{host.name}: {f.os.pretty_name or f.os.id} is not supported (Debian/Ubuntu or the RHEL family)")
             if not f.systemd:
@@ -189,7 +206,7 @@ class Kubeadm(Distribution):
         warnings = []
         wanted = self.inventory.cluster.version
         for host in self.inventory.hosts:
-            k: KubeadmFacts = facts[host.name].dist
+            k = kubeadm_facts(facts[host.name])
             kubelet = k.packages.get("kubelet")
             if k.installed and wanted and kubelet and not version_matches(kubelet, wanted):
                 warnings.append(
@@ -203,7 +220,7 @@ class Kubeadm(Distribution):
         return f"kubectl --kubeconfig {ADMIN_CONF} {args}"
 
     def read_state(self, remote: Remote, init_server: Host) -> ClusterState:
-        state = ClusterState(init_server=init_server, nodes=self.read_nodes(remote))
+        state = ClusterState(init_server=init_server, nodes=self.list_nodes(remote).nodes)
         result = remote.sudo(self.kubectl("get daemonset kube-flannel-ds -n kube-flannel -o json"), check=False, timeout=30)
         if result.ok:
             annotations = json.loads(result.stdout).get("metadata", {}).get("annotations") or {}
@@ -211,10 +228,6 @@ class Kubeadm(Distribution):
         else:
             state.addons["flannel"] = None
         return state
-
-    def control_plane_endpoint(self, init_server: Host) -> str:
-        address = self.inventory.cluster.api_endpoint or init_server.address
-        return f"{url_host(address)}:{self.api_port}"
 
     # --- rendered files ----------------------------------------------------------------------------
     @property
@@ -262,7 +275,7 @@ class Kubeadm(Distribution):
             advertise_address=advertise,
             kubelet_args=self.kubelet_args(host),
             kubernetes_version=kubernetes_version,
-            control_plane_endpoint=self.control_plane_endpoint(host),
+            control_plane_endpoint=self.api_host_port(host),
             pod_network_cidr=cluster.pod_network_cidr,
             service_cidr=cluster.service_cidr,
             cert_sans=sans,
@@ -274,7 +287,7 @@ class Kubeadm(Distribution):
             cluster_name=self.inventory.cluster.name,
             node_name=host.name,
             api_version=self.api_version(),
-            control_plane_endpoint=self.control_plane_endpoint(init_server),
+            control_plane_endpoint=self.api_host_port(init_server),
             token=token,
             ca_cert_hashes=list(ca_cert_hashes),
             kubelet_args=self.kubelet_args(host),
@@ -303,23 +316,22 @@ class Kubeadm(Distribution):
         plans = {}
         for host in self.inventory.hosts:
             f = facts[host.name]
-            k: KubeadmFacts = f.dist
+            k = kubeadm_facts(f)
             is_init = host.name == state.init_server.name
             steps = self.host_steps(host, f)
             if not k.installed:
                 action = Action.INSTALL if is_init else Action.JOIN
-                final = "kubeadm init" if is_init else "kubeadm join"
-                steps.append(Step(final, "not part of the cluster yet"))
+                steps.append(self.init_step(host) if is_init else self.join_step(host, state.init_server))
             elif steps:
                 action = Action.RECONFIGURE
             else:
                 action, restart_reason = self._repair(host, k, state)
                 if restart_reason:
-                    steps.append(Step("restart kubelet", restart_reason))
-            preview = self.init_config(host, self._preview_version()) if is_init and not k.installed else ""
-            plans[host.name] = HostPlan(
-                host, action, state.init_server, [f"{s.title}: {s.reason}" for s in steps], preview, steps
-            )
+                    steps.append(Step("restart kubelet", restart_reason, (Command("systemctl restart kubelet", 120),)))
+            reasons = tuple(f"{s.name}: {s.reason}" for s in steps)
+            if is_init and action.changes:
+                steps.append(self.wait_api_step(host))
+            plans[host.name] = HostPlan(host, action, state.init_server, reasons, tuple(steps))
         return plans
 
     def _repair(self, host: Host, k: KubeadmFacts, state: ClusterState) -> tuple[Action, str]:
@@ -333,26 +345,23 @@ class Kubeadm(Distribution):
             return Action.RESTART, f"node {host.name} is NotReady ({why})"
         return Action.NOTHING, ""
 
-    def _preview_version(self) -> str:
-        version = self.inventory.cluster.version or ""
-        return f"v{version}" if version.count(".") == 2 else f"v{self.minor}.<latest patch in the repository>"
-
     def host_steps(self, host: Host, f: HostFacts) -> list[Step]:
         """The preparation a host still needs, from its facts, in the order it is applied."""
-        k: KubeadmFacts = f.dist
+        k = kubeadm_facts(f)
         os_ = hostos.for_facts(f)
         assert os_ is not None, "unsupported OS families are refused while validating hosts"
         steps: list[Step] = []
-        put = _Put
 
         modules = templates.render("kubeadm/modules-k8s.conf.j2")
         missing_modules = sorted({"overlay", "br_netfilter"} - k.modules)
         if missing_modules or k.files.get(MODULES_FILE) != sha256_text(modules):
-            load = " && ".join(f"modprobe {m}" for m in missing_modules) or None
+            ops: list[Operation] = [Upload(MODULES_FILE, modules)]
+            if missing_modules:
+                ops.append(Command(" && ".join(f"modprobe {m}" for m in missing_modules), 60))
             steps.append(Step(
                 "kernel modules",
                 f"{', '.join(missing_modules)} not loaded" if missing_modules else f"{MODULES_FILE} is missing or differs",
-                partial(_run_after_puts, [put(MODULES_FILE, modules)], load),
+                tuple(ops),
             ))
 
         sysctls = templates.render("kubeadm/sysctl-k8s.conf.j2")
@@ -361,43 +370,39 @@ class Kubeadm(Distribution):
             steps.append(Step(
                 "sysctls",
                 f"{', '.join(wrong)} not 1" if wrong else f"{SYSCTL_FILE} is missing or differs",
-                partial(_run_after_puts, [put(SYSCTL_FILE, sysctls)], f"sysctl -q -p {SYSCTL_FILE}"),
+                (Upload(SYSCTL_FILE, sysctls), Command(f"sysctl -q -p {SYSCTL_FILE}", 60)),
             ))
 
         if k.swap_devices or k.fstab_swap:
             steps.append(Step(
                 "swap off",
                 f"{k.swap_devices} swap device(s) active, {k.fstab_swap} swap line(s) in /etc/fstab",
-                partial(_run_after_puts, [], SWAP_OFF),
+                (Command(SWAP_OFF, 120),),
             ))
 
-        for title, reason, command in os_.prepare_steps(f, host.role):
-            steps.append(Step(title, reason, partial(_run_after_puts, [], command)))
+        for title, reason, command in os_.prepare_steps(k.os_facts, host.role):
+            steps.append(Step(title, reason, (Command(command, PACKAGE_TIMEOUT),)))
 
         if os_.containerd_package not in k.packages:
             setup = os_.containerd_setup()
             install = os_.install([os_.containerd_package])
             steps.append(Step(
                 "install containerd", "containerd is not installed",
-                partial(_run_after_puts, [], f"{setup} && {install}" if setup else install),
+                (Command(f"{setup} && {install}" if setup else install, PACKAGE_TIMEOUT),),
             ))
-        generation = k.containerd_generation
-        config_differs = generation is None or k.files.get(CONTAINERD_CONFIG) != sha256_text(self.containerd_config(generation))
-        if config_differs or k.services.get("containerd") != "active":
-            reason = (
-                f"{CONTAINERD_CONFIG} is missing or differs (systemd cgroup driver)" if config_differs
-                else f"containerd is {k.services.get('containerd') or 'not running'}"
-            )
-            steps.append(Step("configure containerd", reason, partial(self._configure_containerd, os_)))
+        steps += self._containerd_config_steps(k)
 
         repo = os_.kubernetes_repo(self.package_repo(os_))
         repo_files_differ = any(k.files.get(path) != sha256_text(text) for path, text in repo.files.items())
         if repo_files_differ or (repo.key_path and not k.repo_key):
+            repo_ops: list[Operation] = [Upload(p, t) for p, t in repo.files.items()]
+            if repo.key_command:
+                repo_ops.append(Command(repo.key_command, 120))
             steps.append(Step(
                 "Kubernetes package repository",
                 f"{os_.kubernetes_repo_file} is missing or does not point at {self.package_repo(os_)}"
                 if repo_files_differ else "the repository key is missing",
-                partial(_run_after_puts, [put(p, t) for p, t in repo.files.items()], repo.key_command or None),
+                tuple(repo_ops),
             ))
 
         wanted = self.inventory.cluster.version
@@ -417,109 +422,128 @@ class Kubeadm(Distribution):
             if unheld and not missing and not mismatched:
                 parts.append(f"{', '.join(unheld)} not held")
             command = f"{os_.install(specs)} && {os_.hold(KUBE_PACKAGES)} && systemctl enable kubelet"
-            steps.append(Step("kubelet, kubeadm, kubectl", "; ".join(parts), partial(_run_after_puts, [], command)))
+            steps.append(Step("kubelet, kubeadm, kubectl", "; ".join(parts), (Command(command, PACKAGE_TIMEOUT),)))
 
         defaults = self.kubelet_defaults(host)
         if k.files.get(os_.kubelet_defaults) != sha256_text(defaults):
-            restart = "systemctl restart kubelet" if k.installed else None
-            steps.append(Step(
-                "kubelet flags", f"{os_.kubelet_defaults} is missing or differs",
-                partial(_run_after_puts, [put(os_.kubelet_defaults, defaults)], restart),
-            ))
+            flag_ops: list[Operation] = [Upload(os_.kubelet_defaults, defaults)]
+            if k.installed:
+                flag_ops.append(Command("systemctl restart kubelet", 120))
+            steps.append(Step("kubelet flags", f"{os_.kubelet_defaults} is missing or differs", tuple(flag_ops)))
         return steps
 
-    def cluster_steps(self, state: ClusterState) -> list[Step]:
+    def _containerd_config_steps(self, k: KubeadmFacts) -> list[Step]:
+        """containerd's config with the systemd cgroup driver; its layout depends on containerd's
+        major version (config version 2 for 1.x, 3 for 2.x).
+
+        Decided here, at plan time: when containerd is installed, its version is a fact and the
+        one matching config is uploaded. When it is about to be installed (by the step before),
+        its version is not known yet, so the plan ships both candidates next to the config and
+        a command picks one by ``containerd --version`` on the host — the choice is data in the
+        plan, not a decision made while applying."""
+        restart = Command("systemctl enable containerd >/dev/null 2>&1; systemctl restart containerd", 120)
+        generation = k.containerd_generation
+        if generation is None:
+            v1, v2 = f"{CONTAINERD_CONFIG}.provisioner-1.x", f"{CONTAINERD_CONFIG}.provisioner-2.x"
+            pick = (
+                f"case \"$(containerd --version | awk '{{print $3}}')\" in v1.*|1.*) src={v1};; *) src={v2};; esac && "
+                f"cp \"$src\" {CONTAINERD_CONFIG} && chmod 0644 {CONTAINERD_CONFIG} && rm -f {v1} {v2}"
+            )
+            return [Step(
+                "configure containerd",
+                "containerd is being installed; the config for its version (1.x or 2.x) is chosen on the host",
+                (Upload(v1, self.containerd_config(1)), Upload(v2, self.containerd_config(2)), Command(pick, 60), restart),
+            )]
+        config = self.containerd_config(generation)
+        config_differs = k.files.get(CONTAINERD_CONFIG) != sha256_text(config)
+        if not config_differs and k.services.get("containerd") == "active":
+            return []
+        reason = (
+            f"{CONTAINERD_CONFIG} is missing or differs (systemd cgroup driver)" if config_differs
+            else f"containerd is {k.services.get('containerd') or 'not running'}"
+        )
+        ops: list[Operation] = [Upload(CONTAINERD_CONFIG, config)] if config_differs else []
+        return [Step("configure containerd", reason, (*ops, restart))]
+
+    def init_step(self, host: Host) -> Step:
+        """kubeadm init from a 0600 config file; preflight errors verbatim; a failure after
+        preflight is reset so that a rerun starts clean. With a minor version in the inventory
+        the config names the kubeadm version the repository installed, read on the host."""
+        version = self.inventory.cluster.version or ""
+        ops: list[Operation] = []
+        if version.count(".") == 2:
+            kubernetes_version = f"v{version}"
+            fills: tuple[Placeholder, ...] = ()
+        else:
+            kubernetes_version = KUBEADM_VERSION.text
+            fills = (KUBEADM_VERSION,)
+            ops.append(ReadValue("kubeadm version -o short", (KUBEADM_VERSION,), _kubeadm_version,
+                                 "`kubeadm version -o short` did not print a version", timeout=60))
+        ops.append(Upload(INIT_CONFIG, self.init_config(host, kubernetes_version), 0o600, fills, show=True))
+        ops.append(self._kubeadm_command(host, f"init --config {INIT_CONFIG}", "init"))
+        return Step("kubeadm init", "not part of the cluster yet", tuple(ops))
+
+    def join_step(self, host: Host, init_server: Host) -> Step:
+        """This is where a kubeadm worker joins: a 0600 JoinConfiguration holding the bootstrap
+        token and CA hash (placeholders until the first server made them), removed right after."""
+        config = self.join_config(host, init_server, BOOTSTRAP_TOKEN.text, (CA_HASH.text,))
+        command = f"join --config {JOIN_CONFIG}; rc=$?; rm -f {JOIN_CONFIG}; exit $rc"
+        return Step("kubeadm join", "not part of the cluster yet", (
+            Upload(JOIN_CONFIG, config, 0o600, (BOOTSTRAP_TOKEN, CA_HASH)),
+            self._kubeadm_command(host, command, "join"),
+        ))
+
+    def _kubeadm_command(self, host: Host, args: str, what: str) -> Command:
+        return Command(
+            f"kubeadm {args}", self.timeout + 60, cleanup="kubeadm reset -f",
+            hint=f"see `journalctl -u kubelet` on {host.name}", check_output=partial(_preflight_errors, what),
+        )
+
+    def join_secret_step(self, init_server: Host) -> Step:
+        """A bootstrap token made now, valid for 15 minutes, and the CA hash to pin."""
+        return Step(
+            f"create a bootstrap token on {init_server.name}",
+            "workers join with a fresh, short-lived token",
+            (ReadValue("kubeadm token create --ttl 15m0s --print-join-command", (BOOTSTRAP_TOKEN, CA_HASH), _join_command,
+                       "`kubeadm token create --print-join-command` printed no token and CA hash", timeout=60),),
+        )
+
+    def addon_steps(self, state: ClusterState) -> list[Step]:
         manifest, fingerprint = self.flannel_manifest()
         current = state.addons.get("flannel")
         if current == fingerprint:
             return []
         reason = "not applied yet" if current is None else "its manifest changed"
-        command = self.kubectl(f"apply -f {FLANNEL_MANIFEST}")
         version = self.inventory.cluster.flannel_version
-        return [Step(f"Flannel {version}", reason, partial(_run_after_puts, [_Put(FLANNEL_MANIFEST, manifest)], command))]
-
-    # --- applying ------------------------------------------------------------------------------------
-    def bootstrap(self, remote: Remote, plan: HostPlan, facts: HostFacts) -> None:
-        self._converge(remote, plan)
-        if plan.action is Action.INSTALL:
-            self._init(remote, plan.host)
-        self.wait_api(remote, plan.host)
-
-    def needs_join_secret(self, plan: HostPlan) -> bool:
-        return plan.action is Action.JOIN
-
-    def join_secret(self, remote: Remote, state: ClusterState) -> JoinTicket:
-        """A bootstrap token made now, valid for 15 minutes, and the CA hash to pin."""
-        result = remote.sudo("kubeadm token create --ttl 15m0s --print-join-command", secret_output=True, timeout=60)
-        token = re.search(r"--token\s+(\S+)", result.stdout)
-        hashes = re.findall(r"--discovery-token-ca-cert-hash\s+(\S+)", result.stdout)
-        if not token or not hashes:
-            raise HostError(state.init_server.name, "`kubeadm token create --print-join-command` printed no token and CA hash")
-        return JoinTicket(token.group(1), tuple(hashes))
-
-    def apply(self, remote: Remote, plan: HostPlan, facts: HostFacts, secret: object) -> None:
-        self._converge(remote, plan)
-        if plan.action is Action.JOIN:
-            assert isinstance(secret, JoinTicket), "a join needs the ticket from join_secret"
-            self._join(remote, plan, secret)
-
-    def _converge(self, remote: Remote, plan: HostPlan) -> None:
-        """Run the plan's preparation steps; a RESTART plan restarts kubelet."""
-        for step in plan.steps:
-            if step.run is not None:
-                step.run(remote)
-        if plan.action is Action.RESTART:
-            remote.sudo("systemctl restart kubelet", timeout=120)
-
-    def _configure_containerd(self, os_: hostos.HostOS, remote: Remote) -> None:
-        """Write the config for the installed containerd generation; restart it when it changed."""
-        version = remote.sudo("containerd --version", timeout=30).stdout.split()
-        generation = KubeadmFacts(containerd_version=version[2] if len(version) > 2 else None).containerd_generation or 1
-        config = self.containerd_config(generation)
-        current = remote.sudo(f"sha256sum {CONTAINERD_CONFIG} 2>/dev/null | cut -d' ' -f1", check=False).stdout.strip()
-        if current != sha256_text(config):
-            remote.put(config, CONTAINERD_CONFIG, mode=0o644)
-        remote.sudo("systemctl enable containerd >/dev/null 2>&1; systemctl restart containerd", timeout=120)
-
-    def _init(self, remote: Remote, host: Host) -> None:
-        """kubeadm init from a 0600 config file; preflight errors verbatim; a failure after
-        preflight is reset so that a rerun starts clean."""
-        cluster = self.inventory.cluster
-        version = cluster.version or ""
-        if version.count(".") == 2:
-            version = f"v{version}"
-        else:  # a minor: the newest patch the repository had, which is what got installed
-            version = remote.sudo("kubeadm version -o short", timeout=60).stdout.strip()
-            if not re.fullmatch(r"v\d+\.\d+\.\d+\S*", version):
-                raise HostError(host.name, f"`kubeadm version -o short` printed {version!r}, not a version")
-        remote.put(self.init_config(host, version), INIT_CONFIG, mode=0o600)
-        self._kubeadm(remote, host, f"init --config {INIT_CONFIG}", "init")
-
-    def _join(self, remote: Remote, plan: HostPlan, ticket: JoinTicket) -> None:
-        """kubeadm join from a 0600 JoinConfiguration holding the token; removed right after."""
-        config = self.join_config(plan.host, plan.init_server, ticket.reveal(), ticket.ca_cert_hashes)
-        remote.put(config, JOIN_CONFIG, mode=0o600)
-        self._kubeadm(remote, plan.host, f"join --config {JOIN_CONFIG}", "join", cleanup=JOIN_CONFIG)
-
-    def _kubeadm(self, remote: Remote, host: Host, args: str, what: str, cleanup: str | None = None) -> None:
-        command = f"kubeadm {args}"
-        if cleanup:
-            command += f"; rc=$?; rm -f {cleanup}; exit $rc"
-        result = remote.sudo(command, check=False, timeout=self.timeout + 60)
-        if result.ok:
-            return
-        output = REDACTOR.redact(result.stderr + "\n" + result.stdout)
-        errors = [line.strip() for line in output.splitlines() if line.strip().startswith("[ERROR")]
-        if errors:
-            raise KubeadmPreflightError(host.name, what, errors)
-        remote.sudo("kubeadm reset -f", check=False, timeout=180)
-        raise RemoteCommandError(
-            host.name, f"kubeadm {args}", result.exit_code, output,
-            f"`kubeadm reset -f` was run so that a rerun starts clean; see `journalctl -u kubelet` on {host.name}",
-        )
+        return [Step(f"Flannel {version}", reason, (
+            Upload(FLANNEL_MANIFEST, manifest), Command(self.kubectl(f"apply -f {FLANNEL_MANIFEST}"), PACKAGE_TIMEOUT),
+        ))]
 
     def service_unit(self, host: Host) -> str:
         return "kubelet"
+
+
+def kubeadm_facts(facts: HostFacts) -> KubeadmFacts:
+    """The host's kubeadm facts (gathered with the kubeadm fact script)."""
+    assert isinstance(facts.dist, KubeadmFacts), "facts were gathered for kubeadm"
+    return facts.dist
+
+
+def _preflight_errors(what: str, host: str, output: str) -> ProvisionerError | None:
+    """kubeadm's preflight ``[ERROR …]`` lines as a typed error (kubeadm changed nothing)."""
+    errors = [line.strip() for line in output.splitlines() if line.strip().startswith("[ERROR")]
+    return KubeadmPreflightError(host, what, errors) if errors else None
+
+
+def _join_command(output: str) -> tuple[str, ...] | None:
+    token = re.search(r"--token\s+(\S+)", output)
+    hashes = re.findall(r"--discovery-token-ca-cert-hash\s+(\S+)", output)
+    return (token.group(1), hashes[0]) if token and hashes else None
+
+
+def _kubeadm_version(output: str) -> tuple[str, ...] | None:
+    version = output.strip()
+    return (version,) if re.fullmatch(r"v\d+\.\d+\.\d+\S*", version) else None
 
 
 # Swap off now and at boot: comment the active swap lines of /etc/fstab, after a dated backup.
@@ -530,20 +554,3 @@ SWAP_OFF = (
     "sed -i -E 's|^([^#[:space:]][^[:space:]]*[[:space:]]+[^[:space:]]+[[:space:]]+swap[[:space:]].*)$|# \\1  # swap off for Kubernetes (provisioner)|' /etc/fstab; "
     "fi"
 )
-
-
-@dataclass(frozen=True)
-class _Put:
-    """A file a step writes before its command runs."""
-
-    path: str
-    content: str
-    mode: int = 0o644
-
-
-def _run_after_puts(puts: list[_Put], command: str | None, remote: Remote) -> None:
-    """Write the step's files, then run its command (if any)."""
-    for item in puts:
-        remote.put(item.content, item.path, mode=item.mode)
-    if command:
-        remote.sudo(command, timeout=900)

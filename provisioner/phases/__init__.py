@@ -1,9 +1,11 @@
 """Phases: the steps an action is made of, and the context they share.
 
 An action (up, plan, status, kubeconfig) is an ordered list of phases (see ``provisioner.actions``).
-Each phase reads what earlier phases left in the ``Context`` and adds its own result. Work on
-several hosts runs in parallel through ``Context.each``, bounded by ``--concurrency``; a host that
-fails is recorded in ``Context.failures`` and left alone by later phases.
+A ``Context`` holds the fixed ``Inputs`` (inventory, options, distribution, connector, reporter)
+and the ``Results`` phases produce (facts, cluster state, the plan, outcomes, nodes, kubeconfig).
+Work on several hosts runs in parallel through ``Context.each``, bounded by ``--concurrency``; a
+host that fails is recorded in ``failures`` and left alone by later phases. Planned steps run
+through ``Context.execute`` (the one executor); no phase decides what to change on a host.
 """
 
 from __future__ import annotations
@@ -16,18 +18,24 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
-from provisioner.distros import ClusterState, Distribution, HostPlan
-from provisioner.distros.base import Step
-from provisioner.errors import ProvisionerError
+from provisioner.distros import ClusterState, Distribution
+from provisioner.errors import HostError, ProvisionerError
+from provisioner.executor import StepFailed, StepRecord, ValueStore, run_steps
 from provisioner.facts import HostFacts
 from provisioner.inventory import Host, Inventory
-from provisioner.kubeconfig import Check, WriteResult
 from provisioner.nodes import Node
 from provisioner.progress import SilentReporter
 from provisioner.remote import Remote
-from provisioner.secrets import Secret
+from provisioner.steps import RunPlan, Step
+from provisioner.summary import (
+    FetchedKubeconfig,
+    HostCounts,
+    HostOutcome,
+    Result,
+    RunSummary,
+)
 
 log = logging.getLogger("provisioner.phases")
 
@@ -49,61 +57,84 @@ class Options:
     context_name: str | None = None
 
 
-@dataclass
-class HostOutcome:
-    """What happened to one host in this run, for the summary."""
-
-    action: str = "nothing"
-    result: str = "unchanged"  # "unchanged" | "changed" | "failed"
-    seconds: float = 0.0
-    error: str = ""
-
-
-@dataclass
-class Context:
-    """Everything a run knows. Phases fill it in order."""
+@dataclass(frozen=True)
+class Inputs:
+    """What an action starts from; no phase changes it."""
 
     inventory: Inventory
     distribution: Distribution
     options: Options
     connector: Connector
-    reporter: SilentReporter = field(default_factory=SilentReporter)
-    hosts: list[Host] = field(default_factory=list)  # the hosts this action works on
+    reporter: SilentReporter
+    hosts: tuple[Host, ...]  # the hosts this action works on
+
+
+@dataclass
+class Results:
+    """What the phases produce, in the order they produce it."""
+
     remotes: dict[str, Remote] = field(default_factory=dict)
     facts: dict[str, HostFacts] = field(default_factory=dict)
     state: ClusterState | None = None
-    plans: dict[str, HostPlan] = field(default_factory=dict)
-    cluster_steps: list[Step] = field(default_factory=list)
-    applied_cluster_steps: list[str] = field(default_factory=list)
-    join_secret: Secret | None = None
-    failures: dict[str, ProvisionerError] = field(default_factory=dict)
+    plan: RunPlan | None = None
+    values: ValueStore = field(default_factory=ValueStore)
     outcomes: dict[str, HostOutcome] = field(default_factory=dict)
+    failures: dict[str, ProvisionerError] = field(default_factory=dict)
+    cluster_steps: list[StepRecord] = field(default_factory=list)
+    applied_addons: list[str] = field(default_factory=list)
     nodes: list[Node] | None = None
-    kubeconfig: Any = None
-    kubeconfig_written: WriteResult | None = None
-    kubeconfig_check: Check | None = None
+    kubeconfig: FetchedKubeconfig | None = None
     warnings: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if not self.hosts:
-            self.hosts = list(self.inventory.hosts)
+
+@dataclass
+class Context:
+    """A run: fixed ``inputs`` and the ``results`` phases fill in order."""
+
+    inputs: Inputs
+    results: Results = field(default_factory=Results)
+
+    @property
+    def state(self) -> ClusterState:
+        assert self.results.state is not None, "cluster state is read before this is used"
+        return self.results.state
+
+    @property
+    def plan(self) -> RunPlan:
+        assert self.results.plan is not None, "the plan is made before this is used"
+        return self.results.plan
 
     @property
     def init_server(self) -> Host:
-        assert self.state is not None, "cluster state is read before this is used"
         return self.state.init_server
 
+    @property
+    def failures(self) -> dict[str, ProvisionerError]:
+        return self.results.failures
+
     def remote(self, host: Host | str) -> Remote:
-        return self.remotes[host if isinstance(host, str) else host.name]
+        return self.results.remotes[host if isinstance(host, str) else host.name]
 
     def outcome(self, host: Host | str) -> HostOutcome:
         name = host if isinstance(host, str) else host.name
-        return self.outcomes.setdefault(name, HostOutcome())
+        return self.results.outcomes.setdefault(name, HostOutcome())
 
     def warn(self, message: str) -> None:
         log.warning("%s", message)
-        self.warnings.append(message)
-        self.reporter.note(f"warning: {message}")
+        self.results.warnings.append(message)
+        self.inputs.reporter.note(f"warning: {message}")
+
+    def execute(self, host: Host, steps: Iterable[Step], *, cluster: bool = False) -> None:
+        """Run planned ``steps`` on ``host`` with the one executor; the records go to the host's
+        outcome (or the cluster's). A failed step raises its typed error."""
+        records = self.outcome(host).steps if not cluster else self.results.cluster_steps
+        for step in steps:
+            self.inputs.reporter.step(host.name, step.name)
+            try:
+                records += run_steps(self.remote(host), [step], self.results.values)
+            except StepFailed as failed:
+                records += failed.records
+                raise failed.cause from None
 
     def each(
         self,
@@ -123,10 +154,11 @@ class Context:
         results: dict[str, T] = {}
         if not todo:
             return results
+        reporter = self.inputs.reporter
 
         def one(host: Host) -> None:
             label = step(host) if callable(step) else step
-            self.reporter.step(host.name, label)
+            reporter.step(host.name, label)
             started = time.monotonic()
             try:
                 value = work(host)
@@ -140,9 +172,9 @@ class Context:
             finally:
                 self.outcome(host).seconds += time.monotonic() - started
             results[host.name] = value
-            self.reporter.step(host.name, done(value) if callable(done) else done)
+            reporter.step(host.name, done(value) if callable(done) else done)
 
-        workers = max(1, min(limit or self.options.concurrency, len(todo)))
+        workers = max(1, min(limit or self.inputs.options.concurrency, len(todo)))
         if workers == 1:
             for host in todo:
                 one(host)
@@ -155,9 +187,26 @@ class Context:
         log.error("%s: %s", host.name, error)
         self.failures[host.name] = error
         outcome = self.outcome(host)
-        outcome.result = "failed"
-        outcome.error = error.message if hasattr(error, "message") else str(error)
-        self.reporter.done(host.name, f"failed: {outcome.error}", ok=False)
+        outcome.result = Result.FAILED
+        outcome.error = error.message if isinstance(error, HostError) else str(error)
+        self.inputs.reporter.done(host.name, f"failed: {outcome.error}", ok=False)
+
+    def summary(self) -> RunSummary:
+        """What the report and callers see of this run."""
+        r = self.results
+        return RunSummary(
+            cluster_name=self.inputs.inventory.cluster.name,
+            inventory_hosts=tuple(self.inputs.inventory.hosts),
+            hosts=self.inputs.hosts,
+            outcomes=dict(r.outcomes),
+            counts={n: HostCounts(remote.command_count, remote.upload_count) for n, remote in r.remotes.items()},
+            plan=r.plan,
+            cluster_steps=tuple(r.cluster_steps),
+            applied_addons=tuple(r.applied_addons),
+            nodes=tuple(r.nodes) if r.nodes is not None else None,
+            kubeconfig=r.kubeconfig,
+            warnings=tuple(r.warnings),
+        )
 
 
 class Phase(ABC):
@@ -185,5 +234,5 @@ def run_phases(phases: list[Phase], ctx: Context) -> None:
             phase.run(ctx)
             log.info("phase done: %s (%.2fs)", phase.title, time.monotonic() - started)
     finally:
-        for remote in ctx.remotes.values():
+        for remote in ctx.results.remotes.values():
             remote.close()

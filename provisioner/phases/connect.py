@@ -16,10 +16,11 @@ class Connect(Phase):
         self.require_all = require_all
 
     def run(self, ctx: Context) -> None:
-        ctx.reporter.begin([(h.name, h.role) for h in ctx.hosts])
+        inputs = ctx.inputs
+        inputs.reporter.begin([(h.name, h.role) for h in inputs.hosts])
         connected = ctx.each(
-            ctx.hosts, lambda host: ctx.connector(ctx.inventory, host), step="connecting", done="connected"
+            inputs.hosts, lambda host: inputs.connector(inputs.inventory, host), step="connecting", done="connected"
         )
-        ctx.remotes.update(connected)
+        ctx.results.remotes.update(connected)
         if ctx.failures and (self.require_all or not connected):
             raise HostsFailed(dict(ctx.failures))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from provisioner import kubeconfig
 from provisioner.phases import Context, Phase
+from provisioner.summary import FetchedKubeconfig
 
 
 class GetKubeconfig(Phase):
@@ -20,21 +21,23 @@ class GetKubeconfig(Phase):
 
     def run(self, ctx: Context) -> None:
         init = ctx.init_server
-        ctx.reporter.step(init.name, "fetching kubeconfig")
-        text = ctx.remote(init).get(ctx.distribution.admin_kubeconfig)
+        inputs = ctx.inputs
+        options = inputs.options
+        inputs.reporter.step(init.name, "fetching kubeconfig")
+        text = ctx.remote(init).get(inputs.distribution.admin_kubeconfig)
         config = kubeconfig.rewrite(
             text,
-            cluster_name=ctx.inventory.cluster.name,
-            server=ctx.distribution.server_url(init),
-            context_name=ctx.options.context_name,
+            cluster_name=inputs.inventory.cluster.name,
+            server=inputs.distribution.server_url(init),
+            context_name=options.context_name,
         )
-        ctx.kubeconfig = config
-        if ctx.options.merge:
-            ctx.kubeconfig_written = kubeconfig.merge_files(
-                kubeconfig.kubeconfig_files(ctx.options.kubeconfig_out), config,
-                set_current=ctx.options.set_current, replace=ctx.options.replace,
+        if options.merge:
+            written = kubeconfig.merge_files(
+                kubeconfig.kubeconfig_files(options.kubeconfig_out), config,
+                set_current=options.set_current, replace=options.replace,
             )
         else:
-            target = ctx.options.kubeconfig_out or Path(f"{ctx.inventory.cluster.name}.kubeconfig")
-            ctx.kubeconfig_written = kubeconfig.write_file(target, config)
-        ctx.reporter.step(init.name, "kubeconfig written" if ctx.kubeconfig_written.changed else "kubeconfig up to date")
+            target = options.kubeconfig_out or Path(f"{inputs.inventory.cluster.name}.kubeconfig")
+            written = kubeconfig.write_file(target, config)
+        ctx.results.kubeconfig = FetchedKubeconfig(config, str(config.get("current-context", "")), written)
+        inputs.reporter.step(init.name, "kubeconfig written" if written.changed else "kubeconfig up to date")

@@ -1,9 +1,10 @@
-"""Join hosts: the other servers one at a time, then the agents in parallel."""
+"""Join hosts: run the other servers' planned steps one at a time, then the agents' in parallel."""
 
 from __future__ import annotations
 
 from provisioner.inventory import Host
 from provisioner.phases import Context, Phase
+from provisioner.summary import Result
 
 
 class _Join(Phase):
@@ -11,30 +12,30 @@ class _Join(Phase):
     limit: int | None
 
     def _hosts(self, ctx: Context) -> list[Host]:
+        plans = ctx.plan.hosts
         return [
-            ctx.plans[h.name].host
-            for h in ctx.inventory.hosts
-            if h.role == self.role and h.name != ctx.init_server.name and ctx.plans[h.name].action.changes
+            plans[h.name].host
+            for h in ctx.inputs.inventory.hosts
+            if h.role == self.role and h.name != ctx.init_server.name and plans[h.name].action.changes
         ]
 
     def should_run(self, ctx: Context) -> bool:
         return bool(self._hosts(ctx))
 
     def run(self, ctx: Context) -> None:
-        secret = ctx.join_secret
+        plans = ctx.plan.hosts
 
         def apply(host: Host) -> None:
-            plan = ctx.plans[host.name]
-            ctx.distribution.apply(ctx.remote(host), plan, ctx.facts[host.name], secret)
-            ctx.outcome(host).result = "changed"
+            ctx.execute(host, plans[host.name].steps)
+            ctx.outcome(host).result = Result.CHANGED
 
         hosts = self._hosts(ctx)
         for host in hosts:
-            ctx.reporter.step(host.name, f"queued to {ctx.plans[host.name].action.value}")
+            ctx.inputs.reporter.step(host.name, f"queued to {plans[host.name].action.value}")
         ctx.each(
             hosts,
             apply,
-            step=lambda host: f"{ctx.plans[host.name].action.value}: {host.role}",
+            step=lambda host: f"{plans[host.name].action.value}: {host.role}",
             done="applied",
             limit=self.limit,
         )

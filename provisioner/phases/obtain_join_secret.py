@@ -1,5 +1,5 @@
-"""Obtain the join secret from the first server, only when some host is about to need it
-(k3s: the node token; kubeadm: a fresh bootstrap token with a short lifetime)."""
+"""Obtain the join secret on the first server, only when the plan says a host needs it
+(k3s: the node token of a new server; kubeadm: a fresh bootstrap token with a short lifetime)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,22 @@ from provisioner.phases import Context, Phase
 
 
 class ObtainJoinSecret(Phase):
-    """Never written anywhere but into the 0600 files of the hosts that join."""
+    """Runs the planned read step; the value stays in memory and reaches hosts only inside
+    their 0600 files."""
 
     title = "obtain the join secret"
 
     def should_run(self, ctx: Context) -> bool:
-        if ctx.join_secret is not None:
-            return False
         init = ctx.init_server.name
-        return any(
-            ctx.distribution.needs_join_secret(plan)
-            for name, plan in ctx.plans.items()
-            if name != init and name not in ctx.failures
-        )
+        if ctx.plan.cluster.join_secret is None or init in ctx.failures:
+            return False
+        return any(p.needs for n, p in ctx.plan.hosts.items() if n != init and n not in ctx.failures)
 
     def run(self, ctx: Context) -> None:
-        assert ctx.state is not None
         init = ctx.init_server
-        state = ctx.state
-        secrets = ctx.each(
-            [init],
-            lambda host: ctx.distribution.join_secret(ctx.remote(host), state),
-            step="creating the join secret",
-            done="join secret ready",
-        )
+        step = ctx.plan.cluster.join_secret
+        assert step is not None
+        ctx.each([init], lambda host: ctx.execute(host, [step], cluster=True),
+                 step="reading the join secret", done="join secret ready")
         if init.name in ctx.failures:
             raise HostsFailed({init.name: ctx.failures[init.name]})
-        ctx.join_secret = secrets[init.name]

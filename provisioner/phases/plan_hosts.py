@@ -1,4 +1,4 @@
-"""Plan: decide per host what the run will do, and render every config before any change."""
+"""Plan: every host's action and steps, and the cluster's steps, before any change."""
 
 from __future__ import annotations
 
@@ -6,20 +6,23 @@ import jinja2
 
 from provisioner.errors import ProvisionerError
 from provisioner.phases import Context, Phase
+from provisioner.steps import RunPlan
 
 
 class PlanHosts(Phase):
-    """Asks the distribution for a plan per host; shows each host's decision."""
+    """Asks the distribution for the plan (every config rendered, secrets as placeholders);
+    later phases run exactly these steps. Shows each host's decision."""
 
     title = "plan"
 
     def run(self, ctx: Context) -> None:
-        assert ctx.state is not None
+        dist = ctx.inputs.distribution
         try:
-            ctx.plans = ctx.distribution.plan(ctx.facts, ctx.state)
-            ctx.cluster_steps = ctx.distribution.cluster_steps(ctx.state)
+            hosts = dist.plan(ctx.results.facts, ctx.state)
+            plan = RunPlan(hosts, dist.cluster_plan(hosts, ctx.state))
         except jinja2.TemplateError as error:
             raise ProvisionerError(f"template error: {error}") from None
-        for name, plan in ctx.plans.items():
-            ctx.outcome(name).action = plan.action.value
-            ctx.reporter.step(name, "up to date" if not plan.action.changes else f"to {plan.action.value}")
+        ctx.results.plan = plan
+        for name, host_plan in plan.hosts.items():
+            ctx.outcome(name).action = host_plan.action
+            ctx.inputs.reporter.step(name, "up to date" if not host_plan.action.changes else f"to {host_plan.action.value}")

@@ -12,12 +12,14 @@ class ReadClusterState(Phase):
     title = "read cluster state"
 
     def run(self, ctx: Context) -> None:
-        dist = ctx.distribution
-        init = dist.init_server(ctx.facts)
-        if dist.installed(ctx.facts[init.name]):
-            ctx.reporter.step(init.name, "reading cluster state")
-            ctx.state = dist.read_state(ctx.remote(init), init)
+        dist = ctx.inputs.distribution
+        facts = ctx.results.facts
+        init = dist.init_server(facts)
+        if dist.installed(facts[init.name]):
+            ctx.inputs.reporter.step(init.name, "reading cluster state")
+            state = dist.read_state(ctx.remote(init), init)
         else:
-            ctx.state = ClusterState(init_server=init)
-        ctx.join_secret = ctx.state.join_secret
-        ctx.nodes = ctx.state.nodes
+            state = ClusterState(init_server=init)
+        ctx.results.state = state
+        ctx.results.nodes = state.nodes
+        ctx.results.values.prefill(dist.known_values(state))

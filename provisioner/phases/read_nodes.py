@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from provisioner.errors import ProvisionerError
-from provisioner.nodes import parse_node_list
 from provisioner.phases import Context, Phase
 
 
@@ -14,13 +13,13 @@ class ReadNodes(Phase):
 
     def run(self, ctx: Context) -> None:
         reasons = []
-        for host in ctx.hosts:
-            if host.name not in ctx.remotes:
+        for host in ctx.inputs.hosts:
+            if host.name not in ctx.results.remotes:
                 continue
-            result = ctx.remote(host).sudo(ctx.distribution.list_nodes_command(), check=False, timeout=30)
-            if result.ok:
-                ctx.nodes = parse_node_list(result.stdout)
-                ctx.reporter.done(host.name, f"{len(ctx.nodes)} nodes")
+            listing = ctx.inputs.distribution.list_nodes(ctx.remote(host))
+            if listing.nodes is not None:
+                ctx.results.nodes = listing.nodes
+                ctx.inputs.reporter.done(host.name, f"{len(listing.nodes)} nodes")
                 return
-            reasons.append(f"{host.name}: {(result.stderr.strip().splitlines() or ['no output'])[-1]}")
+            reasons.append(f"{host.name}: {listing.error}")
         raise ProvisionerError("no server could list the nodes: " + "; ".join(reasons))

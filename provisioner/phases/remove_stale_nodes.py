@@ -3,35 +3,24 @@ under the same name (k3s refuses it: node password mismatch), so it is deleted f
 
 from __future__ import annotations
 
-from provisioner.distros import Action
-from provisioner.nodes import parse_node_list
+from provisioner.errors import HostsFailed
 from provisioner.phases import Context, Phase
 
 
 class RemoveStaleNodes(Phase):
-    """Runs only when some host is about to join; asks the API for the current nodes."""
+    """Runs the deletions the plan made for hosts about to join (still about to: a host that
+    failed earlier keeps its Node object)."""
 
     title = "remove stale nodes"
 
     def should_run(self, ctx: Context) -> bool:
-        return any(p.action is Action.JOIN and n not in ctx.failures for n, p in ctx.plans.items())
+        return bool(ctx.plan.cluster.stale_nodes) and ctx.init_server.name not in ctx.failures
 
     def run(self, ctx: Context) -> None:
-        remote = ctx.remote(ctx.init_server)
-        listed = ctx.nodes
-        if listed is None:
-            listed = parse_node_list(remote.sudo(ctx.distribution.list_nodes_command(), timeout=60).stdout)
-        nodes = {n.name: n for n in listed}
-        for name, plan in ctx.plans.items():
-            if plan.action is not Action.JOIN or name not in nodes:
-                continue
-            node = nodes[name]
-            host = plan.host
-            if node.is_ready and node.internal_ip not in (host.address, host.node_ip):
-                ctx.warn(
-                    f"node {name} is Ready at {node.internal_ip}, a different machine than {host.address}; "
-                    "it is deleted because the inventory gives the name to this host"
-                )
-            ctx.reporter.step(name, "deleting stale node object")
-            remote.sudo(ctx.distribution.delete_node_command(name), timeout=90)
-            ctx.reporter.note(f"deleted stale node object {name} (left by an earlier install)")
+        init = ctx.init_server
+        for warning in ctx.plan.cluster.warnings:
+            ctx.warn(warning)
+        ctx.each([init], lambda host: ctx.execute(host, ctx.plan.cluster.stale_nodes, cluster=True),
+                 step="deleting stale node objects", done="stale node objects deleted")
+        if init.name in ctx.failures:
+            raise HostsFailed({init.name: ctx.failures[init.name]})

@@ -14,21 +14,21 @@ class ValidateHosts(Phase):
     title = "validate hosts"
 
     def run(self, ctx: Context) -> None:
+        facts = ctx.results.facts
         problems: list[str] = []
-        for host in ctx.hosts:
-            facts = ctx.facts[host.name]
-            if facts.user != "root":
-                problems.append(f"{host.name}: commands run with sudo ran as {facts.user!r}, not root")
+        for host in ctx.inputs.hosts:
+            if facts[host.name].user != "root":
+                problems.append(f"{host.name}: commands run with sudo ran as {facts[host.name].user!r}, not root")
 
         by_hostname: dict[str, list[str]] = defaultdict(list)
         by_machine_id: dict[str, list[str]] = defaultdict(list)
-        for name, facts in ctx.facts.items():
-            by_hostname[facts.hostname].append(name)
-            if facts.machine_id:
-                by_machine_id[facts.machine_id].append(name)
+        for name, host_facts in facts.items():
+            by_hostname[host_facts.hostname].append(name)
+            if host_facts.machine_id:
+                by_machine_id[host_facts.machine_id].append(name)
         for hostname, names in by_hostname.items():
             if len(names) > 1:
-                ctx.reporter.note(
+                ctx.inputs.reporter.note(
                     f"{', '.join(names)} share the hostname {hostname!r}; they join under their inventory names"
                 )
         for machine_id, names in by_machine_id.items():
@@ -38,8 +38,9 @@ class ValidateHosts(Phase):
                     "consider regenerating /etc/machine-id on each"
                 )
 
-        problems += ctx.distribution.check_hosts(ctx.facts)
-        for warning in ctx.distribution.host_warnings(ctx.facts):
+        dist = ctx.inputs.distribution
+        problems += dist.check_hosts(facts)
+        for warning in dist.host_warnings(facts):
             ctx.warn(warning)
         if problems:
             raise HostValidationError(problems)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from provisioner import kubeconfig
 from provisioner.errors import KubeconfigError
 from provisioner.phases import Context, Phase
@@ -14,10 +16,13 @@ class VerifyKubeconfig(Phase):
     title = "verify kubeconfig"
 
     def should_run(self, ctx: Context) -> bool:
-        return ctx.kubeconfig is not None
+        return ctx.results.kubeconfig is not None
 
     def run(self, ctx: Context) -> None:
-        ctx.kubeconfig_check = result = kubeconfig.check(ctx.kubeconfig)
+        fetched = ctx.results.kubeconfig
+        assert fetched is not None
+        result = kubeconfig.check(fetched.config)
+        ctx.results.kubeconfig = replace(fetched, check=result)
         if result.status == "error":
             raise KubeconfigError(result.detail)
         if result.status == "unreachable":

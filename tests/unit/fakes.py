@@ -3,6 +3,8 @@
 It answers the commands the k3s distribution sends (fact script, install script, systemctl,
 node-token, kubectl) from a small in-memory model, so tests can assert which commands a run sends
 to which host, and what the hosts look like afterwards. Not a model of k3s beyond that.
+``FakeKubeadmCluster`` does the same for kubeadm on hosts already prepared (packages, containerd,
+sysctls). Their remotes are strict: a command no rule answers fails the test.
 """
 
 from __future__ import annotations
@@ -10,11 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from provisioner import hostos, templates
 from provisioner.distros import k3s
+from provisioner.distros.kubeadm import (
+    ADMIN_CONF,
+    CONTAINERD_CONFIG,
+    Kubeadm,
+    KubeadmFacts,
+)
+from provisioner.facts import HostFacts, parse_host_facts, parse_key_values
 from provisioner.inventory import Host, Inventory
 from provisioner.testing import FakeRemote
+from tests.unit.conftest import make_inventory
 
 TOKEN = "K10" + "ab" * 32 + "::server:" + "f00dfeedcafe" * 3
 ADMIN_KUBECONFIG = """apiVersion: v1
@@ -74,7 +85,7 @@ class FakeK3sCluster:
     # --- building remotes ----------------------------------------------------------------
     def connector(self, inventory: Inventory, host: Host) -> FakeRemote:
         """Stands in for ``ssh_connector``: a fresh FakeRemote bound to the simulated host."""
-        remote = FakeRemote(host.name, host.address)
+        remote = FakeRemote(host.name, host.address, strict=True)
         sim = self.hosts[host.name]
         previous = self.remotes.get(host.name)
         if previous is not None:
@@ -138,8 +149,11 @@ class FakeK3sCluster:
     def _restart(self, sim: SimHost) -> tuple[int, str, str]:
         sim.restarts += 1
         sim.active = True
-        if sim.config_node_name in self.nodes:
-            self.nodes[sim.config_node_name]["ready"] = sim.config_node_name not in self.never_ready
+        name = sim.config_node_name
+        if name is not None and sim.role is not None:  # the node (re-)registers when its service starts
+            node = self.nodes.setdefault(name, {"ip": sim.host.node_ip or sim.host.address, "role": sim.role,
+                                                "version": sim.version})
+            node["ready"] = name not in self.never_ready
         return 0, "", ""
 
     def _token(self, sim: SimHost) -> tuple[int, str, str]:
@@ -151,7 +165,7 @@ class FakeK3sCluster:
         if not (sim.role == "server" and sim.active):
             return 1, "", "The connection to the server 127.0.0.1:6443 was refused"
         items = []
-        for name, node in self.nodes.items():
+        for name, node in sorted(self.nodes.items()):  # the API lists nodes by name
             labels = {"kubernetes.io/hostname": name}
             if node["role"] == "server":
                 labels["node-role.kubernetes.io/control-plane"] = "true"
@@ -188,3 +202,179 @@ class FakeK3sCluster:
 
     def all_commands(self) -> list[str]:
         return [c for r in self.remotes.values() for _, c in r.commands]
+
+
+# --- kubeadm ------------------------------------------------------------------------------------
+
+KUBEADM_INVENTORY = """
+cluster:
+  name: kube
+  distribution: kubeadm
+  version: "1.31"
+  api_endpoint: 192.0.2.100
+hosts:
+  - {name: cp1, address: 192.0.2.10, role: server}
+  - {name: w1, address: 192.0.2.11, role: agent, node_ip: 192.0.2.11, flannel_iface: eth1}
+"""
+
+DEBIAN_FRESH = """os.id=debian
+os.id_like=
+os.version_id=12
+os.pretty_name=Debian GNU/Linux 12 (bookworm)
+arch=x86_64
+mem_kib=4000000
+cpus=2
+systemd=yes
+hostname=cp1
+machine_id=aa
+user=root
+tool.curl=yes
+module.overlay=yes
+sysctl.net.bridge.bridge-nf-call-iptables=
+sysctl.net.bridge.bridge-nf-call-ip6tables=
+sysctl.net.ipv4.ip_forward=0
+swap.devices=1
+swap.fstab=1
+service.containerd=inactive
+service.kubelet=inactive
+held=
+"""
+
+
+def kubeadm(text: str = KUBEADM_INVENTORY) -> Kubeadm:
+    return Kubeadm(make_inventory(text))
+
+
+def facts_from(dist: Kubeadm, name: str, recorded: str) -> HostFacts:
+    values = parse_key_values(recorded)
+    return replace(parse_host_facts(name, values), dist=dist.parse_facts(values))
+
+
+def prepared(dist: Kubeadm, name: str, *, joined: bool = True, **changes: object) -> HostFacts:
+    """Facts of a host on which every preparation step is already done."""
+    host = dist.inventory.host(name)
+    base = facts_from(dist, name, DEBIAN_FRESH)
+    os_ = hostos.for_facts(base)
+    assert os_ is not None
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    repo = os_.kubernetes_repo(dist.package_repo(os_))
+    files = {
+        "/etc/modules-load.d/k8s.conf": sha(templates.render("kubeadm/modules-k8s.conf.j2")),
+        "/etc/sysctl.d/99-kubernetes.conf": sha(templates.render("kubeadm/sysctl-k8s.conf.j2")),
+        CONTAINERD_CONFIG: sha(dist.containerd_config(1)),
+        os_.kubelet_defaults: sha(dist.kubelet_defaults(host)),
+        **{p: sha(t) for p, t in repo.files.items()},
+    }
+    k = KubeadmFacts(
+        packages={"kubelet": "1.31.4-1.1", "kubeadm": "1.31.4-1.1", "kubectl": "1.31.4-1.1", "containerd": "1.6.20~ds1-1"},
+        held=frozenset({"kubelet", "kubeadm", "kubectl"}), containerd_version="1.6.20~ds1",
+        services={"containerd": "active", "kubelet": "active"}, files=files, repo_key=True,
+        admin_conf=joined and host.role == "server", kubelet_conf=joined,
+        modules=frozenset({"overlay", "br_netfilter"}),
+        sysctls={"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1", "net.ipv4.ip_forward": "1"},
+    )
+    return replace(base, dist=replace(k, **changes))  # type: ignore[arg-type]
+
+
+
+KUBEADM_TOKEN = "q1w2e3.a1b2c3d4e5f6a7b8"
+
+
+def facts_text(k: KubeadmFacts, host: Host) -> str:
+    """The fact script's output for a Debian host in state ``k``."""
+    lines = ["os.id=debian", "os.pretty_name=Debian GNU/Linux 12 (bookworm)", "arch=x86_64", "mem_kib=4000000",
+             "cpus=2", "systemd=yes", f"hostname={host.name}", f"machine_id={host.name}", "user=root", "tool.curl=yes"]
+    lines += [f"module.{m}=yes" for m in k.modules]
+    lines += [f"sysctl.{key}={value}" for key, value in k.sysctls.items()]
+    lines += [f"file:{path}={sha}" for path, sha in k.files.items()]
+    lines += [f"pkg.{name}={version}" for name, version in k.packages.items()]
+    lines += [f"held={' '.join(sorted(k.held))}", f"containerd.version={k.containerd_version}", "key.kubernetes=yes"]
+    lines += [f"service.{name}={state}" for name, state in k.services.items()]
+    if k.admin_conf:
+        lines.append("kubeadm.admin_conf=yes")
+    if k.kubelet_conf:
+        lines.append("kubeadm.kubelet_conf=yes")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class FakeKubeadmCluster:
+    inventory: Inventory
+    state: dict[str, KubeadmFacts] = field(default_factory=dict)
+    nodes: dict[str, bool] = field(default_factory=dict)  # name -> registered
+    flannel: str | None = None
+    events: list[str] = field(default_factory=list)
+    remotes: dict[str, FakeRemote] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        dist = kubeadm(KUBEADM_INVENTORY)
+        for host in self.inventory.hosts:
+            self.state[host.name] = prepared(dist, host.name, joined=False).dist
+
+    def connector(self, inventory: Inventory, host: Host) -> FakeRemote:
+        remote = FakeRemote(host.name, host.address, strict=True)
+        name = host.name
+        if name in self.remotes:  # the host keeps its files from one run to the next
+            remote.files, remote.modes = self.remotes[name].files, self.remotes[name].modes
+        remote.on(r"os\.id=", handler=lambda r, c: (0, facts_text(self.state[name], host), ""))
+        remote.on(r"^kubeadm version", stdout="v1.31.4\n")
+        remote.on(r"^kubeadm init", handler=lambda r, c: self._init(name, r))
+        remote.on(r"^kubeadm token create", handler=lambda r, c: self._token())
+        remote.on(r"^kubeadm join", handler=lambda r, c: self._join(name, r))
+        remote.on(r"kubectl .* apply -f", handler=lambda r, c: self._apply(r))
+        remote.on(r"kubectl .* get --raw=/readyz", stdout="ok")
+        remote.on(r"kubectl .* get nodes -o json", handler=lambda r, c: (0, self._nodes(), ""))
+        remote.on(r"kubectl .* get daemonset kube-flannel-ds", handler=lambda r, c: self._daemonset())
+        remote.on(r"^systemctl restart kubelet$", handler=lambda r, c: self._restart_kubelet(name))
+        remote.on(r"^install -d -m 0755 /etc/apt/keyrings && curl -fsSL \S+Release.key", handler=lambda r, c: self._event(f"repository key {name}"))
+        self.remotes[name] = remote
+        return remote
+
+    def _init(self, name: str, remote: FakeRemote) -> tuple[int, str, str]:
+        assert "kubeadm-init.yaml" in "".join(remote.uploads)
+        self.events.append(f"init {name}")
+        self.state[name] = KubeadmFacts(**{**self.state[name].__dict__, "admin_conf": True, "kubelet_conf": True})
+        remote.files[ADMIN_CONF] = ADMIN_KUBECONFIG.replace("default", "kubernetes").encode()
+        self.nodes[name] = True
+        return 0, f"Your Kubernetes control-plane has initialized successfully!\nkubeadm join x:6443 --token {KUBEADM_TOKEN} --discovery-token-ca-cert-hash sha256:{'c' * 64}\n", ""
+
+    def _restart_kubelet(self, name: str) -> tuple[int, str, str]:
+        self.events.append(f"restart kubelet {name}")
+        self.state[name] = replace(self.state[name], services={**self.state[name].services, "kubelet": "active"})
+        return 0, "", ""
+
+    def _event(self, what: str) -> tuple[int, str, str]:
+        self.events.append(what)
+        return 0, "", ""
+
+    def _token(self) -> tuple[int, str, str]:
+        self.events.append("token")
+        return 0, f"kubeadm join 192.0.2.100:6443 --token {KUBEADM_TOKEN} --discovery-token-ca-cert-hash sha256:{'c' * 64} \n", ""
+
+    def _join(self, name: str, remote: FakeRemote) -> tuple[int, str, str]:
+        config = remote.files["/etc/kubernetes/provisioner/kubeadm-join.yaml"].decode()
+        assert KUBEADM_TOKEN in config and "sha256:" + "c" * 64 in config
+        self.events.append(f"join {name}")
+        self.state[name] = KubeadmFacts(**{**self.state[name].__dict__, "kubelet_conf": True})
+        self.nodes[name] = True
+        return 0, "This node has joined the cluster\n", ""
+
+    def _apply(self, remote: FakeRemote) -> tuple[int, str, str]:
+        manifest = remote.files["/etc/kubernetes/provisioner/kube-flannel.yaml"].decode()
+        self.flannel = re.search(r'provisioner.io/manifest-sha256: "([0-9a-f]+)"', manifest).group(1)  # type: ignore[union-attr]
+        self.events.append("flannel")
+        return 0, "daemonset.apps/kube-flannel-ds created\n", ""
+
+    def _daemonset(self) -> tuple[int, str, str]:
+        if self.flannel is None:
+            return 1, "", 'Error from server (NotFound): daemonsets.apps "kube-flannel-ds" not found'
+        return 0, json.dumps({"metadata": {"annotations": {"provisioner.io/manifest-sha256": self.flannel}}}), ""
+
+    def _nodes(self) -> str:
+        items = [{"metadata": {"name": n, "labels": {}}, "status": {
+            "conditions": [{"type": "Ready", "status": "True" if self.flannel else "False", "reason": "KubeletReady" if self.flannel else "KubeletNotReady"}],
+            "addresses": [], "nodeInfo": {"kubeletVersion": "v1.31.4"}}} for n in self.nodes]
+        return json.dumps({"items": items})

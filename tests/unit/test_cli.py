@@ -98,12 +98,19 @@ def test_up_that_times_out_exits_nonzero_with_the_not_ready_table(cluster: FakeK
 
 def test_plan_json_lists_actions_and_masks_the_token(cluster: FakeK3sCluster) -> None:
     assert invoke("up", "-i", "inv.yaml")[0] == 0
-    cluster.stop("worker2")
+    cluster.stop("worker1")
+    cluster.hosts["worker2"].role = None  # reinstalled: joins again, with the known token
+    cluster.remotes["worker2"].files.clear()
     code, out, _ = invoke("plan", "-i", "inv.yaml", "-o", "json")
     assert code == 0
     data = json.loads(out)
-    assert [(h["host"], h["action"]) for h in data["hosts"]] == [("controller", "nothing"), ("worker1", "nothing"), ("worker2", "restart")]
-    assert TOKEN not in out and '\\"***\\"' in out
+    assert [(h["host"], h["action"]) for h in data["hosts"]] == [("controller", "nothing"), ("worker1", "restart"), ("worker2", "join")]
+    assert data["hosts"][1]["steps"] == ["restart k3s-agent"]
+    assert data["hosts"][2]["steps"] == ["upload /etc/rancher/k3s/config.yaml", "run the install script as agent"]
+    assert 'token: \\"<join token of the first server>\\"' in out
+    assert data["join_secret"] is None  # known from the running server: no step reads it again
+    assert [s["name"] for s in data["stale_nodes"]] == ["delete the stale Node object worker2"]
+    assert TOKEN not in out and TOKEN.split("::server:")[1] not in out
 
 
 def test_plan_text_says_nothing_to_do_on_a_converged_cluster(cluster: FakeK3sCluster) -> None:

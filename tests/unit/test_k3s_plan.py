@@ -192,13 +192,16 @@ def test_template_with_a_missing_variable_fails_instead_of_rendering_empty() -> 
         templates.render("k3s/config.yaml.j2", node_name="x")
 
 
-def test_plan_masks_the_token_in_the_preview() -> None:
+def test_plan_holds_the_token_as_a_placeholder_even_when_it_is_known() -> None:
     dist = k3s_for()
     facts = {h.name: _host_facts(h.name, K3sFacts()) for h in dist.inventory.hosts}
     plans = dist.plan(facts, ClusterState(dist.inventory.servers[0], TOKEN, None))
-    assert TOKEN.reveal() not in plans["worker1"].config_preview
-    assert 'token: "***"' in plans["worker1"].config_preview
+    assert TOKEN.reveal() not in plans["worker1"].preview and TOKEN.reveal() not in str(plans["worker1"].as_dict())
+    assert 'token: "<join token of the first server>"' in plans["worker1"].preview
     assert [p.action for p in plans.values()] == [Action.INSTALL, Action.JOIN, Action.JOIN]
+    assert [s.name for s in plans["worker1"].steps] == ["upload /etc/rancher/k3s/config.yaml", "run the install script as agent"]
+    assert [s.name for s in plans["controller"].steps] == [
+        "upload /etc/rancher/k3s/config.yaml", "run the install script as server", "wait for the Kubernetes API"]
 
 
 def _host_facts(name: str, dist_facts: K3sFacts):  # type: ignore[no-untyped-def]

@@ -6,60 +6,29 @@ the tests check the exact commands and files the provisioner would send.
 
 from __future__ import annotations
 
-import hashlib
+import subprocess
 import tomllib
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
 from provisioner import hostos
 from provisioner.distros import Action, ClusterState
-from provisioner.distros.base import JoinTicket
 from provisioner.distros.kubeadm import (
     CONTAINERD_CONFIG,
     Kubeadm,
-    KubeadmFacts,
     KubeadmPreflightError,
     version_matches,
 )
-from provisioner.facts import HostFacts, parse_host_facts, parse_key_values
+from provisioner.executor import StepFailed, ValueStore
+from provisioner.executor import run_steps as execute
+from provisioner.facts import HostFacts, parse_key_values
 from provisioner.testing import FakeRemote
 from tests.unit.conftest import make_inventory
-
-INVENTORY = """
-cluster:
-  name: kube
-  distribution: kubeadm
-  version: "1.31"
-  api_endpoint: 192.0.2.100
-hosts:
-  - {name: cp1, address: 192.0.2.10, role: server}
-  - {name: w1, address: 192.0.2.11, role: agent, node_ip: 192.0.2.11, flannel_iface: eth1}
-"""
-
-DEBIAN_FRESH = """os.id=debian
-os.id_like=
-os.version_id=12
-os.pretty_name=Debian GNU/Linux 12 (bookworm)
-arch=x86_64
-mem_kib=4000000
-cpus=2
-systemd=yes
-hostname=cp1
-machine_id=aa
-user=root
-tool.curl=yes
-module.overlay=yes
-sysctl.net.bridge.bridge-nf-call-iptables=
-sysctl.net.bridge.bridge-nf-call-ip6tables=
-sysctl.net.ipv4.ip_forward=0
-swap.devices=1
-swap.fstab=1
-service.containerd=inactive
-service.kubelet=inactive
-held=
-"""
+from tests.unit.fakes import DEBIAN_FRESH, facts_from, kubeadm, prepared
+from tests.unit.fakes import KUBEADM_INVENTORY as INVENTORY
 
 UBUNTU_FRESH = DEBIAN_FRESH.replace("os.id=debian", "os.id=ubuntu").replace("os.id_like=", "os.id_like=debian").replace(
     "Debian GNU/Linux 12 (bookworm)", "Ubuntu 24.04.1 LTS").replace("os.version_id=12", "os.version_id=24.04")
@@ -99,26 +68,33 @@ ALMA_WITH_CONTAINERD_2 = ROCKY_FRESH.replace("os.id=rocky", "os.id=almalinux").r
     "firewalld=active\nfirewalld.ports=22/tcp", "firewalld=inactive")
 
 
-def kubeadm(text: str = INVENTORY) -> Kubeadm:
-    return Kubeadm(make_inventory(text))
-
-
-def facts_from(dist: Kubeadm, name: str, recorded: str) -> HostFacts:
-    values = parse_key_values(recorded)
-    return replace(parse_host_facts(name, values), dist=dist.parse_facts(values))
-
-
-def run_steps(dist: Kubeadm, name: str, recorded: str, *, role_facts: dict | None = None) -> tuple[FakeRemote, list[str]]:
-    """Plan the host from recorded facts, run its steps on a fake host; return it and step titles."""
+def run_steps(dist: Kubeadm, name: str, recorded: str) -> tuple[FakeRemote, list[str]]:
+    """Plan the host from recorded facts, run its steps on a fake host; return it and step names."""
     f = facts_from(dist, name, recorded)
     host = dist.inventory.host(name)
     steps = dist.host_steps(host, f)
     remote = FakeRemote(name)
-    remote.on(r"containerd --version", stdout=role_facts.get("containerd", "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1") if role_facts else "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1")
-    for step in steps:
-        assert step.run is not None
-        step.run(remote)
-    return remote, [s.title for s in steps]
+    execute(remote, steps, ValueStore())
+    return remote, [s.name for s in steps]
+
+
+def pick_containerd_config(remote: FakeRemote, containerd_version_line: str, tmp_path: Path) -> dict:
+    """Run the plan's "pick the config by containerd's version" command in a scratch folder
+    standing in for /etc/containerd, with a ``containerd`` that prints ``containerd_version_line``."""
+    etc = tmp_path / "etc-containerd"
+    etc.mkdir(exist_ok=True)
+    for path, data in remote.files.items():
+        if path.startswith(CONTAINERD_CONFIG + ".provisioner-"):
+            (etc / Path(path).name).write_bytes(data)
+    binary = tmp_path / "bin" / "containerd"
+    binary.parent.mkdir(exist_ok=True)
+    binary.write_text(f"#!/bin/sh\necho '{containerd_version_line}'\n")
+    binary.chmod(0o755)
+    pick = next(c for c in sudo_commands(remote) if "containerd --version" in c)
+    subprocess.run(["sh", "-c", pick.replace("/etc/containerd", str(etc))], check=True,
+                   env={"PATH": f"{binary.parent}:/usr/bin:/bin"})
+    assert sorted(p.name for p in etc.iterdir()) == ["config.toml"]  # the candidates are removed
+    return tomllib.loads((etc / "config.toml").read_text())
 
 
 def sudo_commands(remote: FakeRemote) -> list[str]:
@@ -129,7 +105,7 @@ def sudo_commands(remote: FakeRemote) -> list[str]:
 
 
 @pytest.mark.parametrize("recorded", [DEBIAN_FRESH, UBUNTU_FRESH], ids=["debian-12", "ubuntu-24.04"])
-def test_fresh_debian_family_host_gets_every_preparation_step_through_apt(recorded: str) -> None:
+def test_fresh_debian_family_host_gets_every_preparation_step_through_apt(recorded: str, tmp_path: Path) -> None:
     dist = kubeadm()
     remote, titles = run_steps(dist, "cp1", recorded)
     assert titles == ["kernel modules", "sysctls", "swap off", "install containerd", "configure containerd",
@@ -140,8 +116,8 @@ def test_fresh_debian_family_host_gets_every_preparation_step_through_apt(record
     assert commands[2].startswith("swapoff -a && ") and "/etc/fstab.provisioner-backup-" in commands[2]
     assert "apt-get -q -o Dpkg::Options::=--force-confold update && " in commands[3]
     assert commands[3].endswith("install -y --no-install-recommends containerd")
-    assert "containerd --version" in commands  # the config layout follows the installed generation
-    assert "systemctl restart containerd" in " ".join(commands)
+    assert commands[4].startswith('case "$(containerd --version')  # the config follows the installed generation
+    assert "systemctl restart containerd" in commands[5]
     assert any("curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.31/deb/Release.key -o /etc/apt/keyrings/kubernetes-apt-keyring.asc" in c for c in commands)
     install = next(c for c in commands if "kubelet kubeadm kubectl" in c)
     assert install.endswith("install -y --no-install-recommends kubelet kubeadm kubectl && apt-mark hold kubelet kubeadm kubectl >/dev/null && systemctl enable kubelet")
@@ -149,14 +125,14 @@ def test_fresh_debian_family_host_gets_every_preparation_step_through_apt(record
         "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.asc] https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /")
     assert remote.files["/etc/default/kubelet"].decode().splitlines()[-1] == "KUBELET_EXTRA_ARGS="
     assert remote.files["/etc/modules-load.d/k8s.conf"].decode().split("\n")[1:3] == ["overlay", "br_netfilter"]
-    containerd = tomllib.loads(remote.files[CONTAINERD_CONFIG].decode())
+    containerd = pick_containerd_config(remote, "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1", tmp_path)
     assert containerd["version"] == 2
     assert containerd["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
 
 
-def test_fresh_rocky_host_gets_selinux_permissive_firewalld_ports_docker_repo_and_dnf() -> None:
+def test_fresh_rocky_host_gets_selinux_permissive_firewalld_ports_docker_repo_and_dnf(tmp_path: Path) -> None:
     dist = kubeadm()
-    remote, titles = run_steps(dist, "cp1", ROCKY_FRESH, role_facts={"containerd": "containerd containerd.io 1.7.22 7f7fdf5"})
+    remote, titles = run_steps(dist, "cp1", ROCKY_FRESH)
     assert titles == ["kernel modules", "sysctls", "SELinux permissive", "firewalld ports", "install containerd",
                       "configure containerd", "Kubernetes package repository", "kubelet, kubeadm, kubectl", "kubelet flags"]
     assert "/etc/modules-load.d/k8s.conf" in remote.files and not remote.ran("modprobe")  # both modules already loaded
@@ -174,12 +150,13 @@ def test_fresh_rocky_host_gets_selinux_permissive_firewalld_ports_docker_repo_an
     assert install.startswith("dnf install -y --disableexcludes=kubernetes kubelet kubeadm kubectl && ")
     assert "dnf versionlock add kubelet kubeadm kubectl" in install
     assert "/etc/sysconfig/kubelet" in remote.files
-    assert tomllib.loads(remote.files[CONTAINERD_CONFIG].decode())["version"] == 2  # containerd.io 1.7 is still 1.x
+    assert pick_containerd_config(remote, "containerd containerd.io 1.7.22 7f7fdf5", tmp_path)["version"] == 2  # 1.7 is 1.x
+    assert pick_containerd_config(remote, "containerd github.com/containerd/containerd/v2 v2.0.0 207ad71", tmp_path)["version"] == 3
 
 
 def test_alma_host_with_containerd_2_gets_the_version_3_config_and_no_selinux_or_firewall_steps() -> None:
     dist = kubeadm()
-    remote, titles = run_steps(dist, "w1", ALMA_WITH_CONTAINERD_2, role_facts={"containerd": "containerd github.com/containerd/containerd/v2 v2.0.0 207ad71"})
+    remote, titles = run_steps(dist, "w1", ALMA_WITH_CONTAINERD_2)
     assert "SELinux permissive" not in titles and "firewalld ports" not in titles and "install containerd" not in titles
     config = tomllib.loads(remote.files[CONTAINERD_CONFIG].decode())
     assert config["version"] == 3
@@ -190,8 +167,7 @@ def test_alma_host_with_containerd_2_gets_the_version_3_config_and_no_selinux_or
 
 
 def test_firewalld_worker_ports_differ_from_control_plane_ports() -> None:
-    f = parse_host_facts("w1", parse_key_values(ROCKY_FRESH))
-    steps = hostos.RhelFamily().prepare_steps(f, "agent")
+    steps = hostos.RhelFamily().prepare_steps(hostos.parse_rhel_facts(parse_key_values(ROCKY_FRESH)), "agent")
     assert steps[1][2] == "firewall-cmd --permanent --add-port=10250/tcp --add-port=10256/tcp --add-port=30000-32767/tcp --add-port=8472/udp && firewall-cmd --reload"
 
 
@@ -213,36 +189,6 @@ def test_a_package_mirror_replaces_pkgs_k8s_io() -> None:
 # --- reruns ------------------------------------------------------------------------------------------
 
 
-def prepared(dist: Kubeadm, name: str, *, joined: bool = True, **changes: object) -> HostFacts:
-    """Facts of a host on which every preparation step is already done."""
-    host = dist.inventory.host(name)
-    base = facts_from(dist, name, DEBIAN_FRESH)
-    os_ = hostos.for_facts(base)
-    assert os_ is not None
-    from provisioner import templates
-
-    def sha(text: str) -> str:
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    repo = os_.kubernetes_repo(dist.package_repo(os_))
-    files = {
-        "/etc/modules-load.d/k8s.conf": sha(templates.render("kubeadm/modules-k8s.conf.j2")),
-        "/etc/sysctl.d/99-kubernetes.conf": sha(templates.render("kubeadm/sysctl-k8s.conf.j2")),
-        CONTAINERD_CONFIG: sha(dist.containerd_config(1)),
-        os_.kubelet_defaults: sha(dist.kubelet_defaults(host)),
-        **{p: sha(t) for p, t in repo.files.items()},
-    }
-    k = KubeadmFacts(
-        packages={"kubelet": "1.31.4-1.1", "kubeadm": "1.31.4-1.1", "kubectl": "1.31.4-1.1", "containerd": "1.6.20~ds1-1"},
-        held=frozenset({"kubelet", "kubeadm", "kubectl"}), containerd_version="1.6.20~ds1",
-        services={"containerd": "active", "kubelet": "active"}, files=files, repo_key=True,
-        admin_conf=joined and host.role == "server", kubelet_conf=joined,
-        modules=frozenset({"overlay", "br_netfilter"}),
-        sysctls={"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1", "net.ipv4.ip_forward": "1"},
-    )
-    return replace(base, dist=replace(k, **changes))  # type: ignore[arg-type]
-
-
 def plans(dist: Kubeadm, facts: dict[str, HostFacts], *, flannel: str | None = "auto") -> dict:
     state = ClusterState(dist.inventory.servers[0], None, None)
     state.addons["flannel"] = dist.flannel_manifest()[1] if flannel == "auto" else flannel
@@ -254,14 +200,14 @@ def test_a_converged_cluster_plans_nothing_anywhere() -> None:
     result = plans(dist, {n: prepared(dist, n) for n in ("cp1", "w1")})
     assert {n: p.action for n, p in result.items()} == {"cp1": Action.NOTHING, "w1": Action.NOTHING}
     state = ClusterState(dist.inventory.servers[0], None, None, {"flannel": dist.flannel_manifest()[1]})
-    assert dist.cluster_steps(state) == []
+    assert dist.addon_steps(state) == []
 
 
 def test_swap_turned_back_on_is_a_reconfigure_with_only_that_step() -> None:
     dist = kubeadm()
     result = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1", swap_devices=1)})
     assert result["w1"].action is Action.RECONFIGURE
-    assert [s.title for s in result["w1"].steps] == ["swap off"]
+    assert [s.name for s in result["w1"].steps] == ["swap off"]
     assert result["cp1"].action is Action.NOTHING
 
 
@@ -270,9 +216,9 @@ def test_a_new_node_ip_rewrites_kubelet_flags_and_restarts_kubelet_only_there() 
     old = prepared(dist, "w1")
     changed = kubeadm(INVENTORY.replace("node_ip: 192.0.2.11", "node_ip: 192.0.2.111"))
     result = plans(changed, {"cp1": prepared(changed, "cp1"), "w1": old})
-    assert result["w1"].action is Action.RECONFIGURE and [s.title for s in result["w1"].steps] == ["kubelet flags"]
+    assert result["w1"].action is Action.RECONFIGURE and [s.name for s in result["w1"].steps] == ["kubelet flags"]
     remote = FakeRemote("w1")
-    result["w1"].steps[0].run(remote)  # type: ignore[misc]
+    execute(remote, result["w1"].steps, ValueStore())
     assert remote.files["/etc/default/kubelet"].decode().splitlines()[-1] == "KUBELET_EXTRA_ARGS=--node-ip=192.0.2.111"
     assert remote.ran("systemctl restart kubelet")
 
@@ -280,16 +226,20 @@ def test_a_new_node_ip_rewrites_kubelet_flags_and_restarts_kubelet_only_there() 
 def test_a_stopped_kubelet_is_restarted() -> None:
     dist = kubeadm()
     result = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1", services={"containerd": "active", "kubelet": "inactive"})})
-    assert result["w1"].action is Action.RESTART and result["w1"].reasons == ["restart kubelet: kubelet is inactive"]
+    assert result["w1"].action is Action.RESTART and list(result["w1"].reasons) == ["restart kubelet: kubelet is inactive"]
 
 
 def test_fresh_hosts_plan_init_and_join_and_flannel() -> None:
     dist = kubeadm()
     result = plans(dist, {n: prepared(dist, n, joined=False) for n in ("cp1", "w1")}, flannel=None)
-    assert result["cp1"].action is Action.INSTALL and result["cp1"].steps[-1].title == "kubeadm init"
-    assert result["w1"].action is Action.JOIN and result["w1"].steps[-1].title == "kubeadm join"
-    steps = dist.cluster_steps(ClusterState(dist.inventory.servers[0], None, None, {"flannel": None}))
-    assert [(s.title, s.reason) for s in steps] == [("Flannel v0.26.1", "not applied yet")]
+    assert result["cp1"].action is Action.INSTALL
+    assert [s.name for s in result["cp1"].steps[-2:]] == ["kubeadm init", "wait for the Kubernetes API"]
+    assert result["w1"].action is Action.JOIN and result["w1"].steps[-1].name == "kubeadm join"
+    state = ClusterState(dist.inventory.servers[0], None, None, {"flannel": None})
+    cluster = dist.cluster_plan(result, state)
+    assert [(s.name, s.reason) for s in cluster.addons] == [("Flannel v0.26.1", "not applied yet")]
+    assert cluster.join_secret is not None and cluster.join_secret.name == "create a bootstrap token on cp1"
+    assert cluster.stale_nodes == ()
 
 
 def test_installed_packages_of_another_minor_are_not_upgraded_but_warned_about() -> None:
@@ -383,55 +333,68 @@ def test_flannel_manifest_has_six_objects_pod_cidr_ifaces_and_a_stable_fingerpri
 # --- init and join on a fake host ------------------------------------------------------------------------
 
 
+def init_plan(dist: Kubeadm):  # type: ignore[no-untyped-def]
+    return plans(dist, {n: prepared(dist, n, joined=False) for n in ("cp1", "w1")}, flannel=None)["cp1"]
+
+
 def test_kubeadm_preflight_errors_are_reported_verbatim_under_one_line() -> None:
     dist = kubeadm()
-    plan = plans(dist, {n: prepared(dist, n, joined=False) for n in ("cp1", "w1")}, flannel=None)["cp1"]
-    plan.steps = [s for s in plan.steps if s.run is None]
-    remote = FakeRemote("cp1")
-    remote.on(r"kubeadm version", stdout="v1.31.4\n")
-    remote.on(r"kubeadm init", exit_code=1, stderr=(
+    init = next(s for s in init_plan(dist).steps if s.name == "kubeadm init")
+    remote = FakeRemote("cp1", strict=True)
+    remote.on(r"^kubeadm version -o short$", stdout="v1.31.4\n")
+    remote.on(r"^kubeadm init", exit_code=1, stderr=(
         "[init] Using Kubernetes version: v1.31.4\n[preflight] Running pre-flight checks\n"
         "error execution phase preflight: [preflight] Some fatal errors occurred:\n"
         "\t[ERROR NumCPU]: the number of available CPUs 1 is less than the required 2\n"
         "\t[ERROR Swap]: running with swap on is not supported. Please disable swap\n"))
-    with pytest.raises(KubeadmPreflightError) as caught:
-        dist.bootstrap(remote, plan, prepared(dist, "cp1", joined=False))
+    with pytest.raises(StepFailed) as caught:
+        execute(remote, [init], ValueStore())
+    assert isinstance(caught.value.cause, KubeadmPreflightError)
     assert caught.value.lines() == [
         "cp1: kubeadm init preflight found 2 error(s); nothing was changed by kubeadm",
         "  [ERROR NumCPU]: the number of available CPUs 1 is less than the required 2",
         "  [ERROR Swap]: running with swap on is not supported. Please disable swap"]
     assert not remote.ran("kubeadm reset")
     assert remote.modes["/etc/kubernetes/provisioner/kubeadm-init.yaml"] == 0o600
+    assert 'kubernetesVersion: "v1.31.4"' in remote.files["/etc/kubernetes/provisioner/kubeadm-init.yaml"].decode()
 
 
 def test_a_failed_init_after_preflight_is_reset_so_a_rerun_starts_clean() -> None:
     from provisioner.errors import RemoteCommandError
 
     dist = kubeadm()
-    plan = plans(dist, {n: prepared(dist, n, joined=False) for n in ("cp1", "w1")}, flannel=None)["cp1"]
-    plan.steps = []
-    remote = FakeRemote("cp1")
-    remote.on(r"kubeadm version", stdout="v1.31.4\n")
-    remote.on(r"kubeadm init", exit_code=1, stderr="[wait-control-plane] timed out waiting for the condition\n")
-    with pytest.raises(RemoteCommandError, match="kubeadm reset -f` was run"):
-        dist.bootstrap(remote, plan, prepared(dist, "cp1", joined=False))
+    init = next(s for s in init_plan(dist).steps if s.name == "kubeadm init")
+    remote = FakeRemote("cp1", strict=True)
+    remote.on(r"^kubeadm version -o short$", stdout="v1.31.4\n")
+    remote.on(r"^kubeadm init", exit_code=1, stderr="[wait-control-plane] timed out waiting for the condition\n")
+    remote.on(r"^kubeadm reset -f$")
+    with pytest.raises(StepFailed) as caught:
+        execute(remote, [init], ValueStore())
+    assert isinstance(caught.value.cause, RemoteCommandError)
+    assert "`kubeadm reset -f` was run" in str(caught.value.cause)
     assert remote.ran("kubeadm reset -f")
 
 
 def test_join_uses_a_fresh_token_in_a_0600_file_that_is_removed_and_never_in_a_command() -> None:
     dist = kubeadm()
     token = "abcdef.0123456789abcdef"
-    cp = FakeRemote("cp1")
-    cp.on(r"kubeadm token create", stdout=f"kubeadm join 192.0.2.100:6443 --token {token} --discovery-token-ca-cert-hash sha256:{'b' * 64} \n")
-    ticket = dist.join_secret(cp, ClusterState(dist.inventory.servers[0]))
-    assert isinstance(ticket, JoinTicket) and ticket.ca_cert_hashes == ("sha256:" + "b" * 64,)
+    cp = FakeRemote("cp1", strict=True)
+    cp.on(r"^kubeadm token create", stdout=f"kubeadm join 192.0.2.100:6443 --token {token} --discovery-token-ca-cert-hash sha256:{'b' * 64} \n")
+    result = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1", joined=False)})
+    cluster = dist.cluster_plan(result, ClusterState(dist.inventory.servers[0], None, []))
+    assert cluster.join_secret is not None
+    values = ValueStore()
+    execute(cp, [cluster.join_secret], values)
     assert cp.ran(r"kubeadm token create --ttl 15m0s --print-join-command")
-    plan = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1", joined=False)})["w1"]
+    plan = result["w1"]
     assert plan.action is Action.JOIN
-    worker = FakeRemote("w1")
-    dist.apply(worker, plan, prepared(dist, "w1", joined=False), ticket)
+    assert token not in str(plan.as_dict())  # the plan holds placeholders only
+    worker = FakeRemote("w1", strict=True)
+    worker.on(r"^kubeadm join")
+    execute(worker, plan.steps, values)
+    config = worker.files["/etc/kubernetes/provisioner/kubeadm-join.yaml"].decode()
     assert worker.modes["/etc/kubernetes/provisioner/kubeadm-join.yaml"] == 0o600
-    assert token in worker.files["/etc/kubernetes/provisioner/kubeadm-join.yaml"].decode()
+    assert token in config and "sha256:" + "b" * 64 in config
     assert worker.ran(r"^kubeadm join --config /etc/kubernetes/provisioner/kubeadm-join.yaml; rc=\$\?; rm -f /etc/kubernetes/provisioner/kubeadm-join.yaml; exit \$rc$")
     assert all(token not in c for _, c in worker.commands + cp.commands)
 
@@ -458,7 +421,8 @@ def test_an_api_that_never_gets_ready_fails_with_the_last_line_of_its_service_jo
     remote = FakeRemote("cp1")
     remote.on(r"get --raw=/readyz", exit_code=1, stderr="connection refused")
     remote.on(rf"journalctl -u {unit} ", stdout="starting\nfailed to bind :6443: address already in use\n")
-    with pytest.raises(HostError) as caught:
-        dist.wait_api(remote, inventory.host("cp1"))
-    assert str(caught.value) == (f"cp1: the Kubernetes API ({distribution}) did not become ready within 0s; "
+    with pytest.raises(StepFailed) as caught:
+        execute(remote, [dist.wait_api_step(inventory.host("cp1"))], ValueStore())
+    assert isinstance(caught.value.cause, HostError)
+    assert str(caught.value.cause) == (f"cp1: the Kubernetes API ({distribution}) did not become ready within 0s; "
                                  "last log line: failed to bind :6443: address already in use")

@@ -42,12 +42,12 @@ def test_fresh_cluster_installs_the_server_then_joins_agents_and_writes_the_kube
         assert remote.uploads == ["/etc/rancher/k3s/config.yaml"]
         assert remote.modes["/etc/rancher/k3s/config.yaml"] == 0o600
         assert TOKEN.encode() in remote.files["/etc/rancher/k3s/config.yaml"]
-    assert {n: o.result for n, o in outcome.context.outcomes.items()} == dict.fromkeys(("controller", "worker1", "worker2"), "changed")
+    assert {n: o.result for n, o in outcome.summary.outcomes.items()} == dict.fromkeys(("controller", "worker1", "worker2"), "changed")
     written = tmp_path / "homelab.kubeconfig"
     config = kubeconfig.parse(written.read_text())
     assert config["clusters"][0]["cluster"]["server"] == "https://192.0.2.10:6443"
     assert config["current-context"] == "homelab"
-    assert [n.name for n in outcome.context.nodes or []] == ["controller", "worker1", "worker2"]
+    assert [n.name for n in outcome.summary.nodes or []] == ["controller", "worker1", "worker2"]
 
 
 def test_the_join_token_never_appears_in_any_command_line() -> None:
@@ -93,7 +93,7 @@ def test_unchanged_rerun_installs_nothing_restarts_nothing_and_uploads_nothing()
         assert remote.uploads == [], name
         assert not remote.ran(INSTALLER)
     assert len(cluster.remotes["worker1"].commands) == 1  # the fact script only
-    assert {o.result for o in outcome.context.outcomes.values()} == {"unchanged"}
+    assert {o.result for o in outcome.summary.outcomes.values()} == {"unchanged"}
 
 
 def test_a_new_agent_in_the_inventory_is_the_only_host_touched() -> None:
@@ -106,8 +106,8 @@ def test_a_new_agent_in_the_inventory_is_the_only_host_touched() -> None:
     assert outcome.ok, outcome.error
     touched = {n for n, r in cluster.remotes.items() if r.ran(INSTALLER) or r.uploads or r.ran("restart")}
     assert touched == {"worker3"}
-    assert outcome.context.outcomes["worker3"].action == "join"
-    assert sorted(n.name for n in outcome.context.nodes or []) == ["controller", "worker1", "worker2", "worker3"]
+    assert outcome.summary.outcomes["worker3"].action == "join"
+    assert sorted(n.name for n in outcome.summary.nodes or []) == ["controller", "worker1", "worker2", "worker3"]
 
 
 def test_a_stopped_agent_is_restarted_and_only_it() -> None:
@@ -116,7 +116,7 @@ def test_a_stopped_agent_is_restarted_and_only_it() -> None:
     cluster.stop("worker2")
     outcome = up(cluster)
     assert outcome.ok, outcome.error
-    assert outcome.context.outcomes["worker2"].action == "restart"
+    assert outcome.summary.outcomes["worker2"].action == "restart"
     assert cluster.hosts["worker2"].restarts == 1
     assert cluster.hosts["worker1"].restarts == 0 and cluster.hosts["controller"].restarts == 0
 
@@ -136,7 +136,7 @@ def test_a_stale_node_object_is_deleted_before_the_host_joins() -> None:
     assert len(deletes) == 1
     worker2_install = cluster.remotes["worker2"].ran(INSTALLER)
     assert worker2_install
-    assert outcome.context.outcomes["worker2"].action == "join"
+    assert outcome.summary.outcomes["worker2"].action == "join"
 
 
 def test_nodes_that_never_become_ready_fail_the_run_with_their_conditions() -> None:
@@ -205,15 +205,15 @@ def test_an_agent_that_fails_to_install_is_reported_while_the_others_join() -> N
     assert isinstance(outcome.error, HostsFailed)
     assert list(outcome.error.failures) == ["worker1"]
     assert "journalctl -u k3s-agent" in outcome.error.lines()[0]
-    assert outcome.context.outcomes["worker2"].result == "changed"
-    assert "worker2" in [n.name for n in outcome.context.nodes or []]
+    assert outcome.summary.outcomes["worker2"].result == "changed"
+    assert "worker2" in [n.name for n in outcome.summary.nodes or []]
 
 
 def test_plan_changes_nothing_and_reports_install_and_join() -> None:
     cluster = FakeK3sCluster(make_inventory())
     outcome = actions.plan(cluster.inventory, connector=cluster.connector)
     assert outcome.ok
-    assert {n: p.action.value for n, p in outcome.context.plans.items()} == {"controller": "install", "worker1": "join", "worker2": "join"}
+    assert {n: p.action.value for n, p in outcome.summary.plan.hosts.items()} == {"controller": "install", "worker1": "join", "worker2": "join"}
     assert not any(r.ran(INSTALLER) or r.uploads for r in cluster.remotes.values())
     assert all(len(r.commands) == 1 for r in cluster.remotes.values())
 
@@ -222,7 +222,7 @@ def test_plan_on_a_converged_cluster_has_nothing_to_do() -> None:
     cluster = FakeK3sCluster(make_inventory())
     assert up(cluster).ok
     outcome = actions.plan(cluster.inventory, connector=cluster.connector)
-    assert {p.action.value for p in outcome.context.plans.values()} == {"nothing"}
+    assert {p.action.value for p in outcome.summary.plan.hosts.values()} == {"nothing"}
 
 
 def test_status_lists_nodes_from_the_first_server_only() -> None:
@@ -232,7 +232,7 @@ def test_status_lists_nodes_from_the_first_server_only() -> None:
     outcome = actions.status(cluster.inventory, connector=cluster.connector)
     assert outcome.ok
     assert list(cluster.remotes) == ["controller"]
-    assert [(n.name, n.is_ready) for n in outcome.context.nodes or []] == [("controller", True), ("worker1", True), ("worker2", True)]
+    assert [(n.name, n.is_ready) for n in outcome.summary.nodes or []] == [("controller", True), ("worker1", True), ("worker2", True)]
 
 
 def test_merge_option_writes_into_the_given_kubeconfig(tmp_path: Path) -> None:
@@ -250,7 +250,7 @@ def test_outcome_json_is_serialisable() -> None:
 
     cluster = FakeK3sCluster(make_inventory())
     outcome = up(cluster)
-    data = report.up_json(outcome.context)
+    data = report.up_json(outcome.summary)
     assert json.loads(json.dumps(data))["hosts"][0]["name"] == "controller"
 
 
@@ -262,7 +262,7 @@ def test_a_changed_host_setting_reconfigures_that_host_only() -> None:
     cluster.inventory = changed
     outcome = up(cluster, changed)
     assert outcome.ok, outcome.error
-    assert {n: o.action for n, o in outcome.context.outcomes.items()} == {"controller": "nothing", "worker1": "reconfigure", "worker2": "nothing"}
+    assert {n: o.action for n, o in outcome.summary.outcomes.items()} == {"controller": "nothing", "worker1": "reconfigure", "worker2": "nothing"}
     assert b'flannel-iface: "eth9"' in cluster.remotes["worker1"].files["/etc/rancher/k3s/config.yaml"]
     assert cluster.hosts["worker1"].restarts == 1
     assert not cluster.remotes["worker1"].ran(INSTALLER)
