@@ -103,9 +103,11 @@ def test_once_sshd_is_gone_every_operation_fails_at_once_with_connection_lost(ho
     assert remote.run("echo up").ok
     host.drop()
     time.sleep(0.3)
-    with pytest.raises(ConnectionLost, match="ended \\(closed by the host") as caught:
+    # a dropped socket reads as an end of stream or, depending on timing, as a reset
+    with pytest.raises(ConnectionLost, match="ended \\(closed by the host|connection reset by peer") as caught:
         remote.sudo("journalctl -u k3s-agent -n 20")
-    assert str(caught.value).startswith("h1: SSH connection lost: the connection to root@127.0.0.1:")
+    assert str(caught.value).startswith("h1: SSH connection lost: ")
+    assert "root@127.0.0.1:" in str(caught.value)
     started = time.monotonic()
     for operation in (lambda: remote.run("true"), lambda: remote.put("x", str(tmp_path / "f")), lambda: remote.get("/etc/hostname")):
         with pytest.raises(ConnectionLost):
