@@ -16,7 +16,7 @@ import os
 import re
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -97,7 +97,7 @@ def _path(value: object, info: ValidationInfo) -> Path | None:
     if value is None:
         return None
     if not isinstance(value, (str, os.PathLike)):
-        raise ValueError("must be a file path")
+        raise ValueError("must be a file path")  # noqa: TRY004 (pydantic reports ValueError)
     path = Path(os.path.expanduser(os.fspath(value)))
     base = (info.context or {}).get("base_dir")
     if not path.is_absolute() and base is not None:
@@ -120,7 +120,7 @@ def _shown(value: object, limit: int = 60) -> str:
 def _quoted_version(value: object) -> object:
     """Refuse a version YAML read as a number: ``1.30`` would silently become ``1.3``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 (pydantic reports ValueError)
             f"write it as a quoted string (YAML reads {value!r} as a number, so 1.30 would become 1.3)"
         )
     return value
@@ -309,6 +309,8 @@ class KubeadmCluster(ClusterBase):
         return value
 
 
+ClusterT = TypeVar("ClusterT", bound=ClusterBase)
+
 #: The ``cluster`` model of each distribution, by the value of ``cluster.distribution``.
 CLUSTER_MODELS: dict[str, type[ClusterBase]] = {"k3s": K3sCluster, "kubeadm": KubeadmCluster}
 DISTRIBUTIONS: tuple[str, ...] = tuple(CLUSTER_MODELS)
@@ -323,7 +325,7 @@ def _distribution_of(value: object) -> str | None:
 
 
 Cluster = Annotated[
-    Union[Annotated[K3sCluster, Tag("k3s")], Annotated[KubeadmCluster, Tag("kubeadm")]],
+    Annotated[K3sCluster, Tag("k3s")] | Annotated[KubeadmCluster, Tag("kubeadm")],
     Discriminator(
         _distribution_of,
         custom_error_type="distribution",
@@ -462,6 +464,16 @@ class Inventory(_Model):
     def api_address(self) -> str:
         """The address clients use for the API: ``api_endpoint`` or the first server's address."""
         return self.cluster.api_endpoint or self.servers[0].address
+
+    def cluster_as(self, model: type[ClusterT]) -> ClusterT:
+        """``cluster`` typed as one distribution's model (a distribution narrows it once, up front).
+
+        ``TypeError`` if the inventory is for another distribution: a programming error, since the
+        distribution is chosen from ``cluster.distribution`` itself.
+        """
+        if not isinstance(self.cluster, model):
+            raise TypeError(f"the inventory is for {self.cluster.distribution}, not {model.__name__}")
+        return self.cluster
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -671,7 +683,7 @@ def _not_a_key(file: Path) -> str | None:
     with file.open("rb") as handle:
         head = handle.read(100)
     if b"PRIVATE KEY" not in head:
-        if head.startswith(b"ssh-") or head.startswith(b"ecdsa-"):
+        if head.startswith((b"ssh-", b"ecdsa-")):
             return "this is a public key; point at the private key"
         return "not an SSH private key"
     return None

@@ -447,3 +447,10 @@ DISTRIBUTION_RULES = [
 def test_each_distribution_refuses_what_is_not_its_own(what: str, text: str, expected: str) -> None:
     lines = lines_of(text + HOSTS)
     assert any(expected in line for line in lines), lines
+
+
+def test_cluster_as_narrows_to_the_distribution_model_or_refuses() -> None:
+    kubeadm = parse_inventory('cluster: {name: a, distribution: kubeadm, version: "1.31"}\n' + HOSTS, "inv.yaml", check_files=False)
+    assert kubeadm.cluster_as(KubeadmCluster).version == "1.31"
+    with pytest.raises(TypeError, match="the inventory is for kubeadm, not K3sCluster"):
+        kubeadm.cluster_as(K3sCluster)
