@@ -64,13 +64,18 @@ class InventoryError(ProvisionerError):
     """The inventory is unreadable or invalid; nothing was contacted."""
 
     exit_code = 2
+    MAX_LINES = 50  # a hostile file with thousands of bad hosts gets a screenful, not a flood
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+        super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [str(p) for p in self.problems]
+        shown = [str(p) for p in self.problems[: self.MAX_LINES]]
+        hidden = len(self.problems) - len(shown)
+        if hidden > 0:
+            shown.append(f"… and {hidden} more problems")
+        return shown
 
 
 class UsageError(ProvisionerError):

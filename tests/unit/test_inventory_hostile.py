@@ -454,3 +454,11 @@ def test_cluster_as_narrows_to_the_distribution_model_or_refuses() -> None:
     assert kubeadm.cluster_as(KubeadmCluster).version == "1.31"
     with pytest.raises(TypeError, match="the inventory is for kubeadm, not K3sCluster"):
         kubeadm.cluster_as(K3sCluster)
+
+
+def test_thousands_of_problems_give_a_screenful_not_a_flood() -> None:
+    hosts = "".join(f"  - {{name: H{i}, address: 192.0.2.1, role: server}}\n" for i in range(500))
+    lines = lines_of("cluster: {name: a}\nhosts:\n" + hosts)
+    assert len(lines) == 51
+    assert lines[0].startswith("inv.yaml:3: hosts[0].name: 'H0' is not a valid node name")
+    assert lines[-1] == "… and 450 more problems"
