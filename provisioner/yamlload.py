@@ -19,6 +19,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.events import (
     AliasEvent,
     CollectionEndEvent,
@@ -81,6 +82,10 @@ def load_yaml(data: bytes | str, source: str, limits: Limits = DEFAULT_LIMITS) -
         line = mark.line + 1 if mark is not None else None
         reason = error.problem or error.context or "invalid YAML"
         raise _refuse(source, line, f"YAML syntax error: {reason}") from None
+    except ReaderError as error:  # a raw control character, anywhere (comments too)
+        line = text.count("\n", 0, error.position) + 1
+        code = error.character if isinstance(error.character, int) else ord(str(error.character)[:1] or "\0")
+        raise _refuse(source, line, f"control character U+{code:04X} in the file; YAML does not allow it raw") from None
     except YAMLError as error:
         raise _refuse(source, None, f"YAML syntax error: {error}") from None
     except ValueError as error:

@@ -462,3 +462,10 @@ def test_thousands_of_problems_give_a_screenful_not_a_flood() -> None:
     assert len(lines) == 51
     assert lines[0].startswith("inv.yaml:3: hosts[0].name: 'H0' is not a valid node name")
     assert lines[-1] == "… and 450 more problems"
+
+
+def test_a_raw_control_character_anywhere_in_the_file_is_refused_with_its_line() -> None:
+    assert one_line("cluster: {name: a}\n# title \x1b]0;owned\x07\n" + HOSTS) == (
+        "inv.yaml:2: control character U+001B in the file; YAML does not allow it raw"
+    )
+    assert one_line(b"cluster: {name: a}\n" + HOSTS.encode() + b"x: \x00\n").startswith("inv.yaml:4: control character U+0000")
