@@ -26,7 +26,7 @@ from rich.console import Console
 from provisioner import __version__, actions, report, runlog
 from provisioner.entry import json_requested
 from provisioner.errors import ProvisionerError
-from provisioner.inventory import load_inventory
+from provisioner.inventory import CLUSTER_MODELS, DISTRIBUTIONS, load_inventory
 from provisioner.phases import Options
 from provisioner.progress import LiveReporter, SilentReporter
 
@@ -284,7 +284,7 @@ def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None
 @click.option("--network", default=lambda: os.environ.get("NETWORK", "192.168.56"), show_default="$NETWORK or 192.168.56",
               help="The private network, as in the Vagrantfile (prefix like 192.168.56 or a CIDR).")
 @click.option("--name", "cluster_name", default="vagrant", show_default=True, help="Cluster name.")
-@click.option("--distribution", type=click.Choice(["k3s", "kubeadm"]), default="k3s", show_default=True)
+@click.option("--distribution", type=click.Choice(DISTRIBUTIONS), default="k3s", show_default=True)
 @click.option("--version", "version", default=None, help='k3s version (default: channel stable) or kubeadm minor/version (default "1.31").')
 @click.option("--server", "servers", multiple=True, help="Machines that are servers (default: those named controller*).")
 @_output_option
@@ -297,7 +297,7 @@ def vagrant_inventory(ctx: click.Context, out: Path, folder: Path, network: str,
     def body(session: Session) -> int:
         from provisioner import vagrant
 
-        wanted = version or ("1.31" if distribution == "kubeadm" else None)
+        wanted = version or CLUSTER_MODELS[distribution].suggested_version
         inventory, known_hosts, machines = vagrant.write_inventory(
             folder, out, network=network, cluster_name=cluster_name, distribution=distribution,
             version=wanted, servers=servers,

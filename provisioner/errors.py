@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
+
+# Categories a terminal or a shell may act on: C0/C1 controls and DEL (Cc), invisible format
+# characters such as bidi overrides (Cf), lone surrogates (Cs), line/paragraph separators.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def is_unsafe_char(char: str) -> bool:
+    """True for a control or invisible formatting character that must not reach a host or a terminal."""
+    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def escape_unsafe(text: str) -> str:
+    """``text`` with every unsafe character written as an escape (``\\x1b``, ``\\u202e``)."""
+    if not any(is_unsafe_char(c) for c in text):
+        return text
+    out = []
+    for char in text:
+        if is_unsafe_char(char):
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 class ProvisionerError(Exception):
@@ -24,26 +48,34 @@ class Problem:
     file: str | None = None
     line: int | None = None
 
+    MAX_LENGTH = 400  # a problem is one line; never a copy of the file
+
     def __str__(self) -> str:
         where = self.file or ""
         if self.file and self.line is not None:
             where += f":{self.line}"
         prefix = f"{where}: " if where else ""
         field = f"{self.field}: " if self.field else ""
-        return f"{prefix}{field}{self.message}"
+        text = escape_unsafe(f"{prefix}{field}{self.message}")
+        return text if len(text) <= self.MAX_LENGTH else text[: self.MAX_LENGTH - 1] + "…"
 
 
 class InventoryError(ProvisionerError):
     """The inventory is unreadable or invalid; nothing was contacted."""
 
     exit_code = 2
+    MAX_LINES = 50  # a hostile file with thousands of bad hosts gets a screenful, not a flood
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+        super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [str(p) for p in self.problems]
+        shown = [str(p) for p in self.problems[: self.MAX_LINES]]
+        hidden = len(self.problems) - len(shown)
+        if hidden > 0:
+            shown.append(f"… and {hidden} more problems")
+        return shown
 
 
 class UsageError(ProvisionerError):

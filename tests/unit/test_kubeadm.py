@@ -180,10 +180,10 @@ def test_a_full_version_pins_the_packages() -> None:
 
 
 def test_a_package_mirror_replaces_pkgs_k8s_io() -> None:
-    dist = kubeadm(INVENTORY.replace("  api_endpoint", "  package_repo: http://mirror.example/k8s/v1.31/deb\n  api_endpoint"))
+    dist = kubeadm(INVENTORY.replace("  api_endpoint", "  package_repo: https://mirror.example/k8s/v1.31/deb\n  api_endpoint"))
     remote, _ = run_steps(dist, "cp1", DEBIAN_FRESH)
-    assert "http://mirror.example/k8s/v1.31/deb/ /" in remote.files["/etc/apt/sources.list.d/kubernetes.list"].decode()
-    assert any("http://mirror.example/k8s/v1.31/deb/Release.key" in c for c in sudo_commands(remote))
+    assert "https://mirror.example/k8s/v1.31/deb/ /" in remote.files["/etc/apt/sources.list.d/kubernetes.list"].decode()
+    assert any("https://mirror.example/k8s/v1.31/deb/Release.key" in c for c in sudo_commands(remote))
 
 
 # --- reruns ------------------------------------------------------------------------------------------
