@@ -48,7 +48,7 @@ def test_sample_inventory_maps_to_a_kubeadm_inventory_that_loads(tmp_path: Path)
     ]
     assert inventory.ssh.user == "ubuntu"
     host_ssh = inventory.host("node3").ssh
-    assert host_ssh is not None and host_ssh.user == "ops user"
+    assert host_ssh is not None and host_ssh.user == "ops.user"
     assert inventory.ssh.sudo_password_env == "PROVISIONER_SUDO_PASSWORD"
     assert "version: 1.31.4  # from group_vars/k8s_cluster/k8s-cluster.yml:2: kube_version" in result.text
 
@@ -80,7 +80,7 @@ def test_yaml_form_of_the_sample_gives_the_same_inventory(tmp_path: Path) -> Non
           hosts:
             node1: {ansible_host: 203.0.113.11, ip: 10.3.0.1, etcd_member_name: etcd1}
             node2: {ansible_host: 203.0.113.12, ip: 10.3.0.2}
-            node3: {ansible_host: 203.0.113.13, ip: 10.3.0.3, ansible_user: ops user}
+            node3: {ansible_host: 203.0.113.13, ip: 10.3.0.3, ansible_user: ops.user}
             node4: {access_ip: 203.0.113.14, ip: 10.3.0.4}
           children:
             kube_control_plane: {hosts: {node1: }}
