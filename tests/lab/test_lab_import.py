@@ -13,8 +13,12 @@ def k3s_ansible_inventory(lab_inventory: Path, target: Path) -> Path:
     """The lab's own inventory values written the way a k3s-ansible user writes them."""
     native = YAML(typ="safe").load(lab_inventory.read_text())
     cluster, ssh = native["cluster"], native["ssh"]
-    airgap_dir = Path(cluster["airgap"]["k3s_binary"]).parent  # the stand-in's k3s and k3s-install.sh
-    assert Path(cluster["airgap"]["install_script"]) == airgap_dir / "k3s-install.sh"
+    # k3s-ansible's airgap_dir: one folder holding k3s and k3s-install.sh (the lab's stand-in ones)
+    airgap_dir = target.parent / "airgap"
+    airgap_dir.mkdir(exist_ok=True)
+    for name, key in (("k3s", "k3s_binary"), ("k3s-install.sh", "install_script")):
+        (airgap_dir / name).write_bytes(Path(cluster["airgap"][key]).read_bytes())
+        (airgap_dir / name).chmod(0o755)
     groups = {"server": {"hosts": {}}, "agent": {"hosts": {}}}
     for host in native["hosts"]:
         groups[host["role"]]["hosts"][host["name"]] = {"ansible_host": host["address"]}
