@@ -22,7 +22,7 @@ from pathlib import Path
 
 from provisioner import runlog
 from provisioner.lock import ClusterLock, Holder, LocalLock, LockHeld, local_lock_path
-from provisioner.errors import ProvisionerError
+from provisioner.errors import LocalFileError, ProvisionerError
 from provisioner.inventory import Host
 from provisioner.phases import Context, Phase
 from provisioner.phases.gather_facts import GatherFacts
@@ -48,7 +48,10 @@ class LockCluster(Phase):
         # without an inventory file (a library caller), the lock is per cluster name
         source = options.inventory_path or Path(f"<cluster {inventory.cluster.name}>")
         lock = LocalLock(local_lock_path(runlog.state_dir(), source, inventory.cluster.name), self.holder())
-        lock.acquire(wait=options.wait_lock)
+        try:
+            lock.acquire(wait=options.wait_lock)
+        except OSError as error:  # the state directory cannot be written
+            raise LocalFileError(str(lock.path), f"cannot take the lock: {error.strerror or error}") from None
         self._local = lock
         log.info("local lock taken: %s", lock.path)
 

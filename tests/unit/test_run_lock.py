@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import actions, kubeconfig, runlog
-from provisioner.errors import HostsFailed
+from provisioner.errors import HostsFailed, LocalFileError
 from provisioner.inventory import Host, Inventory
 from provisioner.lock import HELD_EXIT, HELD_MARK, LOCKED_MARK, Holder, LocalLock, LockHeld, local_lock_path
 from provisioner.phases import Options
@@ -189,3 +189,16 @@ def test_the_cluster_lock_goes_on_the_server_that_already_runs_the_cluster() -> 
     outcome = up(cluster)
     assert outcome.ok, outcome.error
     assert len(lock_commands(cluster.remotes["s1"])) == 1 and lock_commands(cluster.remotes["s0"]) == []
+
+
+def test_a_state_directory_that_cannot_be_written_is_one_line_naming_the_lock_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker))
+    cluster = FakeK3sCluster(make_inventory())
+    outcome = up(cluster)
+    assert isinstance(outcome.error, LocalFileError)
+    assert str(outcome.error).startswith(f"{blocker}/provisioner/locks/homelab-") and "cannot take the lock" in str(outcome.error)
+    assert cluster.remotes == {}
