@@ -21,9 +21,9 @@ import logging
 from pathlib import Path
 
 from provisioner import runlog
-from provisioner.lock import ClusterLock, Holder, LocalLock, LockHeld, local_lock_path
 from provisioner.errors import LocalFileError, ProvisionerError
 from provisioner.inventory import Host
+from provisioner.lock import ClusterLock, Holder, LocalLock, LockHeld, local_lock_path
 from provisioner.phases import Context, Phase
 from provisioner.phases.gather_facts import GatherFacts
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import actions, kubeconfig
+from provisioner.distros import ClusterState
 from provisioner.errors import HostValidationError
 from provisioner.facts import (
     DISK_FACT_SCRIPT,
@@ -19,7 +20,6 @@ from provisioner.facts import (
     parse_host_facts,
     parse_key_values,
 )
-from provisioner.distros import ClusterState
 from provisioner.inventory import Host
 from provisioner.phases import Options
 from provisioner.space import MARGIN, STAGING_DIR, shortages, writes
