@@ -202,3 +202,35 @@ def test_a_state_directory_that_cannot_be_written_is_one_line_naming_the_lock_fi
     assert isinstance(outcome.error, LocalFileError)
     assert str(outcome.error).startswith(f"{blocker}/provisioner/locks/homelab-") and "cannot take the lock" in str(outcome.error)
     assert cluster.remotes == {}
+
+
+def test_the_cli_passes_wait_lock_and_the_inventory_file_and_a_held_lock_is_one_red_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from provisioner.cli import main
+    from tests.unit.conftest import BASIC
+
+    (tmp_path / "homelab.yaml").write_text(BASIC)
+    cluster = FakeK3sCluster(make_inventory())
+    seen: list[Options] = []
+    real_up = actions.up
+
+    def spy(inventory: Inventory, options: Options, **kwargs: object) -> actions.Outcome:
+        seen.append(options)
+        return real_up(inventory, options, **kwargs)
+
+    monkeypatch.setattr(actions, "up", spy)
+    monkeypatch.setattr(actions, "ssh_connector", cluster.connector)
+    holder = LocalLock(local_lock_path(runlog.state_dir(), Path("homelab.yaml"), "homelab"), OTHER)
+    holder.acquire()
+    try:
+        result = CliRunner().invoke(main, ["up", "-i", "homelab.yaml", "--wait-lock", "0.5"])
+    finally:
+        holder.release()
+    assert seen[0].wait_lock == 0.5 and seen[0].inventory_path == Path("homelab.yaml")
+    assert result.exit_code == 1, result.output
+    assert "error: another run (bob@desk, pid 777, since 2026-12-02T09:00:00+0000, `provisioner up`) holds the lock on" \
+        " this machine" in result.stderr and "after waiting 0.5s" in result.stderr
+    assert "internal error" not in result.stderr
