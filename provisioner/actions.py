@@ -1,9 +1,9 @@
 """Actions: each command of the tool as an ordered list of phases, in one place.
 
-    up          connect → facts → validate → read state → plan → first server → cluster add-ons
-                → join secret → stale nodes → other servers → agents → kubeconfig → wait Ready
-                → verify kubeconfig
-    plan        connect → facts → validate → read state → plan (nothing changes)
+    up          [local lock] connect → facts → cluster lock → validate → read state → plan
+                → free space → first server → cluster add-ons → join secret → stale nodes
+                → other servers → agents → kubeconfig → wait Ready → verify kubeconfig
+    plan        connect → facts → validate → read state → plan → free space (nothing changes)
     status      connect to servers → read nodes
     kubeconfig  connect to servers → facts → read state → kubeconfig → verify
 
@@ -12,6 +12,10 @@ The plan phase decides everything ``up`` changes: a ``HostPlan`` per host and a 
 run when and hand them to the one executor (``provisioner.executor``): the first server's steps
 (ending with "wait for the Kubernetes API"), the add-ons, the read of the join secret, the stale
 Node deletions, then the other hosts' steps. ``plan`` prints the same steps ``up`` runs.
+
+Every command that changes hosts has ``LockCluster("<command>")`` right after the facts: one run
+at a time per cluster (a local lock per inventory before connecting, the cluster lock on the
+server that holds the cluster), both released when the action ends whatever happens.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from provisioner.inventory import Host, Inventory
 from provisioner.phases import Connector, Context, Inputs, Options, Phase, run_phases
 from provisioner.phases.apply_cluster_steps import ApplyClusterSteps
 from provisioner.phases.bootstrap_first_server import BootstrapFirstServer
+from provisioner.phases.check_free_space import CheckFreeSpace
 from provisioner.phases.connect import Connect
 from provisioner.phases.gather_facts import GatherFacts
 from provisioner.phases.get_kubeconfig import GetKubeconfig
 from provisioner.phases.join_hosts import JoinAgents, JoinServers
+from provisioner.phases.lock_cluster import LockCluster
 from provisioner.phases.obtain_join_secret import ObtainJoinSecret
 from provisioner.phases.plan_hosts import PlanHosts
 from provisioner.phases.read_cluster_state import ReadClusterState
@@ -45,9 +51,11 @@ def up_phases() -> list[Phase]:
     return [
         Connect(),
         GatherFacts(),
+        LockCluster("up"),
         ValidateHosts(),
         ReadClusterState(),
         PlanHosts(),
+        CheckFreeSpace(),
         BootstrapFirstServer(),
         ApplyClusterSteps(),
         ObtainJoinSecret(),
@@ -61,7 +69,7 @@ def up_phases() -> list[Phase]:
 
 
 def plan_phases() -> list[Phase]:
-    return [Connect(), GatherFacts(), ValidateHosts(), ReadClusterState(), PlanHosts()]
+    return [Connect(), GatherFacts(), ValidateHosts(), ReadClusterState(), PlanHosts(), CheckFreeSpace()]
 
 
 def status_phases() -> list[Phase]:

@@ -80,6 +80,14 @@ def _output_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def _lock_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--wait-lock``: for every command that changes hosts (they take the cluster lock)."""
+    return click.option(
+        "--wait-lock", "wait_lock", type=click.FloatRange(0), default=0, show_default=True, metavar="SECONDS",
+        help="When another run holds the cluster's lock, wait up to this long for it (0: fail at once).",
+    )(command)
+
+
 def _kubeconfig_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--context", "context_name", default=None, help="Context name (default: the cluster name).")(command)
     command = click.option(
@@ -189,18 +197,21 @@ def main(debug: bool, log_file: Path | None) -> None:
 @_inventory_option
 @click.option("--concurrency", type=click.IntRange(1, 256), default=10, show_default=True, help="Hosts worked on at once.")
 @click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True, help="Seconds to wait for the API and for Ready nodes.")
+@_lock_option
 @_kubeconfig_options
 @_output_option
 @_common
 @click.pass_context
-def up(ctx: click.Context, inventory_path: Path, concurrency: int, timeout: float, merge: bool, set_current: bool, replace: bool,
-       kubeconfig_out: Path | None, context_name: str | None, output: str, debug: bool | None, log_file: Path | None) -> None:
+def up(ctx: click.Context, inventory_path: Path, concurrency: int, timeout: float, wait_lock: float, merge: bool, set_current: bool,
+       replace: bool, kubeconfig_out: Path | None, context_name: str | None, output: str, debug: bool | None,
+       log_file: Path | None) -> None:
     """Build the cluster, or converge it: only new or broken hosts are touched."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
         options = Options(concurrency=concurrency, timeout=timeout, merge=merge, set_current=set_current, replace=replace,
-                          kubeconfig_out=kubeconfig_out, context_name=context_name)
+                          kubeconfig_out=kubeconfig_out, context_name=context_name, inventory_path=inventory_path,
+                          wait_lock=wait_lock)
         outcome = actions.up(inventory, options, reporter=session.reporter())
         return _finish(session, outcome, report.up_text, report.up_json)
 

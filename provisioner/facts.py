@@ -3,12 +3,32 @@
 The fact script prints ``key=value`` lines. Host facts (OS, architecture, memory, systemd,
 hostname, machine-id) come from here; each distribution appends its own keys (installed version,
 role, service state, config hash) through ``Distribution.fact_script``.
+
+Free space: one ``df`` over the directories a plan may write to (``SPACE_DIRECTORIES``; a
+missing one is measured at its nearest existing parent), parsed into ``DiskSpace`` per directory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+
+#: Where plans write (configs, binaries, air-gap images, packages, staging of uploads), and the
+#: roots that catch every other path. Each is measured by the fact script's one ``df``.
+SPACE_DIRECTORIES = (
+    "/", "/etc", "/etc/rancher/k3s", "/etc/kubernetes", "/etc/containerd", "/usr", "/usr/local/bin",
+    "/var", "/var/lib", "/var/lib/rancher/k3s", "/var/lib/provisioner", "/tmp",
+)
+
+DISK_FACT_SCRIPT = r"""
+set --
+for dir in {dirs}; do
+  at=$dir; while [ ! -d "$at" ]; do at=${{at%/*}}; [ -n "$at" ] || at=/; done
+  set -- "$@" "$at"
+done
+df -Pk "$@" 2>/dev/null | awk -v dirs="{dirs}" 'BEGIN {{ n = split(dirs, d, " ") }}
+  NR > 1 && NR - 1 <= n {{ m = $0; for (i = 1; i <= 5; i++) sub(/^[^ ]+ +/, "", m); print "disk." d[NR - 1] "=" $4 " " m }}'
+""".format(dirs=" ".join(SPACE_DIRECTORIES))
 
 HOST_FACT_SCRIPT = r"""
 export LC_ALL=C
@@ -28,7 +48,7 @@ echo "user=$(id -un)"
 for tool in curl wget; do command -v $tool >/dev/null 2>&1 && echo "tool.$tool=yes"; done
 { [ -f /etc/systemd/system/k3s.service ] || [ -f /etc/systemd/system/k3s-agent.service ]; } && echo kubernetes.k3s=yes
 [ -f /etc/kubernetes/kubelet.conf ] && echo kubernetes.kubeadm=yes
-"""
+""" + DISK_FACT_SCRIPT
 
 RHEL_FAMILY = {"rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn"}
 DEBIAN_FAMILY = {"debian", "ubuntu", "raspbian", "linuxmint", "pop"}
@@ -64,6 +84,37 @@ class OSInfo:
         return "other"
 
 
+@dataclass(frozen=True)
+class DiskSpace:
+    """Free space for root in the filesystem that holds ``directory`` (mounted at ``mount``)."""
+
+    directory: str
+    mount: str
+    free_bytes: int
+
+
+def parse_disk_space(values: dict[str, str]) -> tuple[DiskSpace, ...]:
+    """``disk.<directory>=<free KiB> <mount point>`` lines into ``DiskSpace`` (bad lines skipped)."""
+    found = []
+    for key, value in values.items():
+        if not key.startswith("disk./"):
+            continue
+        free, _, mount = value.partition(" ")
+        if free.isdigit() and mount.startswith("/"):
+            found.append(DiskSpace(key[len("disk."):], mount, int(free) * 1024))
+    return tuple(sorted(found, key=lambda d: d.directory))
+
+
+def disk_for(disks: tuple[DiskSpace, ...], path: str) -> DiskSpace | None:
+    """The measured directory nearest above ``path`` (the longest one that contains it)."""
+    best: DiskSpace | None = None
+    for disk in disks:
+        inside = disk.directory == "/" or path == disk.directory or path.startswith(disk.directory.rstrip("/") + "/")
+        if inside and (best is None or len(disk.directory) > len(best.directory)):
+            best = disk
+    return best
+
+
 class DistributionFacts(Protocol):
     """What every distribution's facts (``K3sFacts``, ``KubeadmFacts``) tell about a host."""
 
@@ -91,6 +142,7 @@ class HostFacts:
     tools: frozenset[str] = frozenset()
     kubernetes: frozenset[str] = frozenset()  # Kubernetes installs found: "k3s", "kubeadm"
     dist: DistributionFacts | None = None  # the distribution's own facts (K3sFacts, KubeadmFacts)
+    disks: tuple[DiskSpace, ...] = ()  # free space where plans write (empty: not measured)
 
 
 def parse_host_facts(name: str, values: dict[str, str]) -> HostFacts:
@@ -120,4 +172,5 @@ def parse_host_facts(name: str, values: dict[str, str]) -> HostFacts:
         user=values.get("user", ""),
         tools=frozenset(k.split(".", 1)[1] for k, v in values.items() if k.startswith("tool.") and v == "yes"),
         kubernetes=frozenset(k.split(".", 1)[1] for k, v in values.items() if k.startswith("kubernetes.") and v == "yes"),
+        disks=parse_disk_space(values),
     )

@@ -49,7 +49,7 @@ class LockHeld(ProvisionerError):
     def __init__(self, where: str, holder: str, waited: float | None) -> None:
         self.where = where
         self.holder = holder
-        after = f" after waiting {waited:.0f}s" if waited else ""
+        after = f" after waiting {waited:g}s" if waited else ""
         hint = "" if waited else "; wait for it to end, or run with --wait-lock SECONDS"
         super().__init__(f"another run ({holder}) holds the lock on {where}{after}{hint}")
 

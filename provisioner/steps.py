@@ -99,6 +99,9 @@ class Command:
     #: Extra words for the error line (where to look).
     hint: str = ""
     check_output: OutputCheck | None = field(default=None, compare=False)
+    #: Disk space it takes, estimated: (directory, bytes) — packages, a downloaded binary.
+    #: Checked against the host's free space before anything changes (``provisioner.space``).
+    space: tuple[tuple[str, int], ...] = ()
 
     def describe(self) -> dict[str, object]:
         out: dict[str, object] = {"run": self.text, "timeout": self.timeout}

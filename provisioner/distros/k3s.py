@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from provisioner.remote import Remote
 
 BIN = "/usr/local/bin/k3s"
+BIN_DIR = "/usr/local/bin"
+#: The k3s binary the online install script downloads (about 70 MB), with room to spare.
+DOWNLOAD_SPACE = 100 * 1000 * 1000
 CONFIG = "/etc/rancher/k3s/config.yaml"
 NODE_TOKEN = "/var/lib/rancher/k3s/server/node-token"
 ADMIN_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
@@ -331,12 +334,14 @@ class K3s(Distribution):
         assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in sorted(env.items()))
         command = f"{fetch}env {assignments} timeout {int(self.timeout)} sh {INSTALLER}"
         reason = ("k3s is not installed" if not k.installed else "another version, binary or config is wanted")
-        steps.append(Step(f"run the install script as {host.role}", reason, (self._service_command(host, command),)))
+        # online, the install script downloads the binary into /usr/local/bin
+        space = () if airgap is not None else ((BIN_DIR, DOWNLOAD_SPACE),)
+        steps.append(Step(f"run the install script as {host.role}", reason, (self._service_command(host, command, space),)))
         return steps
 
-    def _service_command(self, host: Host, command: str) -> Command:
+    def _service_command(self, host: Host, command: str, space: tuple[tuple[str, int], ...] = ()) -> Command:
         """A command that (re)starts the k3s unit; its journal explains a failure."""
-        return Command(command, self.timeout + 30, journal_unit=UNITS[host.role])
+        return Command(command, self.timeout + 30, journal_unit=UNITS[host.role], space=space)
 
     def join_secret_step(self, init_server: Host) -> Step:
         """The full join token (K10<ca-hash>::server:<secret>), read as root once the file exists."""

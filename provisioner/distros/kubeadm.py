@@ -54,6 +54,11 @@ ARCHES = {"x86_64", "aarch64", "ppc64le", "s390x"}
 MIN_CPUS = 2
 MIN_MEMORY_MIB = 1700  # kubeadm's preflight minimum for control planes
 PACKAGE_TIMEOUT = 900  # package installs and downloads
+#: Disk space package installs take, estimated (downloads, unpacked files, dpkg/rpm state):
+#: 300 MB in all for containerd and kubelet + kubeadm + kubectl, counted against /var/lib.
+PACKAGES_DIR = "/var/lib"
+CONTAINERD_SPACE = 150 * 1000 * 1000
+KUBE_PACKAGES_SPACE = 150 * 1000 * 1000
 BOOTSTRAP_TOKEN = Placeholder("kubeadm-bootstrap-token", "<bootstrap token from the first control plane>")
 CA_HASH = Placeholder("kubeadm-ca-hash", "<CA hash of the first control plane>", secret=False)
 KUBEADM_VERSION = Placeholder("kubeadm-version", "<version of the installed kubeadm>", secret=False)
@@ -388,7 +393,8 @@ class Kubeadm(Distribution):
             install = os_.install([os_.containerd_package])
             steps.append(Step(
                 "install containerd", "containerd is not installed",
-                (Command(f"{setup} && {install}" if setup else install, PACKAGE_TIMEOUT),),
+                (Command(f"{setup} && {install}" if setup else install, PACKAGE_TIMEOUT,
+                         space=((PACKAGES_DIR, CONTAINERD_SPACE),)),),
             ))
         steps += self._containerd_config_steps(k)
 
@@ -422,7 +428,8 @@ class Kubeadm(Distribution):
             if unheld and not missing and not mismatched:
                 parts.append(f"{', '.join(unheld)} not held")
             command = f"{os_.install(specs)} && {os_.hold(KUBE_PACKAGES)} && systemctl enable kubelet"
-            steps.append(Step("kubelet, kubeadm, kubectl", "; ".join(parts), (Command(command, PACKAGE_TIMEOUT),)))
+            steps.append(Step("kubelet, kubeadm, kubectl", "; ".join(parts),
+                              (Command(command, PACKAGE_TIMEOUT, space=((PACKAGES_DIR, KUBE_PACKAGES_SPACE),)),)))
 
         defaults = self.kubelet_defaults(host)
         if k.files.get(os_.kubelet_defaults) != sha256_text(defaults):

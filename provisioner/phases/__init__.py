@@ -55,6 +55,10 @@ class Options:
     replace: bool = False
     kubeconfig_out: Path | None = None
     context_name: str | None = None
+    #: The inventory file: the local lock is per file (``provisioner.phases.lock_cluster``).
+    inventory_path: Path | None = None
+    #: Seconds to wait for a lock another run holds (0: fail at once).
+    wait_lock: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,7 @@ class Context:
                 return
             except Exception as error:  # noqa: BLE001 - reported per host, with traceback in the log
                 log.error("%s: unexpected error during %s\n%s", host.name, label, traceback.format_exc())
-                self._fail(host, ProvisionerError(f"unexpected error during {label}: {error!r}"))
+                self._fail(host, HostError(host.name, unexpected(label, error)))
                 return
             finally:
                 self.outcome(host).seconds += time.monotonic() - started
@@ -182,6 +186,12 @@ class Context:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="host") as pool:
                 list(pool.map(one, todo))
         return results
+
+    def fail(self, host: Host | str, error: ProvisionerError) -> None:
+        """Record ``host`` as failed with ``error`` (once: the first failure is the one shown)."""
+        name = host if isinstance(host, str) else host.name
+        if name not in self.failures:
+            self._fail(next(h for h in self.inputs.inventory.hosts if h.name == name), error)
 
     def _fail(self, host: Host, error: ProvisionerError) -> None:
         log.error("%s: %s", host.name, error)
@@ -209,13 +219,29 @@ class Context:
         )
 
 
+def unexpected(doing: str, error: Exception) -> str:
+    """The line for an error the tool did not foresee (a bug): what it was doing and the error's
+    own words, never its repr; the traceback goes to the run log."""
+    words = str(error).strip().splitlines()
+    detail = f"{type(error).__name__}: {words[0]}" if words else type(error).__name__
+    return f"unexpected error during {doing} ({detail}); the traceback is in the run log"
+
+
 class Phase(ABC):
-    """One step of an action. ``should_run`` lets a phase skip itself from what it reads."""
+    """One step of an action. ``should_run`` lets a phase skip itself from what it reads;
+    ``prepare`` runs before any phase of the action runs, ``clean_up`` after the action ends
+    (whatever happened) for every phase that was prepared."""
 
     title: ClassVar[str]
 
     def should_run(self, ctx: Context) -> bool:
         return True
+
+    def prepare(self, ctx: Context) -> None:
+        """Before the first phase runs (e.g. take a lock on this machine)."""
+
+    def clean_up(self, ctx: Context) -> None:
+        """After the action, whatever happened (e.g. release a lock); must not raise."""
 
     @abstractmethod
     def run(self, ctx: Context) -> None:
@@ -223,16 +249,31 @@ class Phase(ABC):
 
 
 def run_phases(phases: list[Phase], ctx: Context) -> None:
-    """Run ``phases`` in order; remotes are closed whatever happens."""
+    """Prepare ``phases``, run them in order, then clean them up and close the remotes whatever
+    happens. A host's error that ends the action marks that host failed in the summary."""
+    prepared: list[Phase] = []
     try:
+        for phase in phases:
+            prepared.append(phase)
+            phase.prepare(ctx)
         for phase in phases:
             if not phase.should_run(ctx):
                 log.debug("phase skipped: %s", phase.title)
                 continue
             started = time.monotonic()
             log.info("phase: %s", phase.title)
-            phase.run(ctx)
+            try:
+                phase.run(ctx)
+            except HostError as error:
+                if any(h.name == error.host for h in ctx.inputs.inventory.hosts):
+                    ctx.fail(error.host, error)
+                raise
             log.info("phase done: %s (%.2fs)", phase.title, time.monotonic() - started)
     finally:
+        for phase in reversed(prepared):
+            try:
+                phase.clean_up(ctx)
+            except Exception:  # noqa: BLE001 - a clean-up never hides the run's own outcome
+                log.warning("clean-up of %s failed", phase.title, exc_info=True)
         for remote in ctx.results.remotes.values():
             remote.close()

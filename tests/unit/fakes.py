@@ -24,6 +24,7 @@ from provisioner.distros.kubeadm import (
 )
 from provisioner.facts import HostFacts, parse_host_facts, parse_key_values
 from provisioner.inventory import Host, Inventory
+from provisioner.lock import LOCKED_MARK
 from provisioner.testing import FakeRemote
 from tests.unit.conftest import make_inventory
 
@@ -66,6 +67,8 @@ class SimHost:
     systemd: bool = True
     arch: str = "x86_64"
     sudo_user: str = "root"
+    #: What the fact script's df reports: measured directory -> (mount point, free KiB).
+    disks: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,6 +102,7 @@ class FakeK3sCluster:
         remote.on(r"kubectl get --raw=/readyz", handler=lambda r, c: (0, "ok", "") if sim.active else (1, "", "refused"))
         remote.on(r"kubectl delete node (\S+)", handler=lambda r, c: self._delete(c))
         remote.on(r"journalctl", stdout="k3s[1]: something went wrong\n")
+        remote.on(LOCKED_MARK, stdout=f"{LOCKED_MARK}\n")  # the cluster lock is free
         self.remotes[host.name] = remote
         return remote
 
@@ -126,6 +130,7 @@ class FakeK3sCluster:
         config = remote.files.get(k3s.CONFIG)
         if config is not None:
             lines.append(f"k3s.config_sha256={hashlib.sha256(config).hexdigest()}")
+        lines += [f"disk.{directory}={free} {mount}" for directory, (mount, free) in sim.disks.items()]
         return "\n".join(lines) + "\n"
 
     def _install(self, sim: SimHost, remote: FakeRemote, command: str) -> tuple[int, str, str]:
@@ -330,6 +335,7 @@ class FakeKubeadmCluster:
         remote.on(r"kubectl .* get daemonset kube-flannel-ds", handler=lambda r, c: self._daemonset())
         remote.on(r"^systemctl restart kubelet$", handler=lambda r, c: self._restart_kubelet(name))
         remote.on(r"^install -d -m 0755 /etc/apt/keyrings && curl -fsSL \S+Release.key", handler=lambda r, c: self._event(f"repository key {name}"))
+        remote.on(LOCKED_MARK, stdout=f"{LOCKED_MARK}\n")  # the cluster lock is free
         self.remotes[name] = remote
         return remote
 
