@@ -46,8 +46,13 @@ def bad_request(message):
 
 
 def invalid(kind, name, message):
+    """422 Invalid; the field error is also a cause (kubectl prints causes after the kind)."""
+    field, _, detail = message.partition(": ")
+    cause = {"reason": "FieldValueInvalid", "message": detail or message, "field": field}
+    if detail.startswith("Required value"):
+        cause["reason"] = "FieldValueRequired"
     return ApiError(422, "Invalid", '%s "%s" is invalid: %s' % (kind.kind, name, message),
-                    {"name": name, "group": kind.group, "kind": kind.kind})
+                    {"name": name, "group": kind.group, "kind": kind.kind, "causes": [cause]})
 
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
