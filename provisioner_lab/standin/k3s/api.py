@@ -1,10 +1,13 @@
 """TEST DOUBLE (k3s stand-in, not the real k3s).
 
 The HTTP application: anonymous endpoints, the k3s supervisor routes (/v1-k3s, /cacerts), the
-Kubernetes API (discovery, list/watch/get/create/update/patch/delete), /openapi/v2.
+Kubernetes API (discovery, list/watch/get/create/update/patch/delete, the scale and
+pods/eviction subresources, DELETE with propagationPolicy Orphan), /openapi/v2.
 
 Upstream: k3s-io/k3s pkg/server/router.go; kubernetes/kubernetes
-staging/src/k8s.io/apiserver/pkg/endpoints/handlers/ (get.go, create.go, patch.go, watch.go)
+staging/src/k8s.io/apiserver/pkg/endpoints/handlers/ (get.go, create.go, patch.go, watch.go),
+pkg/registry/apps/deployment/storage/storage.go (the scale subresource),
+pkg/registry/core/pod/storage/eviction.go (pods/eviction, in disruption.py)
 """
 
 from __future__ import annotations
