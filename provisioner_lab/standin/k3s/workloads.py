@@ -155,7 +155,7 @@ class Controllers:
         for kind in KINDS:
             for obj in list(self.store.objs[kind.key].values()):
                 refs = obj["metadata"].get("ownerReferences") or []
-                if kind is NODE or not refs:
+                if not refs:
                     continue
                 if not any(r.get("uid") in uids for r in refs):
                     log("debug", "garbage collector: deleting %s %s" % (kind.kind,
