@@ -381,6 +381,63 @@ def test_debian_kubectl_120_was_used(cluster):
     assert "daemonset.apps/kube-flannel-ds" in ds  # applied by the Flannel test with this kubectl
 
 
+NGINX = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nginx, namespace: smoke}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec:
+      containers: [{name: nginx, image: "nginx:1.27"}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: nginx, namespace: smoke}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: nginx}}
+"""
+
+
+def test_flannel_runs_on_every_node_and_nginx_keeps_off_the_tainted_control_plane(cluster, tmp_path):
+    """Workloads in kubeadm mode: the Flannel DaemonSet (tolerating NoSchedule) gets a pod on
+    both nodes; the control-plane taint keeps nginx on the worker, so a PDB of minAvailable 2
+    blocks draining it -- with Debian's kubectl 1.20 too (policy/v1beta1 evictions)."""
+    ds = wait_until(lambda: (d := json.loads(cluster.cp.kubectl(
+        "get", "daemonset", "kube-flannel-ds", "-n", "kube-flannel", "-o", "json").stdout))[
+        "status"].get("numberReady") == 2 and d, 15, message="Flannel ready on both nodes")
+    assert ds["status"]["desiredNumberScheduled"] == 2
+    pods = json.loads(cluster.cp.kubectl("get", "pods", "-n", "kube-flannel", "-o", "json").stdout)
+    assert sorted(p["spec"]["nodeName"] for p in pods["items"]) == ["cp1", "worker1"]
+    assert {p["metadata"]["ownerReferences"][0]["kind"] for p in pods["items"]} == {"DaemonSet"}
+    manifest = tmp_path / "nginx.yaml"
+    manifest.write_text(NGINX)
+    cluster.cp.kubectl("create", "namespace", "smoke")
+    try:
+        cluster.cp.kubectl("apply", "-f", str(manifest))
+        cluster.cp.kubectl("rollout", "status", "-n", "smoke", "deploy/nginx", "--timeout=30s")
+        pods = json.loads(cluster.cp.kubectl("get", "pods", "-n", "smoke", "-o", "json").stdout)
+        assert [p["spec"]["nodeName"] for p in pods["items"]] == ["worker1", "worker1"]
+        old = debian_kubectl()
+        for exe in [None] + ([old] if old else []):
+            res = cluster.cp.kubectl("drain", "worker1", "--ignore-daemonsets",
+                                     "--delete-emptydir-data", "--timeout=7s", kubectl=exe,
+                                     check=False)
+            assert res.returncode != 0
+            assert ("(will retry after 5s): Cannot evict pod as it would violate the pod's "
+                    "disruption budget.") in res.stderr, res.stderr
+            assert "ignoring DaemonSet-managed Pods: kube-flannel/kube-flannel-ds-" in res.stderr
+        after = json.loads(cluster.cp.kubectl("get", "pods", "-n", "smoke", "-o", "json").stdout)
+        assert {p["metadata"]["uid"] for p in after["items"]} == \
+            {p["metadata"]["uid"] for p in pods["items"]}
+    finally:
+        cluster.cp.kubectl("uncordon", "worker1", check=False)
+        cluster.cp.kubectl("delete", "namespace", "smoke", check=False)
+    assert "smoke" not in cluster.cp.kubectl("get", "pods", "-A").stdout
+
 def test_a_second_host_cannot_join_under_a_ready_nodes_name(cluster):
     endpoint, token, ca_hash = cluster.join_command()
     w = cluster.host("dup", "dup")

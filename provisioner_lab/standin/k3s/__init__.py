@@ -4,14 +4,17 @@ The lab machine has no internet access, so the real k3s binary cannot be fetched
 These modules imitate the parts of k3s that the provisioner depends on:
 
   k3s server   -- certificates, join token, kubeconfig, a small Kubernetes API
-                  (discovery, Namespaces, Nodes, Secrets, Pods, Events; list/watch/
-                  get/create/update/patch/delete, Tables for kubectl) and the node
-                  registration endpoints used by agents.
+                  (discovery, Namespaces, Nodes, Secrets, Pods, Events, Deployments,
+                  ReplicaSets, DaemonSets, PodDisruptionBudgets; list/watch/get/create/
+                  update/patch/delete, scale and pods/eviction, Tables for kubectl),
+                  a controller manager and scheduler for them (pods are simulated:
+                  Running/Ready at once, no containers) and the node registration
+                  endpoints used by agents.
   k3s agent    -- joins a server with the token, keeps a node password, registers
                   its Node and heartbeats.
   k3s kubectl  -- execs the real /usr/bin/kubectl (Debian's kubernetes-client).
 
-It runs no containers, no kubelet, no CNI. It must never be used outside tests.
+It runs no containers (pods are bookkeeping only), no kubelet, no CNI. It must never be used outside tests.
 
 Only the Python standard library is needed for `k3s --version` and `k3s kubectl`;
 `server` and `agent` also use python3-cryptography and python3-yaml, imported lazily.

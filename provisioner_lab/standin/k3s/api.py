@@ -1,10 +1,13 @@
 """TEST DOUBLE (k3s stand-in, not the real k3s).
 
 The HTTP application: anonymous endpoints, the k3s supervisor routes (/v1-k3s, /cacerts), the
-Kubernetes API (discovery, list/watch/get/create/update/patch/delete), /openapi/v2.
+Kubernetes API (discovery, list/watch/get/create/update/patch/delete, the scale and
+pods/eviction subresources, DELETE with propagationPolicy Orphan), /openapi/v2.
 
 Upstream: k3s-io/k3s pkg/server/router.go; kubernetes/kubernetes
-staging/src/k8s.io/apiserver/pkg/endpoints/handlers/ (get.go, create.go, patch.go, watch.go)
+staging/src/k8s.io/apiserver/pkg/endpoints/handlers/ (get.go, create.go, patch.go, watch.go),
+pkg/registry/apps/deployment/storage/storage.go (the scale subresource),
+pkg/registry/core/pod/storage/eviction.go (pods/eviction, in disruption.py)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 import urllib.parse
 
 from .config import _yaml
+from .disruption import Disruption
 from .httpserver import wants_table
 from .selectors import field_match, json_patch, label_match, merge_patch, parse_field_selector, parse_label_selector
 from .store import ApiError, KINDS, bad_request, kind_for, not_found
@@ -63,6 +67,19 @@ def openapi_v2_protobuf(version):
     return _pb_bytes(1, "2.0") + _pb_bytes(2, info)
 
 
+def scale_of(obj):
+    """The autoscaling/v1 Scale of a Deployment or ReplicaSet."""
+    md = obj["metadata"]
+    selector = ((obj.get("spec") or {}).get("selector") or {})
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                            "creationTimestamp") if k in md},
+            "spec": {"replicas": obj["spec"].get("replicas", 0)},
+            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                       "selector": ",".join("%s=%s" % kv for kv in sorted(
+                           (selector.get("matchLabels") or {}).items()))}}
+
+
 def resource_not_found():
     return ApiError(404, "NotFound", "the server could not find the requested resource")
 
@@ -76,6 +93,7 @@ class ApiApp:
         self.bootstrap, self.upstream = bootstrap, upstream
         self.stopping = threading.Event()
         self.git_version = STANDIN_VERSION
+        self.disruption = Disruption(store) if store is not None else None
 
     def view(self, kind, obj):
         """Hook for subclasses: how a single object looks on GET (default: as stored)."""
@@ -235,13 +253,20 @@ class ApiApp:
             raise resource_not_found()
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
-        if sub is not None and (sub != "status" or not kind.status_subresource):
+        if sub is not None and not kind.has_subresource(sub):
             raise resource_not_found()
         if kind.namespaced and name is not None and ns is None:
             raise resource_not_found()
         if q.get("watch") in ("true", "1"):
             watch = True
         dry = q.get("dryRun") == "All"
+        if sub == "eviction":
+            if method != "POST":
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method "
+                                                        "on the requested resource")
+            return h.send_json(201, self.disruption.evict(ns, name, self.decode(h, body), dry))
+        if sub == "scale":
+            return self.scale(h, method, kind, ns, name, body, dry)
         if method == "GET":
             if watch:
                 return self.watch(h, kind, ns, name, q)
@@ -338,12 +363,67 @@ class ApiApp:
                                          "apiVersion": kind.api_version,
                                          "metadata": {"resourceVersion": str(store.rv)},
                                          "items": deleted})
+            options = self.decode(h, body) if body and body.strip() else {}
+            if options.get("propagationPolicy") == "Orphan" and not dry:
+                self.orphan_dependents(kind, ns, name)
             obj = store.delete(kind, ns, name, dry)
             return h.send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                      "status": "Success", "details": {
                                          "name": name, "group": kind.group, "kind": kind.plural,
                                          "uid": obj["metadata"].get("uid", "")}})
         raise ApiError(405, "MethodNotAllowed", "method not allowed")
+
+    def orphan_dependents(self, kind, ns, name):
+        """DELETE with propagationPolicy Orphan: dependents lose their ownerReference to the
+        object, so the garbage collector keeps them (background/foreground: it deletes them)."""
+        with self.store.lock:
+            owner = self.store.get(kind, ns, name)
+            if owner is None:
+                return
+            uid = owner["metadata"]["uid"]
+            for k in KINDS:
+                for obj in self.store.list(k)[0]:
+                    refs = obj["metadata"].get("ownerReferences") or []
+                    if any(r.get("uid") == uid for r in refs):
+                        obj["metadata"]["ownerReferences"] = [r for r in refs
+                                                              if r.get("uid") != uid]
+                        self.store.update(k, obj, expect_rv="")
+
+    def scale(self, h, method, kind, ns, name, body, dry):
+        """The scale subresource (autoscaling/v1 Scale) of Deployments and ReplicaSets:
+        GET, PUT and PATCH (merge or strategic merge) change spec.replicas."""
+        store = self.store
+        with store.lock:
+            obj = store.get(kind, ns, name)
+            if obj is None:
+                raise not_found(kind, name)
+            if method == "GET":
+                return h.send_json(200, scale_of(obj))
+            if method == "PUT":
+                new = self.decode(h, body)
+            elif method == "PATCH":
+                ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
+                try:
+                    patch = json.loads(body or b"null")
+                except ValueError as e:
+                    raise bad_request("the body of the request could not be decoded: %s" % e)
+                if ctype == "application/json-patch+json":
+                    new = json_patch(scale_of(obj), patch)
+                else:
+                    new = merge_patch(scale_of(obj), patch,
+                                      strategic=ctype == "application/strategic-merge-patch+json")
+            else:
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method "
+                                                        "on the requested resource")
+            replicas = ((new or {}).get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise ApiError(422, "Invalid", 'Scale.autoscaling "%s" is invalid: '
+                               "spec.replicas: Invalid value: %r: must be greater than or "
+                               "equal to 0" % (name, replicas))
+            want_rv = (new.get("metadata") or {}).get("resourceVersion") or ""
+            obj["spec"]["replicas"] = replicas
+            updated = store.update(kind, obj, expect_rv=want_rv, dry_run=dry)
+            return h.send_json(200, scale_of(updated))
 
     @staticmethod
     def _check_type(kind, obj):

@@ -231,3 +231,25 @@ def json_patch(doc, ops):
             raise ApiError(422, "Invalid", "the server rejected our request due to an error in "
                                            "our request: %s" % e)
     return doc
+
+
+def selector_matches(selector, labels, empty_matches=True):
+    """Whether a LabelSelector object ({matchLabels, matchExpressions}) selects these labels.
+    An empty selector selects everything (or nothing with empty_matches=False, as PDBs do)."""
+    if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        return bool(empty_matches) and selector is not None
+    labels = labels or {}
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key", ""), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True

@@ -19,6 +19,7 @@ import threading
 from .api import ApiApp
 from .certs import PKI, kubeconfig_yaml, serving_sans, url_host
 from .config import parse_token, resolve_token, sha256_hex
+from .controllermanager import ControllerManager
 from .httpserver import Handler, TLSServer, server_ssl_context
 from .netaddr import default_route_address
 from .nodeloop import NodeClient, NodeLoop, load_node_password, resolve_node_name
@@ -194,7 +195,9 @@ def run_server(cfg, node_args, stop):
             while not stop.wait(min(1.0, grace / 4)):
                 cluster.monitor_once()
         threads += [threading.Thread(target=flusher, name="flush", daemon=True),
-                    threading.Thread(target=monitor, name="monitor", daemon=True)]
+                    threading.Thread(target=monitor, name="monitor", daemon=True),
+                    threading.Thread(target=ControllerManager(store).run, args=(stop,),
+                                     name="controllers", daemon=True)]
 
     def notify_ready():
         sd_notify("READY=1")

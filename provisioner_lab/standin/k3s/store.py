@@ -17,7 +17,9 @@ import secrets
 import threading
 import uuid
 
-from .util import atomic_write, parse_ts, read_file, ts, utcnow
+from .kinds import AGE_COL, NAME_COL, Kind, age, col, human_duration  # noqa: F401 (re-exported)
+from .util import atomic_write, read_file, ts
+from .workload_kinds import POD_KIND, WORKLOAD_KINDS, InvalidObject
 from .version import STANDIN_VERSION
 
 
@@ -44,8 +46,13 @@ def bad_request(message):
 
 
 def invalid(kind, name, message):
+    """422 Invalid; the field error is also a cause (kubectl prints causes after the kind)."""
+    field, _, detail = message.partition(": ")
+    cause = {"reason": "FieldValueInvalid", "message": detail or message, "field": field}
+    if detail.startswith("Required value"):
+        cause["reason"] = "FieldValueRequired"
     return ApiError(422, "Invalid", '%s "%s" is invalid: %s' % (kind.kind, name, message),
-                    {"name": name, "group": kind.group, "kind": kind.kind})
+                    {"name": name, "group": kind.group, "kind": kind.kind, "causes": [cause]})
 
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -69,92 +76,6 @@ def valid_label_key(key):
 
 def valid_label_value(value):
     return len(value) <= 63 and bool(LABEL_VALUE_RE.match(value))
-
-
-def human_duration(seconds):
-    """Age formatting as kubectl prints it (k8s duration.HumanDuration)."""
-    s = int(round(seconds))
-    if s < -1:
-        return "<invalid>"
-    if s < 0:
-        return "0s"
-    if s < 120:
-        return "%ds" % s
-    minutes = s // 60
-    if minutes < 10:
-        return "%dm%ds" % (minutes, s % 60) if s % 60 else "%dm" % minutes
-    if minutes < 180:
-        return "%dm" % minutes
-    hours = s // 3600
-    if hours < 8:
-        return "%dh%dm" % (hours, minutes % 60) if minutes % 60 else "%dh" % hours
-    if hours < 48:
-        return "%dh" % hours
-    if hours < 24 * 8:
-        return "%dd%dh" % (hours // 24, hours % 24) if hours % 24 else "%dd" % (hours // 24)
-    if hours < 24 * 365 * 2:
-        return "%dd" % (hours // 24)
-    if hours < 24 * 365 * 8:
-        days = (hours // 24) % 365
-        return "%dy%dd" % (hours // 24 // 365, days) if days else "%dy" % (hours // 24 // 365)
-    return "%dy" % (hours // 24 // 365)
-
-
-def age(obj):
-    created = parse_ts(obj.get("metadata", {}).get("creationTimestamp"))
-    if not created:
-        return "<unknown>"
-    return human_duration((utcnow() - created).total_seconds())
-
-
-def col(name, description, priority=0, fmt="", typ="string"):
-    return {"name": name, "type": typ, "format": fmt, "description": description,
-            "priority": priority}
-
-
-NAME_COL = col("Name", "Name must be unique within a namespace.", fmt="name")
-
-
-AGE_COL = col("Age", "CreationTimestamp is a timestamp representing the server time when "
-              "this object was created.")
-
-
-class Kind:
-    """One entry of the kind registry. Add more kinds by appending to KINDS."""
-
-    def __init__(self, group, version, kind, plural, namespaced, short_names=(),
-                 status_subresource=True, columns=None, cells=None, prepare=None):
-        self.group, self.version, self.kind, self.plural = group, version, kind, plural
-        self.namespaced, self.short_names = namespaced, list(short_names)
-        self.singular = kind.lower()
-        self.status_subresource = status_subresource
-        self.columns = columns or [NAME_COL, AGE_COL]
-        self.cells = cells or (lambda o: [o["metadata"]["name"], age(o)])
-        self.prepare = prepare  # fn(obj, old) -> None, called before every write
-
-    @property
-    def api_version(self):
-        return self.version if not self.group else "%s/%s" % (self.group, self.version)
-
-    @property
-    def key(self):
-        return "%s/%s" % (self.group, self.plural)
-
-    @property
-    def resource_label(self):
-        return self.plural if not self.group else "%s.%s" % (self.plural, self.group)
-
-    def discovery(self):
-        verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-        out = [{"name": self.plural, "singularName": self.singular, "namespaced": self.namespaced,
-                "kind": self.kind, "verbs": verbs}]
-        if self.short_names:
-            out[0]["shortNames"] = self.short_names
-        if self.status_subresource:
-            out.append({"name": self.plural + "/status", "singularName": "",
-                        "namespaced": self.namespaced, "kind": self.kind,
-                        "verbs": ["get", "patch", "update"]})
-        return out
 
 
 def node_status_text(node):
@@ -233,10 +154,6 @@ def prepare_namespace(ns, old):
         ns["metadata"]["name"]
 
 
-def prepare_pod(pod, old):
-    pod.setdefault("status", {}).setdefault("phase", "Pending")
-
-
 def prepare_daemonset(ds, old):
     """What the API server and a (very) idle DaemonSet controller keep: generation bumps on
     spec changes, a status with zero pods (the stand-in runs no pods)."""
@@ -277,14 +194,7 @@ KINDS = [
                   col("Data", "The number of entries in the secret", typ="integer"), AGE_COL],
          cells=lambda o: [o["metadata"]["name"], o.get("type", "Opaque"),
                           len(o.get("data") or {}), age(o)]),
-    Kind("", "v1", "Pod", "pods", True, ["po"], prepare=prepare_pod,
-         columns=[NAME_COL, col("Ready", "The aggregate readiness state of this pod"),
-                  col("Status", "The aggregate status of the containers in this pod."),
-                  col("Restarts", "The number of times the containers in this pod have been "
-                      "restarted.", typ="string"), AGE_COL],
-         cells=lambda o: [o["metadata"]["name"], "0/%d" % len(
-             (o.get("spec") or {}).get("containers") or []),
-             (o.get("status") or {}).get("phase", "Pending"), "0", age(o)]),
+    POD_KIND,
     Kind("", "v1", "Event", "events", True, ["ev"], status_subresource=False),
     Kind("coordination.k8s.io", "v1", "Lease", "leases", True, status_subresource=False,
          columns=[NAME_COL, col("Holder", "The holder of the lease"), AGE_COL],
@@ -317,6 +227,7 @@ KINDS = [
          status_subresource=False,
          columns=[NAME_COL, col("Role", "The role of the binding."), AGE_COL],
          cells=_crb_cells),
+    *WORKLOAD_KINDS,
 ]
 
 
@@ -350,6 +261,18 @@ CONFIGMAP = kind_by_kind("ConfigMap")
 
 
 DAEMONSET = kind_by_kind("DaemonSet")
+
+
+POD = POD_KIND
+
+
+DEPLOYMENT = kind_by_kind("Deployment")
+
+
+REPLICASET = kind_by_kind("ReplicaSet")
+
+
+PDB = kind_by_kind("PodDisruptionBudget")
 
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -455,8 +378,7 @@ class Store:
             md["creationTimestamp"] = ts()
             for k in ("deletionTimestamp", "managedFields"):
                 md.pop(k, None)
-            if kind.prepare:
-                kind.prepare(obj, None)
+            self._prepare(kind, obj, None)
             if dry_run:
                 md["resourceVersion"] = str(self.rv)
                 return copy.deepcopy(obj)
@@ -464,6 +386,15 @@ class Store:
             self.objs[kind.key][(ns, name)] = copy.deepcopy(obj)
             self._emit(kind, "ADDED", obj)
             return obj
+
+    @staticmethod
+    def _prepare(kind, obj, old):
+        """The kind's defaults and validation; a refusal is the API server's 422 Invalid."""
+        if kind.prepare:
+            try:
+                kind.prepare(obj, old)
+            except InvalidObject as e:
+                raise invalid(kind, obj["metadata"].get("name", ""), str(e))
 
     def _check_labels(self, kind, obj):
         name = obj["metadata"].get("name", "")
@@ -519,8 +450,7 @@ class Store:
                 md.pop("namespace", None)
             self._check_labels(kind, obj)
             obj["kind"], obj["apiVersion"] = kind.kind, kind.api_version
-            if kind.prepare:
-                kind.prepare(obj, old)
+            self._prepare(kind, obj, old)
             if dry_run:
                 return copy.deepcopy(obj)
             md["resourceVersion"] = self._next_rv()

@@ -23,6 +23,7 @@ from .tokens import jws_detached, token_expired, token_fields
 from .version import STANDIN_NOTE, STANDIN_VERSION
 from ..k3s.api import ApiApp, resource_not_found, unauthorized
 from ..k3s.certs import url_host
+from ..k3s.controllermanager import ControllerManager
 from ..k3s.httpserver import Handler, TLSServer, server_ssl_context
 from ..k3s.nodes import Cluster
 from ..k3s.store import ApiError, CONFIGMAP, NAMESPACE, SECRET, Store, bad_request
@@ -174,6 +175,9 @@ class ApiServer:
 
     def __init__(self, flags, stop):
         self.flags, self.stop = flags, stop
+        #: set by shutdown(): this server's own threads end with it (a new manifest starts a
+        #: new ApiServer over a fresh Store; the old threads must not write the old one back)
+        self.own_stop = threading.Event()
         self.httpd = None
         self.threads = []
 
@@ -202,7 +206,9 @@ class ApiServer:
         ctx = server_ssl_context(cert, key, client_ca)
         self.httpd = TLSServer((bind, port), Handler, ctx, app)
         self.app, self.store = app, store
-        stop = self.stop
+        stop = self.own_stop
+        threading.Thread(target=lambda: (self.stop.wait(), self.own_stop.set()),
+                         daemon=True).start()
 
         def flusher():
             while not stop.wait(0.5):
@@ -215,7 +221,9 @@ class ApiServer:
         self.threads = [threading.Thread(target=self.httpd.serve_forever,
                                          kwargs={"poll_interval": 0.2}, daemon=True),
                         threading.Thread(target=flusher, daemon=True),
-                        threading.Thread(target=monitor, daemon=True)]
+                        threading.Thread(target=monitor, daemon=True),
+                        threading.Thread(target=ControllerManager(store).run, args=(stop,),
+                                         daemon=True)]
         for t in self.threads:
             t.start()
         log("info", "Stand-in kube-apiserver %s (%s) serving on https://%s:%d"
@@ -223,6 +231,7 @@ class ApiServer:
 
     def shutdown(self):
         if self.httpd is not None:
+            self.own_stop.set()
             self.app.stopping.set()
             self.httpd.shutdown()
             self.httpd.server_close()
