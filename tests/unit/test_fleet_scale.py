@@ -237,3 +237,18 @@ def test_slow_agents_hold_up_only_themselves_while_the_others_join() -> None:
     assert all(cluster.hosts[h.name].installs == 1 for h in cluster.inventory.hosts)
     # in batches, or one slot each in turn, the slow agents would add up to 3 s or more
     assert wall < 2.0, f"{wall:.2f}s"
+
+
+@pytest.mark.parametrize(("soft", "hard", "raised"), [
+    (1024, 524288, 2 * 1001 + 256),  # the common default: raised to cover two sockets per host
+    (1024, 1500, 1500),  # as far as the hard limit allows
+    (65536, 65536, None),  # already enough: left alone
+])
+def test_open_files_limit_is_raised_to_hold_a_socket_per_host(
+    monkeypatch: pytest.MonkeyPatch, soft: int, hard: int, raised: int | None
+) -> None:
+    set_to: list[tuple[int, int]] = []
+    monkeypatch.setattr(actions.resource, "getrlimit", lambda which: (soft, hard))
+    monkeypatch.setattr(actions.resource, "setrlimit", lambda which, limits: set_to.append(limits))
+    assert plan(fleet(1000)).ok
+    assert set_to == ([] if raised is None else [(raised, hard)])
