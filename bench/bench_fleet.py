@@ -94,6 +94,7 @@ def plot(rows: list[dict], path: Path, latency: float, handshake: float) -> bool
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("matplotlib is not installed (pip install -e '.[bench]'): no plot", file=sys.stderr)
         return False
@@ -105,6 +106,12 @@ def plot(rows: list[dict], path: Path, latency: float, handshake: float) -> bool
               label="network floor: connect + facts")
     axes.set_xscale("log")
     axes.set_yscale("log")
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes.set_xticks(hosts)
+    walls = [r[s]["wall"] for r in rows for s in SCENARIOS] + [r["floor_connect"] for r in rows]
+    axes.set_yticks([t for t in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if min(walls) / 2 <= t <= max(walls) * 2])
     axes.set_xlabel("hosts (1 server + N agents)")
     axes.set_ylabel("wall time (s)")
     axes.set_title(f"Simulated fleet: {latency * 1000:.0f} ms per command, {handshake * 1000:.0f} ms handshake")
