@@ -20,6 +20,7 @@ server that holds the cluster), both released when the action ends whatever happ
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 
 from provisioner import distros
@@ -85,6 +86,19 @@ def ssh_connector(inventory: Inventory, host: Host) -> Remote:
     return connect(inventory, host, sudo_password=sudo_password_for(inventory, host))
 
 
+def make_room_for_connections(hosts: int) -> None:
+    """Every host keeps an SSH socket open for the whole run (two behind a jump host): raise the
+    soft limit on open files to cover them when the hard limit allows (1024 is a common soft
+    limit; a run on a thousand hosts needs more)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * hosts + 256
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if raised > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+
+
 @dataclass
 class Outcome:
     """A finished action: what it reports, and the error that ended it, if any."""
@@ -109,6 +123,7 @@ def execute(
     """Run ``phases`` against ``inventory``. Host failures that let the run finish are turned
     into one ``HostsFailed`` at the end, after the summary data is complete."""
     options = options or Options()
+    make_room_for_connections(len(inventory.servers if servers_only else inventory.hosts))
     ctx = Context(Inputs(
         inventory=inventory,
         distribution=distros.for_inventory(inventory, timeout=options.timeout),

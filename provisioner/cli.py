@@ -73,6 +73,13 @@ def _inventory_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def _connect_concurrency_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--connect-concurrency", type=click.IntRange(1, 512), default=32, show_default=True,
+        help="Hosts connected to and asked for facts at once (these change nothing).",
+    )(command)
+
+
 def _output_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -195,23 +202,24 @@ def main(debug: bool, log_file: Path | None) -> None:
 
 @main.command()
 @_inventory_option
-@click.option("--concurrency", type=click.IntRange(1, 256), default=10, show_default=True, help="Hosts worked on at once.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=10, show_default=True, help="Hosts changed at once.")
+@_connect_concurrency_option
 @click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True, help="Seconds to wait for the API and for Ready nodes.")
 @_lock_option
 @_kubeconfig_options
 @_output_option
 @_common
 @click.pass_context
-def up(ctx: click.Context, inventory_path: Path, concurrency: int, timeout: float, wait_lock: float, merge: bool, set_current: bool,
-       replace: bool, kubeconfig_out: Path | None, context_name: str | None, output: str, debug: bool | None,
-       log_file: Path | None) -> None:
+def up(ctx: click.Context, inventory_path: Path, concurrency: int, connect_concurrency: int, timeout: float, wait_lock: float,
+       merge: bool, set_current: bool, replace: bool, kubeconfig_out: Path | None, context_name: str | None, output: str,
+       debug: bool | None, log_file: Path | None) -> None:
     """Build the cluster, or converge it: only new or broken hosts are touched."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
-        options = Options(concurrency=concurrency, timeout=timeout, merge=merge, set_current=set_current, replace=replace,
-                          kubeconfig_out=kubeconfig_out, context_name=context_name, inventory_path=inventory_path,
-                          wait_lock=wait_lock)
+        options = Options(concurrency=concurrency, connect_concurrency=connect_concurrency, timeout=timeout, merge=merge,
+                          set_current=set_current, replace=replace, kubeconfig_out=kubeconfig_out, context_name=context_name,
+                          inventory_path=inventory_path, wait_lock=wait_lock)
         outcome = actions.up(inventory, options, reporter=session.reporter())
         return _finish(session, outcome, report.up_text, report.up_json)
 
@@ -220,15 +228,17 @@ def up(ctx: click.Context, inventory_path: Path, concurrency: int, timeout: floa
 
 @main.command()
 @_inventory_option
+@_connect_concurrency_option
 @_output_option
 @_common
 @click.pass_context
-def plan(ctx: click.Context, inventory_path: Path, output: str, debug: bool | None, log_file: Path | None) -> None:
+def plan(ctx: click.Context, inventory_path: Path, connect_concurrency: int, output: str, debug: bool | None,
+         log_file: Path | None) -> None:
     """Show what `up` would do on each host, changing nothing."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
-        outcome = actions.plan(inventory, reporter=session.reporter())
+        outcome = actions.plan(inventory, Options(connect_concurrency=connect_concurrency), reporter=session.reporter())
         return _finish(session, outcome, report.plan_text, report.plan_json)
 
     _run("plan", ctx, debug, log_file, output, body)

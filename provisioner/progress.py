@@ -36,7 +36,15 @@ class SilentReporter:
 
 
 class LiveReporter(SilentReporter):
-    """rich live table on a terminal, plain lines otherwise."""
+    """rich live table on a terminal, plain lines otherwise.
+
+    On a terminal an event only updates the host's row; the table is drawn at most
+    ``REFRESH_PER_SECOND`` times a second and shows as many rows as the terminal has lines
+    (failed and busy hosts first, then a count of the others), so a thousand hosts cost what
+    a handful do per event.
+    """
+
+    REFRESH_PER_SECOND = 8
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -52,9 +60,13 @@ class LiveReporter(SilentReporter):
             for name, role in hosts:
                 self._rows.setdefault(name, [role, "waiting"])
                 self._state.setdefault(name, "run")
-            if self.console.is_terminal and self._live is None:
-                self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
-                self._live.start()
+            if not self.console.is_terminal or self._live is not None:
+                return
+        live = Live(get_renderable=self._render, console=self.console,  # draws: takes the lock
+                    refresh_per_second=self.REFRESH_PER_SECOND, transient=False)
+        with self._lock:
+            self._live = live
+        live.start()
 
     def step(self, host: str, text: str) -> None:
         self._update(host, text, "run")
@@ -65,19 +77,16 @@ class LiveReporter(SilentReporter):
     def note(self, text: str) -> None:
         with self._lock:
             if self._live is not None:
-                self._notes.append(text)
-                self._notes = self._notes[-3:]
-                self._live.update(self._render())
-            else:
-                self.console.print(f"[dim]{self._elapsed()}[/] {text}", highlight=False)
+                self._notes = [*self._notes[-2:], text]
+                return
+        self.console.print(f"[dim]{self._elapsed()}[/] {text}", highlight=False)
 
     def end(self) -> None:
         with self._lock:
-            if self._live is not None:
-                self._notes = []
-                self._live.update(self._render())
-                self._live.stop()
-                self._live = None
+            live, self._live = self._live, None
+            self._notes = []
+        if live is not None:
+            live.stop()  # draws the final table once more
 
     def _update(self, host: str, text: str, state: str) -> None:
         with self._lock:
@@ -87,19 +96,35 @@ class LiveReporter(SilentReporter):
             row[1] = text
             self._state[host] = state
             if self._live is not None:
-                self._live.update(self._render())
-            else:
-                mark = {"ok": "[green]✓[/]", "failed": "[red]✗[/]"}.get(state, "•")
-                self.console.print(f"[dim]{self._elapsed()}[/] {mark} {host}: {text}", highlight=False)
+                return  # drawn at the next refresh
+        mark = {"ok": "[green]✓[/]", "failed": "[red]✗[/]"}.get(state, "•")
+        self.console.print(f"[dim]{self._elapsed()}[/] {mark} {host}: {text}", highlight=False)
 
     def _elapsed(self) -> str:
         return f"{time.monotonic() - self._started:6.1f}s"
 
     def _render(self) -> Group:
+        with self._lock:
+            rows = [(name, role, text, self._state.get(name, "run")) for name, (role, text) in self._rows.items()]
+            notes = list(self._notes)
+        room = max(3, self.console.size.height - 2 - len(notes))
+        hidden: dict[str, int] = {}
+        if len(rows) > room:
+            rank = {"failed": 0, "run": 1, "ok": 2}
+            busy = {name for name, _, text, state in rows if state == "run" and text != "waiting"}
+            chosen = sorted(rows, key=lambda r: (rank[r[3]] if r[3] != "run" or r[0] in busy else 3))[: room - 1]
+            keep = {r[0] for r in chosen}
+            for name, _, text, state in rows:
+                if name not in keep:
+                    key = "waiting" if state == "run" and text == "waiting" else {"ok": "done"}.get(state, state)
+                    hidden[key] = hidden.get(key, 0) + 1
+            rows = [r for r in rows if r[0] in keep]
         table = Table.grid(padding=(0, 2))
-        for name, (role, text) in self._rows.items():
-            state = self._state.get(name, "run")
+        for name, role, text, state in rows:
             mark = {"ok": Text("✓", style="green"), "failed": Text("✗", style="red")}.get(state) or Spinner("dots")
             table.add_row(mark, Text(name, style="bold"), Text(role, style="dim"), Text(text, style="red" if state == "failed" else ""))
-        notes = [Text(n, style="cyan") for n in self._notes]
-        return Group(table, *notes)
+        parts: list[Table | Text] = [table]
+        if hidden:
+            counts = ", ".join(f"{count} {key}" for key, count in sorted(hidden.items()))
+            parts.append(Text(f"… {sum(hidden.values())} more hosts: {counts}", style="dim"))
+        return Group(*parts, *(Text(n, style="cyan") for n in notes))

@@ -23,6 +23,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._longest_first: tuple[str, ...] = ()  # sorted once per new value, not per call
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
@@ -30,17 +31,18 @@ class Redactor:
         if not value or len(value) < 4:
             return
         with self._lock:
+            known = len(self._values)
             self._values.add(value)
             if "::" in value and ":" in value.split("::", 1)[1]:
                 self._values.add(value.split("::", 1)[1].split(":", 1)[1])
+            if len(self._values) != known:
+                self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         """Return ``text`` with every known secret and every token-shaped string masked."""
         if not text:
             return text
-        with self._lock:
-            values = sorted(self._values, key=len, reverse=True)
-        for value in values:
+        for value in self._longest_first:
             if value in text:
                 text = text.replace(value, MASK)
         text = _K3S_TOKEN.sub(MASK, text)

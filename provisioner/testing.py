@@ -7,14 +7,21 @@ unit tests can drive phases and actions without SSH:
     host.on(r"systemctl is-active", stdout="active")
     host.sudo("systemctl is-active k3s").stdout  # -> "active"
     host.commands  # -> [("sudo", "systemctl is-active k3s")]
+
+``Link`` and ``SimulatedRemote`` add a network to it, for scale tests and benchmarks of whole
+actions: a cost per command and upload, a handshake at connect, and hosts that are dead (their
+connect times out) or hang (every command runs into its timeout). Time is real: the costs are
+sleeps, so hundreds of hosts in parallel behave as they would over SSH, minus the crypto.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
+from provisioner.errors import ConnectError, RemoteCommandError
 from provisioner.remote import HeldCommand, Remote
 
 Answer = tuple[int, str, str]
@@ -90,8 +97,6 @@ class FakeRemote(Remote):
 
     def _download(self, path: str) -> str:
         if path not in self.files:
-            from provisioner.errors import RemoteCommandError
-
             raise RemoteCommandError(self.name, f"cat {path}", 1, f"cat: {path}: No such file or directory")
         return self.files[path].decode()
 
@@ -104,3 +109,57 @@ class FakeRemote(Remote):
 
     def close(self) -> None:
         self.closed = True
+
+
+@dataclass(frozen=True)
+class Link:
+    """A simulated network between this machine and its hosts; all times in seconds.
+
+    ``latency``: what each command and each upload takes; ``handshake``: what opening a session
+    takes; ``dead``: hosts that never answer a connect (``ConnectError`` after
+    ``connect_timeout``); ``hanging``: hosts whose commands never end, so each runs into its
+    timeout; ``slow``: extra seconds per command and upload on some hosts.
+    """
+
+    latency: float = 0.0
+    handshake: float = 0.0
+    connect_timeout: float = 10.0
+    dead: frozenset[str] = frozenset()
+    hanging: frozenset[str] = frozenset()
+    slow: Mapping[str, float] = field(default_factory=dict, hash=False)
+
+    def connect(self, name: str) -> None:
+        """Wait out the handshake to ``name``, or raise ``ConnectError`` if it is dead."""
+        if name in self.dead:
+            time.sleep(self.connect_timeout)
+            raise ConnectError(name, f"unreachable: no answer within {self.connect_timeout:g}s (simulated)")
+        if self.handshake:
+            time.sleep(self.handshake)
+
+    def delay(self, name: str) -> float:
+        return self.latency + self.slow.get(name, 0.0)
+
+
+class SimulatedRemote(FakeRemote):
+    """A ``FakeRemote`` behind a ``Link``: commands and uploads take their time, a hanging
+    host's commands end only at their timeout (exit code None, as ``SSHRemote`` reports it)."""
+
+    def __init__(self, name: str, address: str, link: Link, **kwargs: bool | str) -> None:
+        super().__init__(name, address, **kwargs)  # type: ignore[arg-type]
+        self.link = link
+
+    def _execute(self, command: str, *, as_root: bool, timeout: float | None) -> tuple[int | None, str, str]:
+        if self.name in self.link.hanging:
+            self.commands.append(("sudo" if as_root else "run", command))
+            time.sleep(self.command_timeout if timeout is None else timeout)
+            return None, "", ""
+        delay = self.link.delay(self.name)
+        if delay:
+            time.sleep(delay)
+        return super()._execute(command, as_root=as_root, timeout=timeout)
+
+    def _upload(self, data: bytes, path: str, *, mode: int) -> None:
+        delay = self.link.delay(self.name)
+        if delay:
+            time.sleep(delay)
+        super()._upload(data, path, mode=mode)

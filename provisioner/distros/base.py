@@ -52,8 +52,20 @@ class ClusterState:
     #: Fingerprints of cluster add-ons as found (e.g. {"flannel": "<manifest hash>"}), None = absent.
     addons: dict[str, str | None] = field(default_factory=dict)
 
+    #: ``nodes`` by name, for the list it was built from (planning asks once per host).
+    _by_name: tuple[list[Node] | None, dict[str, Node]] = field(
+        default=(None, {}), init=False, repr=False, compare=False
+    )
+
     def node(self, name: str) -> Node | None:
-        return next((n for n in self.nodes or [] if n.name == name), None)
+        """The Node called ``name``, if the API listed it; a lookup, not a scan of the list."""
+        listed, index = self._by_name
+        if listed is not self.nodes:
+            index = {}
+            for node in self.nodes or []:
+                index.setdefault(node.name, node)
+            self._by_name = (self.nodes, index)
+        return index.get(name)
 
 
 class Distribution(ABC):

@@ -3,7 +3,8 @@
 An action (up, plan, status, kubeconfig) is an ordered list of phases (see ``provisioner.actions``).
 A ``Context`` holds the fixed ``Inputs`` (inventory, options, distribution, connector, reporter)
 and the ``Results`` phases produce (facts, cluster state, the plan, outcomes, nodes, kubeconfig).
-Work on several hosts runs in parallel through ``Context.each``, bounded by ``--concurrency``; a
+Work on several hosts runs in parallel through ``Context.each``, bounded by ``--concurrency``
+(changes) or ``--connect-concurrency`` (connecting and gathering facts, which change nothing); a
 host that fails is recorded in ``failures`` and left alone by later phases. Planned steps run
 through ``Context.execute`` (the one executor); no phase decides what to change on a host.
 """
@@ -49,6 +50,9 @@ class Options:
     """Run options from the command line."""
 
     concurrency: int = 10
+    #: Hosts connected to and asked for facts at once; each holds a slot at most until its own
+    #: connect or command timeout, so a dead host never holds up the others.
+    connect_concurrency: int = 32
     timeout: float = 300.0
     merge: bool = False
     set_current: bool = False

@@ -7,7 +7,7 @@ from provisioner.phases import Context, Phase
 
 
 class Connect(Phase):
-    """Opens the sessions. With ``require_all`` (the default) one unreachable host stops the
+    """Opens the sessions, at most ``--connect-concurrency`` at once. With ``require_all`` (the default) one unreachable host stops the
     action before anything changes; otherwise it is enough that one host answers."""
 
     title = "connect"
@@ -19,7 +19,8 @@ class Connect(Phase):
         inputs = ctx.inputs
         inputs.reporter.begin([(h.name, h.role) for h in inputs.hosts])
         connected = ctx.each(
-            inputs.hosts, lambda host: inputs.connector(inputs.inventory, host), step="connecting", done="connected"
+            inputs.hosts, lambda host: inputs.connector(inputs.inventory, host), step="connecting", done="connected",
+            limit=inputs.options.connect_concurrency,
         )
         ctx.results.remotes.update(connected)
         if ctx.failures and (self.require_all or not connected):

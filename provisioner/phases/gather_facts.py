@@ -17,7 +17,8 @@ from provisioner.phases import Context, Phase
 
 class GatherFacts(Phase):
     """Runs the host and distribution fact scripts with sudo (which also proves sudo works);
-    their output is parsed by pure functions, once."""
+    their output is parsed by pure functions, once. At most ``--connect-concurrency`` hosts at
+    once; a host that does not answer fails after ``ssh.command_timeout`` (60 s by default)."""
 
     title = "gather facts"
 
@@ -26,7 +27,7 @@ class GatherFacts(Phase):
         script = HOST_FACT_SCRIPT + dist.fact_script()
 
         def gather(host: Host) -> HostFacts:
-            result = ctx.remote(host).sudo(script, timeout=60)
+            result = ctx.remote(host).sudo(script)
             values = parse_key_values(result.stdout)
             return replace(parse_host_facts(host.name, values), dist=dist.parse_facts(values))
 
@@ -35,6 +36,7 @@ class GatherFacts(Phase):
             gather,
             step="gathering facts",
             done=lambda f: f"{f.os.pretty_name or f.os.id}, {f.arch}",
+            limit=ctx.inputs.options.connect_concurrency,
         )
         ctx.results.facts.update(gathered)
         if ctx.failures:

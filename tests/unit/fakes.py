@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from provisioner import hostos, templates
 from provisioner.distros import k3s
@@ -25,7 +26,7 @@ from provisioner.distros.kubeadm import (
 from provisioner.facts import HostFacts, parse_host_facts, parse_key_values
 from provisioner.inventory import Host, Inventory
 from provisioner.lock import LOCKED_MARK
-from provisioner.testing import FakeRemote
+from provisioner.testing import FakeRemote, Link, SimulatedRemote
 from tests.unit.conftest import make_inventory
 
 TOKEN = "K10" + "ab" * 32 + "::server:" + "f00dfeedcafe" * 3
@@ -88,7 +89,7 @@ class FakeK3sCluster:
     # --- building remotes ----------------------------------------------------------------
     def connector(self, inventory: Inventory, host: Host) -> FakeRemote:
         """Stands in for ``ssh_connector``: a fresh FakeRemote bound to the simulated host."""
-        remote = FakeRemote(host.name, host.address, strict=True)
+        remote = self.new_remote(host)
         sim = self.hosts[host.name]
         previous = self.remotes.get(host.name)
         if previous is not None:
@@ -105,6 +106,10 @@ class FakeK3sCluster:
         remote.on(LOCKED_MARK, stdout=f"{LOCKED_MARK}\n")  # the cluster lock is free
         self.remotes[host.name] = remote
         return remote
+
+    def new_remote(self, host: Host) -> FakeRemote:
+        """The remote of one session to ``host`` (strict: a command no rule answers fails)."""
+        return FakeRemote(host.name, host.address, strict=True)
 
     # --- simulated behaviour ---------------------------------------------------------------
     def _facts(self, sim: SimHost, remote: FakeRemote) -> str:
@@ -207,6 +212,36 @@ class FakeK3sCluster:
 
     def all_commands(self) -> list[str]:
         return [c for r in self.remotes.values() for _, c in r.commands]
+
+
+@dataclass
+class SimulatedK3sFleet(FakeK3sCluster):
+    """A ``FakeK3sCluster`` behind a simulated network (``provisioner.testing.Link``): each
+    connect pays the handshake (or fails for a dead host), each command and upload the latency.
+    For scale tests and ``bench/bench_fleet.py``."""
+
+    link: Link = field(default_factory=Link)
+
+    def new_remote(self, host: Host) -> FakeRemote:
+        self.link.connect(host.name)
+        remote = SimulatedRemote(host.name, host.address, self.link, strict=True)
+        remote.command_timeout = float(self.inventory.ssh_for(host).command_timeout or remote.command_timeout)
+        return remote
+
+    def commands_per_host(self) -> dict[str, int]:
+        """Commands the last session to each host ran."""
+        return {name: len(remote.commands) for name, remote in self.remotes.items()}
+
+
+def fleet_inventory(agents: int, *, servers: int = 1, name: str = "fleet", ssh: dict[str, object] | None = None) -> Inventory:
+    """An inventory of ``servers`` servers and ``agents`` agents on documentation-range-like
+    addresses (validated by the model directly: parsing 5000 hosts of YAML is not the subject)."""
+    hosts = [{"name": f"server{i}", "address": f"10.200.{i // 250}.{i % 250 + 1}", "role": "server"}
+             for i in range(servers)]
+    hosts += [{"name": f"agent{i}", "address": f"10.{i // 62500 + 1}.{i // 250 % 250}.{i % 250 + 1}", "role": "agent"}
+              for i in range(agents)]
+    return Inventory.model_validate({"cluster": {"name": name}, "ssh": ssh or {"user": "root"}, "hosts": hosts},
+                                    context={"base_dir": Path.cwd()})
 
 
 # --- kubeadm ------------------------------------------------------------------------------------
