@@ -3,7 +3,14 @@
 Everything a host needs (server URL, join token, node name, node IP, TLS SANs, extra flags) is
 rendered into ``/etc/rancher/k3s/config.yaml`` (root, 0600, uploaded over SFTP), so the join token
 never appears in a command line or an environment, and a rerun knows a host is already done when
-its version, binary and config hash match and its service is active with a Ready node.
+its version, binary and config hash match and its service is active with a Ready node that
+*runs* that version (the node's ``kubeletVersion``, not only the binary on disk).
+
+The install script decides whether to restart k3s by comparing hashes of the binary, unit and
+environment file taken when it starts with those at its end (k3s-io/k3s install.sh:
+``PRE_INSTALL_HASHES`` in ``setup_env``, "No change detected so skipping service start" in
+``service_enable_and_start``). Air-gap artefacts are uploaded before it runs, so whenever the plan
+replaces the binary or the images (or the config), it passes ``INSTALL_K3S_FORCE_RESTART=true``.
 """
 
 from __future__ import annotations
@@ -258,8 +265,12 @@ class K3s(Distribution):
         elif k.config_sha256 != desired_config_sha:
             reasons.append(f"{CONFIG} {'is missing' if k.config_sha256 is None else 'differs from the inventory'}")
             action = action if action is Action.UPGRADE else Action.RECONFIGURE
+        node = state.node(host.name)
+        if action is Action.NOTHING and node is not None and k.version and node.version and node.version != k.version:
+            reasons.append(f"node {host.name} still runs {node.version} but {BIN} is {k.version}: "
+                           f"{unit} was not restarted after the upgrade")
+            action = Action.UPGRADE
         if action is Action.NOTHING:
-            node = state.node(host.name)
             if not k.active:
                 reasons.append(f"{unit} is {k.service_state}")
                 action = Action.RESTART
@@ -291,12 +302,32 @@ class K3s(Distribution):
                               if k.config_sha256 else "the host has no config yet", (config,)))
         if action is Action.RECONFIGURE:
             return steps + [restart]
-        return steps + self._install_steps(host, k, force_restart=config_changed and k.installed)
+        replaced = self.replaced_artefacts(k)
+        if not steps and not replaced and not self._version_differs(k):
+            # the binary is already the wanted one, only the running process is old
+            return [Step(f"restart {unit}", f"{unit} runs an older version than {BIN}", restart.operations)]
+        return steps + self._install_steps(host, k, force_restart=k.installed and (config_changed or bool(replaced)))
+
+    def _version_differs(self, k: K3sFacts) -> bool:
+        wanted = self.inventory.cluster.version
+        return bool(wanted) and k.version != wanted
+
+    def replaced_artefacts(self, k: K3sFacts) -> list[str]:
+        """The air-gap files this run uploads over the host's copies (``binary``, ``images``):
+        the install script's own before/after hashes cannot see them change."""
+        hashes = self._airgap_hashes
+        replaced: list[str] = []
+        if hashes and k.binary_sha256 != hashes["binary"]:
+            replaced.append("binary")
+        if "images" in hashes and k.images_sha256 != hashes["images"]:
+            replaced.append("images")
+        return replaced
 
     def _install_steps(self, host: Host, k: K3sFacts, *, force_restart: bool) -> list[Step]:
         """Air-gap artefacts that differ, then the install script: the host ends with the wanted
         binary and a started unit. The script itself skips the restart when binary, unit and
-        environment are unchanged."""
+        environment are the same as when it started, so ``force_restart`` is set whenever this
+        plan changes what it cannot see (the config, an uploaded binary or images)."""
         cluster = self.inventory.cluster
         env = {"INSTALL_K3S_EXEC": host.role}
         if cluster.version:

@@ -210,3 +210,85 @@ def _host_facts(name: str, dist_facts: K3sFacts):  # type: ignore[no-untyped-def
     from provisioner.facts import parse_host_facts
 
     return replace(parse_host_facts(name, {"user": "root", "systemd": "yes", "arch": "x86_64"}), dist=dist_facts)
+
+
+# --- air-gap upgrades: the install script cannot see what was uploaded before it ran -----------
+
+
+def _airgap(tmp_path, images: bool = True) -> K3s:  # type: ignore[no-untyped-def]
+    (tmp_path / "k3s").write_bytes(b"binary B")
+    (tmp_path / "install.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "images.tar").write_bytes(b"images B")
+    extra = ", images: images.tar" if images else ""
+    return K3s(make_inventory(
+        f"cluster: {{name: a, version: v1.32.0+k3s1, airgap: {{k3s_binary: k3s, install_script: install.sh{extra}}}}}\n"
+        "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n", base_dir=tmp_path))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _plan_controller(dist: K3s, facts: K3sFacts, nodes: list[Node] | None):  # type: ignore[no-untyped-def]
+    plans = dist.plan({"controller": _host_facts("controller", facts)}, ClusterState(dist.inventory.servers[0], TOKEN, nodes))
+    return plans["controller"]
+
+
+def _install_command(plan) -> str:  # type: ignore[no-untyped-def]
+    step = next(s for s in plan.steps if s.name.startswith("run the install script"))
+    return step.operations[0].text
+
+
+def test_uploaded_binary_forces_the_install_script_to_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dist = _airgap(tmp_path)
+    facts = K3sFacts(version="v1.31.4+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
+                     binary_sha256=_sha(b"binary A"), images_sha256=_sha(b"images B"),
+                     installer_sha256=_sha(b"#!/bin/sh\n"))
+    plan = _plan_controller(dist, facts, [ready("controller")])
+    assert plan.action is Action.UPGRADE
+    assert [s.name for s in plan.steps] == ["upload /usr/local/bin/k3s", "run the install script as server",
+                                            "wait for the Kubernetes API"]
+    assert "INSTALL_K3S_FORCE_RESTART=true" in _install_command(plan)
+
+
+def test_uploaded_images_alone_force_the_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dist = _airgap(tmp_path)
+    facts = K3sFacts(version="v1.32.0+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
+                     binary_sha256=_sha(b"binary B"), images_sha256=_sha(b"images A"),
+                     installer_sha256=_sha(b"#!/bin/sh\n"))
+    plan = _plan_controller(dist, facts, [Node("controller", "True", (), "v1.32.0+k3s1", "192.0.2.10")])
+    assert plan.action is Action.UPGRADE
+    assert plan.reasons == ("the air-gap images differ from cluster.airgap.images",)
+    assert "INSTALL_K3S_FORCE_RESTART=true" in _install_command(plan)
+
+
+def test_fresh_install_does_not_force_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dist = _airgap(tmp_path)
+    plan = _plan_controller(dist, K3sFacts(), None)
+    assert "INSTALL_K3S_FORCE_RESTART" not in _install_command(plan)
+
+
+def test_new_binary_whose_node_still_runs_the_old_version_is_restarted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dist = _airgap(tmp_path)
+    facts = K3sFacts(version="v1.32.0+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
+                     binary_sha256=_sha(b"binary B"), images_sha256=_sha(b"images B"),
+                     installer_sha256=_sha(b"#!/bin/sh\n"))
+    old = Node("controller", "True", (), "v1.31.4+k3s1", "192.0.2.10",
+               conditions=(Condition("Ready", "True", "KubeletReady"),))
+    plan = _plan_controller(dist, facts, [old])
+    assert plan.action is Action.UPGRADE
+    assert plan.reasons == ("node controller still runs v1.31.4+k3s1 but /usr/local/bin/k3s is v1.32.0+k3s1: "
+                            "k3s was not restarted after the upgrade",)
+    assert [s.name for s in plan.steps] == ["restart k3s", "wait for the Kubernetes API"]
+    assert "systemctl restart k3s" in plan.steps[0].operations[0].text
+    # once it runs the new version, nothing is left to do
+    new = Node("controller", "True", (), "v1.32.0+k3s1", "192.0.2.10",
+               conditions=(Condition("Ready", "True", "KubeletReady"),))
+    assert _plan_controller(dist, facts, [new]).action is Action.NOTHING
+
+
+def test_running_version_is_compared_with_the_binary_for_channel_installs_too() -> None:
+    dist = k3s_for("cluster: {name: a, channel: stable}\nhosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
+    facts = K3sFacts(version="v1.32.0+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"))
+    action, reasons = decide(dist, "controller", facts, nodes=[ready("controller")])
+    assert action is Action.UPGRADE and "still runs v1.31.4+k3s1" in reasons[0]
