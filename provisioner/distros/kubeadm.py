@@ -46,6 +46,11 @@ MODULES_FILE = "/etc/modules-load.d/k8s.conf"
 SYSCTL_FILE = "/etc/sysctl.d/99-kubernetes.conf"
 SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.ipv4.ip_forward")
 KUBE_PACKAGES = ["kubelet", "kubeadm", "kubectl"]
+#: Commands kubeadm's preflight looks for in PATH that a minimal host may lack (kubernetes/kubernetes
+#: cmd/kubeadm/app/preflight/checks_linux.go, addExecChecks): conntrack is an [ERROR] before
+#: Kubernetes 1.32, iptables always (with ip, mount, nsenter, which every system has); ebtables,
+#: ethtool and socat are warnings, but kube-proxy and port-forward use them.
+PREFLIGHT_COMMANDS = ("conntrack", "iptables", "socat", "ethtool", "ebtables")
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 FLANNEL_IMAGE = "docker.io/flannel/flannel:{version}"
 # The CNI plugin image released together with Flannel v0.26.1.
@@ -77,6 +82,8 @@ class KubeadmFacts:
     sysctls: dict[str, str] = field(default_factory=dict)
     swap_devices: int = 0
     fstab_swap: int = 0
+    #: Which of PREFLIGHT_COMMANDS the host has in root's PATH.
+    commands: frozenset[str] = frozenset()
     #: What only the RHEL family reports (SELinux, firewalld); empty on Debian hosts.
     os_facts: hostos.RhelFacts = field(default_factory=lambda: hostos.RhelFacts())
 
@@ -136,6 +143,7 @@ class Kubeadm(Distribution):
             "[ -s /etc/apt/keyrings/kubernetes-apt-keyring.asc ] && echo key.kubernetes=yes\n"
             "command -v containerd >/dev/null 2>&1 && echo \"containerd.version=$(containerd --version 2>/dev/null | awk '{print $3}')\"\n"
             "for s in containerd kubelet; do echo \"service.$s=$(systemctl is-active $s 2>/dev/null)\"; done\n"
+            f"echo \"commands=$(for c in {' '.join(PREFLIGHT_COMMANDS)}; do command -v $c >/dev/null 2>&1 && printf '%s ' $c; done)\"\n"
             f"[ -f {ADMIN_CONF} ] && echo kubeadm.admin_conf=yes\n"
             f"[ -f {KUBELET_CONF} ] && echo kubeadm.kubelet_conf=yes\n"
             + hostos.package_facts_script()
@@ -161,6 +169,7 @@ class Kubeadm(Distribution):
             kubelet_conf=values.get("kubeadm.kubelet_conf") == "yes",
             modules=frozenset(k[7:] for k, v in values.items() if k.startswith("module.") and v == "yes"),
             sysctls={k[7:]: v for k, v in values.items() if k.startswith("sysctl.")},
+            commands=frozenset(values.get("commands", "").split()),
             swap_devices=count("swap.devices"),
             fstab_swap=count("swap.fstab"),
             os_facts=hostos.parse_rhel_facts(values),
@@ -405,6 +414,8 @@ class Kubeadm(Distribution):
                 tuple(repo_ops),
             ))
 
+        steps += self._preflight_tools_step(k, os_)
+
         wanted = self.inventory.cluster.version
         missing = [p for p in KUBE_PACKAGES if p not in k.packages]
         mismatched = [] if k.installed or not wanted else [
@@ -431,6 +442,19 @@ class Kubeadm(Distribution):
                 flag_ops.append(Command("systemctl restart kubelet", 120))
             steps.append(Step("kubelet flags", f"{os_.kubelet_defaults} is missing or differs", tuple(flag_ops)))
         return steps
+
+    def _preflight_tools_step(self, k: KubeadmFacts, os_: hostos.HostOS) -> list[Step]:
+        """Install the packages of the commands kubeadm's preflight wants that the host lacks
+        (the kubelet package only recommends iptables, newer ones no longer pull conntrack).
+        Already done: every one of them is in root's PATH (or the family ships no package)."""
+        missing = [c for c in PREFLIGHT_COMMANDS if c not in k.commands and os_.preflight_packages.get(c)]
+        if not missing:
+            return []
+        packages = [os_.preflight_packages[c] for c in missing]
+        return [Step(
+            "networking tools for kubeadm", f"{', '.join(missing)} not found (kubeadm's preflight looks for them)",
+            (Command(os_.install([p for p in packages if p]), PACKAGE_TIMEOUT),),
+        )]
 
     def _containerd_config_steps(self, k: KubeadmFacts) -> list[Step]:
         """containerd's config with the systemd cgroup driver; its layout depends on containerd's
