@@ -49,6 +49,12 @@ IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 UNITS = {"server": "k3s", "agent": "k3s-agent"}
 ARCHES = {"x86_64", "aarch64", "armv7l", "s390x"}
 JOIN_TOKEN = Placeholder("k3s-join-token", "<join token of the first server>")
+#: What firewalld must let in for k3s (docs.k3s.io, Installation > Requirements: inbound rules and
+#: the Red Hat/CentOS/Fedora firewalld section): the API on servers, Flannel VXLAN and the kubelet
+#: everywhere, etcd between servers of an HA cluster; pod and service networks in the trusted zone.
+FIREWALLD_PORTS = {"server": ("6443/tcp", "8472/udp", "10250/tcp"), "agent": ("8472/udp", "10250/tcp")}
+ETCD_PORTS = "2379-2380/tcp"
+DEFAULT_CIDRS = ("10.42.0.0/16", "10.43.0.0/16")
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,10 @@ class K3sFacts:
     binary_sha256: str | None = None
     images_sha256: str | None = None
     installer_sha256: str | None = None
+    #: ``systemctl is-active firewalld``, its open ports and the trusted zone's sources.
+    firewalld: str = ""
+    firewalld_ports: frozenset[str] = frozenset()
+    firewalld_trusted: frozenset[str] = frozenset()
 
     @property
     def installed(self) -> bool:
@@ -117,7 +127,14 @@ class K3s(Distribution):
                 lines.append(
                     f"[ -f {shlex.quote(image)} ] && echo \"k3s.images_sha256=$(sha256sum {shlex.quote(image)} | cut -d' ' -f1)\""
                 )
-        lines.append("true")
+        lines += [
+            "echo \"firewalld=$(systemctl is-active firewalld 2>/dev/null)\"",
+            "if systemctl -q is-active firewalld 2>/dev/null; then",
+            "  echo \"firewalld.ports=$(firewall-cmd --list-ports 2>/dev/null)\"",
+            "  echo \"firewalld.trusted=$(firewall-cmd --zone=trusted --list-sources 2>/dev/null)\"",
+            "fi",
+            "true",
+        ]
         return "\n".join(lines) + "\n"
 
     def parse_facts(self, values: dict[str, str]) -> K3sFacts:
@@ -128,6 +145,9 @@ class K3s(Distribution):
             binary_sha256=values.get("k3s.binary_sha256") or None,
             images_sha256=values.get("k3s.images_sha256") or None,
             installer_sha256=values.get("k3s.installer_sha256") or None,
+            firewalld=values.get("firewalld", ""),
+            firewalld_ports=frozenset(values.get("firewalld.ports", "").split()),
+            firewalld_trusted=frozenset(values.get("firewalld.trusted", "").split()),
         )
 
     def check_hosts(self, facts: dict[str, HostFacts]) -> list[str]:
@@ -233,6 +253,11 @@ class K3s(Distribution):
             action, reasons = self.decide(host, k, desired, state, is_init=is_init)
             upload = Upload(CONFIG, config, 0o600, fills, show=True)
             steps = self.host_steps(host, k, action, upload, config_changed=desired is None or desired != k.config_sha256)
+            firewall = self.firewalld_step(host, k)
+            if firewall is not None:
+                steps.insert(0, firewall)
+                if action is Action.NOTHING:
+                    action, reasons = Action.RECONFIGURE, [*reasons, firewall.reason]
             if is_init and action.changes:
                 steps.append(self.wait_api_step(host))
             plans[host.name] = HostPlan(host, action, state.init_server, tuple(reasons), tuple(steps))
@@ -307,6 +332,39 @@ class K3s(Distribution):
             # the binary is already the wanted one, only the running process is old
             return [Step(f"restart {unit}", f"{unit} runs an older version than {BIN}", restart.operations)]
         return steps + self._install_steps(host, k, force_restart=k.installed and (config_changed or bool(replaced)))
+
+    def firewalld_step(self, host: Host, k: K3sFacts) -> Step | None:
+        """Open what k3s needs in an active firewalld (ports, and the pod and service networks
+        as trusted sources), permanently, then reload. Already done: firewalld is not active, or
+        every port and source is listed."""
+        if k.firewalld != "active":
+            return None
+        ports = list(FIREWALLD_PORTS[host.role])
+        if host.role == "server" and len(self.inventory.servers) > 1:
+            ports.append(ETCD_PORTS)
+        missing_ports = [p for p in ports if p not in k.firewalld_ports]
+        missing_sources = [c for c in self.cluster_cidrs() if c not in k.firewalld_trusted]
+        if not missing_ports and not missing_sources:
+            return None
+        commands = []
+        if missing_ports:
+            commands.append("firewall-cmd --permanent " + " ".join(f"--add-port={p}" for p in missing_ports))
+        if missing_sources:
+            commands.append("firewall-cmd --permanent --zone=trusted "
+                            + " ".join(f"--add-source={shlex.quote(c)}" for c in missing_sources))
+        commands.append("firewall-cmd --reload")
+        return Step("firewalld: open k3s ports", f"firewalld is active and {', '.join(missing_ports + missing_sources)} "
+                    "are not open", (Command(" && ".join(commands), 120),))
+
+    def cluster_cidrs(self) -> list[str]:
+        """The pod and service networks: the servers' --cluster-cidr/--service-cidr, or k3s' defaults."""
+        config, _ = flags_to_config(self.inventory.cluster.server_args)
+        cidrs: list[str] = []
+        for key, default in zip(("cluster-cidr", "service-cidr"), DEFAULT_CIDRS, strict=True):
+            values = config.get(key) or [default]
+            for value in values if isinstance(values, list) else [values]:
+                cidrs += [c.strip() for c in str(value).split(",") if c.strip()]
+        return cidrs
 
     def _version_differs(self, k: K3sFacts) -> bool:
         wanted = self.inventory.cluster.version

@@ -292,3 +292,47 @@ def test_running_version_is_compared_with_the_binary_for_channel_installs_too() 
     facts = K3sFacts(version="v1.32.0+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"))
     action, reasons = decide(dist, "controller", facts, nodes=[ready("controller")])
     assert action is Action.UPGRADE and "still runs v1.31.4+k3s1" in reasons[0]
+
+
+# --- firewalld ------------------------------------------------------------------------------------
+
+
+def test_active_firewalld_gets_the_k3s_ports_and_the_pod_and_service_networks() -> None:
+    dist = k3s_for()
+    facts = K3sFacts(firewalld="active", firewalld_ports=frozenset({"10250/tcp"}))
+    plans = dist.plan({h.name: _host_facts(h.name, facts) for h in dist.inventory.hosts},
+                      ClusterState(dist.inventory.servers[0], TOKEN, None))
+    server = plans["controller"].steps[0]
+    assert server.name == "firewalld: open k3s ports"
+    assert server.operations[0].text == (  # type: ignore[union-attr]
+        "firewall-cmd --permanent --add-port=6443/tcp --add-port=8472/udp && "
+        "firewall-cmd --permanent --zone=trusted --add-source=10.42.0.0/16 --add-source=10.43.0.0/16 && firewall-cmd --reload")
+    assert "--add-port=8472/udp" in plans["worker1"].steps[0].operations[0].text  # type: ignore[union-attr]
+    assert "6443" not in plans["worker1"].steps[0].operations[0].text  # type: ignore[union-attr]
+
+
+def test_firewalld_uses_the_inventorys_cidrs_and_is_left_alone_once_open() -> None:
+    dist = k3s_for("cluster: {name: a, server_args: ['--cluster-cidr=10.50.0.0/16,fd00:50::/56', '--service-cidr=10.60.0.0/16']}\n"
+                   "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
+    assert dist.cluster_cidrs() == ["10.50.0.0/16", "fd00:50::/56", "10.60.0.0/16"]
+    host = dist.inventory.host("controller")
+    done = K3sFacts(firewalld="active", firewalld_ports=frozenset({"6443/tcp", "8472/udp", "10250/tcp"}),
+                    firewalld_trusted=frozenset(dist.cluster_cidrs()))
+    assert dist.firewalld_step(host, done) is None
+    assert dist.firewalld_step(host, K3sFacts(firewalld="inactive")) is None
+
+
+def test_an_installed_host_behind_a_closed_firewalld_is_reconfigured_without_a_restart() -> None:
+    dist = k3s_for("cluster: {name: a, version: v1.31.4+k3s1}\nhosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
+    facts = K3sFacts(version="v1.31.4+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
+                     firewalld="active")
+    plan = _plan_controller(dist, facts, [ready("controller")])
+    assert plan.action is Action.RECONFIGURE
+    assert [s.name for s in plan.steps] == ["firewalld: open k3s ports", "wait for the Kubernetes API"]
+
+
+def test_fact_script_reports_firewalld_and_the_parser_reads_it() -> None:
+    dist = k3s_for()
+    assert "firewall-cmd --zone=trusted --list-sources" in dist.fact_script()
+    facts = dist.parse_facts({"firewalld": "active", "firewalld.ports": "6443/tcp 8472/udp", "firewalld.trusted": "10.42.0.0/16"})
+    assert facts.firewalld_ports == frozenset({"6443/tcp", "8472/udp"}) and facts.firewalld_trusted == frozenset({"10.42.0.0/16"})

@@ -455,3 +455,16 @@ def test_the_fact_line_lists_the_commands_found() -> None:
     dist = kubeadm()
     assert "command -v $c" in dist.fact_script() and "conntrack iptables socat ethtool ebtables" in dist.fact_script()
     assert dist.parse_facts({"commands": "iptables conntrack "}).commands == frozenset({"iptables", "conntrack"})
+
+
+def test_flannel_daemonset_selector_is_upstreams_so_apply_works_over_a_hand_installed_flannel() -> None:
+    """flannel-io/flannel Documentation/kube-flannel.yml (v0.25 on, generated from its chart):
+    the DaemonSet selects app=flannel, k8s-app=flannel. A selector is immutable, so any other
+    one makes `kubectl apply` fail on a cluster where that manifest was applied by hand."""
+    from ruamel.yaml import YAML
+
+    manifest, _ = kubeadm().flannel_manifest()
+    daemonset = next(d for d in YAML(typ="safe").load_all(manifest) if d and d["kind"] == "DaemonSet")
+    assert (daemonset["metadata"]["name"], daemonset["metadata"]["namespace"]) == ("kube-flannel-ds", "kube-flannel")
+    assert daemonset["spec"]["selector"] == {"matchLabels": {"app": "flannel", "k8s-app": "flannel"}}
+    assert daemonset["spec"]["template"]["metadata"]["labels"].items() >= {"app": "flannel", "k8s-app": "flannel"}.items()
