@@ -330,7 +330,10 @@ class Kubeadm(Distribution):
             steps = self.host_steps(host, f)
             if not k.installed:
                 action = Action.INSTALL if is_init else Action.JOIN
-                steps.append(self.init_step(host) if is_init else self.join_step(host, state.init_server))
+                if is_init:
+                    steps += [self.images_step(host), self.init_step(host)]
+                else:
+                    steps.append(self.join_step(host, state.init_server))
             elif steps:
                 action = Action.RECONFIGURE
             else:
@@ -489,10 +492,9 @@ class Kubeadm(Distribution):
         ops: list[Operation] = [Upload(CONTAINERD_CONFIG, config)] if config_differs else []
         return [Step("configure containerd", reason, (*ops, restart))]
 
-    def init_step(self, host: Host) -> Step:
-        """kubeadm init from a 0600 config file; preflight errors verbatim; a failure after
-        preflight is reset so that a rerun starts clean. With a minor version in the inventory
-        the config names the kubeadm version the repository installed, read on the host."""
+    def _init_config_ops(self, host: Host, *, show: bool) -> list[Operation]:
+        """The 0600 InitConfiguration upload; with a minor version in the inventory the config
+        names the kubeadm version the repository installed, read on the host first."""
         version = self.inventory.cluster.version or ""
         ops: list[Operation] = []
         if version.count(".") == 2:
@@ -503,7 +505,22 @@ class Kubeadm(Distribution):
             fills = (KUBEADM_VERSION,)
             ops.append(ReadValue("kubeadm version -o short", (KUBEADM_VERSION,), _kubeadm_version,
                                  "`kubeadm version -o short` did not print a version", timeout=60))
-        ops.append(Upload(INIT_CONFIG, self.init_config(host, kubernetes_version), 0o600, fills, show=True))
+        ops.append(Upload(INIT_CONFIG, self.init_config(host, kubernetes_version), 0o600, fills, show=show))
+        return ops
+
+    def images_step(self, host: Host) -> Step:
+        """Pull the control-plane images before ``kubeadm init``, with the package timeout: on a
+        slow link init would otherwise wait for them inside its own control-plane timeout, with
+        nothing to show. Already done: containerd has them, and kubeadm pulls nothing."""
+        return Step("pull the control-plane images", f"kubeadm init needs them; pulled first (up to {PACKAGE_TIMEOUT}s)",
+                    (*self._init_config_ops(host, show=False),
+                     Command(f"kubeadm config images pull --config {INIT_CONFIG}", PACKAGE_TIMEOUT,
+                             hint=f"the images come from registry.k8s.io; see `journalctl -u containerd` on {host.name}")))
+
+    def init_step(self, host: Host) -> Step:
+        """kubeadm init from a 0600 config file; preflight errors verbatim; a failure after
+        preflight is reset so that a rerun starts clean."""
+        ops = self._init_config_ops(host, show=True)
         ops.append(self._kubeadm_command(host, f"init --config {INIT_CONFIG}", "init"))
         return Step("kubeadm init", "not part of the cluster yet", tuple(ops))
 

@@ -188,6 +188,23 @@ def test_preflight_refuses_a_host_without_conntrack_or_iptables_and_warns_for_th
     assert not h.path("/etc/kubernetes/pki").exists()
 
 
+def test_config_images_pull_prints_the_control_plane_images_of_the_configured_version(tmp_path):
+    h = KubeadmHost(tmp_path / "img", "img")
+    h.write(INIT_FILE, init_config("img", free_port()), 0o600)
+    res = h.kubeadm("config", "images", "pull", "--config", INIT_FILE)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "[config/images] Pulled registry.k8s.io/kube-apiserver:v1.31.4" in lines
+    assert any(line.startswith("[config/images] Pulled registry.k8s.io/etcd:") for line in lines)
+    assert len([line for line in lines if line.startswith("[config/images] Pulled ")]) == 7
+    listed = h.kubeadm("config", "images", "list", "--kubernetes-version", "v1.32.0").stdout.splitlines()
+    assert "registry.k8s.io/kube-scheduler:v1.32.0" in listed
+    no_runtime = KubeadmHost(tmp_path / "img2", "img2", containerd=False)
+    no_runtime.write(INIT_FILE, init_config("img2", free_port()), 0o600)
+    res = no_runtime.kubeadm("config", "images", "pull", "--config", INIT_FILE)
+    assert res.returncode == 1 and "failed to create new CRI image service" in res.stderr
+
+
 def test_conntrack_is_mandatory_before_1_32_only():
     from provisioner_lab.standin.kubeadm.preflight import exec_checks
 

@@ -323,6 +323,7 @@ class FakeKubeadmCluster:
             remote.files, remote.modes = self.remotes[name].files, self.remotes[name].modes
         remote.on(r"os\.id=", handler=lambda r, c: (0, facts_text(self.state[name], host), ""))
         remote.on(r"^kubeadm version", stdout="v1.31.4\n")
+        remote.on(r"^kubeadm config images pull --config ", handler=lambda r, c: self._event(f"pull images {name}"))
         remote.on(r"^kubeadm init", handler=lambda r, c: self._init(name, r))
         remote.on(r"^kubeadm token create", handler=lambda r, c: self._token())
         remote.on(r"^kubeadm join", handler=lambda r, c: self._join(name, r))

@@ -468,3 +468,21 @@ def test_flannel_daemonset_selector_is_upstreams_so_apply_works_over_a_hand_inst
     assert (daemonset["metadata"]["name"], daemonset["metadata"]["namespace"]) == ("kube-flannel-ds", "kube-flannel")
     assert daemonset["spec"]["selector"] == {"matchLabels": {"app": "flannel", "k8s-app": "flannel"}}
     assert daemonset["spec"]["template"]["metadata"]["labels"].items() >= {"app": "flannel", "k8s-app": "flannel"}.items()
+
+
+def test_the_control_plane_images_are_pulled_before_init_with_their_own_timeout() -> None:
+    from provisioner.steps import Command, Upload
+
+    dist = kubeadm()
+    steps = init_plan(dist).steps
+    names = [s.name for s in steps]
+    assert names.index("pull the control-plane images") == names.index("kubeadm init") - 1
+    pull = steps[names.index("pull the control-plane images")]
+    command = pull.operations[-1]
+    assert isinstance(command, Command)
+    assert command.text == "kubeadm config images pull --config /etc/kubernetes/provisioner/kubeadm-init.yaml"
+    assert command.timeout == 900
+    init = steps[names.index("kubeadm init")]
+    uploads = [op for s in (pull, init) for op in s.operations if isinstance(op, Upload)]
+    assert uploads[0].content == uploads[1].content and uploads[0].mode == 0o600
+    assert init_plan(dist).preview.count("kind: InitConfiguration") == 1  # plan shows the config once
