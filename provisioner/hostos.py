@@ -88,6 +88,9 @@ class HostOS(ABC):
     def hold(self, packages: list[str]) -> str:
         """Command keeping ``packages`` at their installed version on system upgrades."""
 
+    #: The package that provides each command kubeadm's preflight looks for (None: not shipped).
+    preflight_packages: ClassVar[dict[str, str | None]]
+
     def containerd_setup(self) -> str:
         """Commands (if any) that make the containerd package installable."""
         return ""
@@ -104,6 +107,8 @@ class DebianFamily(HostOS):
     kubelet_defaults = "/etc/default/kubelet"
     kubernetes_repo_file = "/etc/apt/sources.list.d/kubernetes.list"
     containerd_package = "containerd"
+    preflight_packages = {"conntrack": "conntrack", "iptables": "iptables", "socat": "socat", "ethtool": "ethtool",
+                          "ebtables": "ebtables"}
 
     @staticmethod
     def package_facts_script() -> str:
@@ -146,6 +151,10 @@ class RhelFamily(HostOS):
     containerd_package = "containerd.io"
     #: containerd is not in the RHEL family's own repositories; Docker's repository ships it.
     docker_repo = "https://download.docker.com/linux/centos/docker-ce.repo"
+    #: iptables is "iptables" on EL8 and "iptables-nft" on EL9 and Fedora: dnf installs whichever
+    #: provides the file. EL9 ships no ebtables package (kubeadm only warns about it).
+    preflight_packages = {"conntrack": "conntrack-tools", "iptables": "/usr/sbin/iptables", "socat": "socat",
+                          "ethtool": "ethtool", "ebtables": None}
 
     # Ports from the Kubernetes documentation; 8472/udp is Flannel's VXLAN.
     PORTS = {

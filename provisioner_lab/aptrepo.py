@@ -37,7 +37,8 @@ KEY_FILE = "provisioner-lab-apt.asc"
 #: Where hosts keep the lab key (their apt sources are signed-by it).
 HOST_KEYRING = "/etc/apt/keyrings/provisioner-lab-apt.asc"
 #: Debian packages the Debian subset must satisfy besides the stand-ins' dependencies.
-DEBIAN_WANTED: tuple[str, ...] = ("containerd",)
+#: The networking tools are what the provisioner installs for kubeadm's preflight.
+DEBIAN_WANTED: tuple[str, ...] = ("containerd", "conntrack", "iptables", "socat", "ethtool", "ebtables")
 STANDIN_NAMES = ("kubelet", "kubeadm", "kubectl")
 #: Bump when the repository layout changes.
 REPO_LAYOUT = 2

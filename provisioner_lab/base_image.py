@@ -41,7 +41,8 @@ PACKAGES: tuple[str, ...] = (
     "procps",
     "kubernetes-client",
     "less",
-    "iptables",
+    # no iptables, conntrack, socat, ethtool, ebtables: kubeadm's preflight needs them and the
+    # provisioner must install them (nothing else here depends on them)
     "kmod",
     # debootstrap does not resolve virtual packages: python3-cryptography needs this one named
     "python3-cffi-backend",

@@ -171,8 +171,10 @@ def package_specs() -> list[PackageSpec]:
     doc = lambda name: DebFile(f"usr/share/doc/{name}/README.standin", (note + "\n").encode())  # noqa: E731
     kubelet = PackageSpec(
         name="kubelet", version=version,
-        depends=("python3", "python3-cryptography", "python3-yaml", "iptables", "iproute2",
-                 "mount", "conntrack", "ethtool"),
+        # as the real package: iptables is only recommended (the provisioner installs with
+        # --no-install-recommends) and conntrack is no longer a dependency since 1.32, so the
+        # hosts get them only when the provisioner installs them for kubeadm's preflight
+        depends=("python3", "python3-cryptography", "python3-yaml", "iproute2", "mount"),
         summary="Kubernetes node agent (STAND-IN for testing, not the real kubelet)",
         description=note + "\n\nRuns no containers: registers its Node, heartbeats, and runs the\n"
                            "stand-in API server for the kube-apiserver static pod manifest.",

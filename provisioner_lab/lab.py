@@ -505,7 +505,7 @@ class Lab:
             )
         else:
             # the k3s stand-in as the hosts get it: one zipapp, built from the package's modules
-            k3s = zipapps.build_cached("k3s", self.paths.cache_root / "standin")
+            k3s = self.standin_k3s()
             script = zipapps.install_script()
             version = zipapps.STANDINS["k3s"].version
             inventory = files.inventory_text(
@@ -526,6 +526,11 @@ class Lab:
             except OSError:
                 pass
             write_file(path, text)
+
+    def standin_k3s(self, version: str | None = None) -> Path:
+        """The k3s stand-in executable claiming ``version`` (default: its own), built once into the
+        lab's cache: what ``cluster.airgap.k3s_binary`` names; another version is an upgrade."""
+        return zipapps.build_cached("k3s", self.paths.cache_root / "standin", version)
 
     # ---- down ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import zipapp
 import zipfile
 from dataclasses import dataclass
@@ -36,21 +37,27 @@ STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 HOST_PYTHON = "/usr/bin/python3"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
-K3S_PRELUDE = f"""\
+def k3s_prelude(version: str) -> str:
+    """The k3s stand-in's sh prelude, answering ``--version`` with ``version``."""
+    return K3S_PRELUDE_TEMPLATE.replace("@VERSION@", version)
+
+
+K3S_PRELUDE_TEMPLATE = f"""\
 #!/bin/sh
 # k3s STAND-IN (a TEST DOUBLE, not real k3s): a Python zipapp built by provisioner_lab/zipapps.py
 # from the modules in provisioner_lab/standin/k3s/. This sh prelude answers `k3s --version` the way
 # the real Go binary does, in milliseconds (the provisioner asks it on every host on every run);
 # everything else runs the zip archive after the prelude with Debian's python3.
-# STANDIN_VERSION = "{k3s_version.STANDIN_VERSION}"
+# STANDIN_VERSION = "@VERSION@"
 case "${{1:-}}" in
   --version|-v|version)
-    echo "k3s version {k3s_version.STANDIN_VERSION} ({k3s_version.STANDIN_NOTE})"
+    echo "k3s version @VERSION@ ({k3s_version.STANDIN_NOTE})"
     echo "go version {k3s_version.GO_VERSION} (stand-in: answered by the sh prelude)"
     exit 0 ;;
 esac
 exec {HOST_PYTHON} "$0" "$@"
 """
+K3S_PRELUDE = k3s_prelude(k3s_version.STANDIN_VERSION)
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,11 @@ class Standin:
     version: str
     #: Text before the zip archive (a shebang line, or the k3s sh prelude).
     prelude: str
+    #: The module (under ``standin/``) that holds ``STANDIN_VERSION``, rewritten for other versions.
+    version_module: str = ""
+
+    def prelude_for(self, version: str) -> str:
+        return k3s_prelude(version) if self.name == "k3s" else self.prelude
 
     def main_py(self) -> str:
         return (f'"""{self.name} STAND-IN (a TEST DOUBLE): entry of this zipapp, built by '
@@ -75,10 +87,11 @@ def _python_prelude(name: str) -> str:
 
 
 STANDINS: dict[str, Standin] = {
-    "k3s": Standin("k3s", ("k3s",), k3s_version.STANDIN_VERSION, K3S_PRELUDE),
-    "kubelet": Standin("kubelet", ("k3s", "kubelet"), kubelet_version.STANDIN_VERSION, _python_prelude("kubelet")),
+    "k3s": Standin("k3s", ("k3s",), k3s_version.STANDIN_VERSION, K3S_PRELUDE, "k3s/version.py"),
+    "kubelet": Standin("kubelet", ("k3s", "kubelet"), kubelet_version.STANDIN_VERSION, _python_prelude("kubelet"),
+                       "kubelet/version.py"),
     "kubeadm": Standin("kubeadm", ("k3s", "kubelet", "kubeadm"), kubelet_version.STANDIN_VERSION,
-                       _python_prelude("kubeadm")),
+                       _python_prelude("kubeadm"), "kubelet/version.py"),
 }
 
 
@@ -89,15 +102,28 @@ def _entry(name: str, data: bytes) -> tuple[zipfile.ZipInfo, bytes]:
     return info, data
 
 
-def archive(name: str) -> bytes:
+def _versioned(module: bytes, version: str) -> bytes:
+    """A version module's text with ``STANDIN_VERSION`` set to ``version``."""
+    text, count = re.subn(r'(?m)^STANDIN_VERSION = "[^"]*"$', f'STANDIN_VERSION = "{version}"', module.decode())
+    assert count == 1, "the version module sets STANDIN_VERSION on one line"
+    return text.encode()
+
+
+def archive(name: str, version: str | None = None) -> bytes:
     """The zip archive of stand-in ``name``: ``standin/__init__.py``, its packages' modules and
-    ``__main__.py`` (sorted, fixed timestamps: the same sources give the same bytes)."""
+    ``__main__.py`` (sorted, fixed timestamps: the same sources give the same bytes). With
+    ``version``, the stand-in says it is that version (``--version``, the Node's kubeletVersion)."""
     spec = STANDINS[name]
+    if version is not None and not re.fullmatch(r"v\d+\.\d+\.\d+[0-9A-Za-z.+-]*", version):
+        raise ValueError(f"not a version a stand-in can claim: {version!r}")
     entries = [_entry("__main__.py", spec.main_py().encode()),
                _entry("standin/__init__.py", (STANDIN_DIR / "__init__.py").read_bytes())]
     for package in spec.packages:
         for path in sorted((STANDIN_DIR / package).glob("*.py")):
-            entries.append(_entry(f"standin/{package}/{path.name}", path.read_bytes()))
+            data = path.read_bytes()
+            if version is not None and f"{package}/{path.name}" == spec.version_module:
+                data = _versioned(data, version)
+            entries.append(_entry(f"standin/{package}/{path.name}", data))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for info, data in sorted(entries, key=lambda e: e[0].filename):
@@ -105,22 +131,23 @@ def archive(name: str) -> bytes:
     return buf.getvalue()
 
 
-def executable(name: str) -> bytes:
-    """The bytes of the host executable ``name``: its prelude followed by the zipapp archive."""
+def executable(name: str, version: str | None = None) -> bytes:
+    """The bytes of the host executable ``name``: its prelude followed by the zipapp archive
+    (claiming ``version`` when given, otherwise the stand-in's own version)."""
     spec = STANDINS[name]
     out = io.BytesIO()
-    out.write(spec.prelude.encode())
+    out.write((spec.prelude if version is None else spec.prelude_for(version)).encode())
     # zipapp copies the archive behind what is already written (no shebang of its own here:
     # the prelude carries it); Python finds the archive from its end, whatever precedes it.
-    zipapp.create_archive(io.BytesIO(archive(name)), out, interpreter=None)
+    zipapp.create_archive(io.BytesIO(archive(name, version)), out, interpreter=None)
     return out.getvalue()
 
 
-def build(name: str, out_dir: Path) -> Path:
+def build(name: str, out_dir: Path, version: str | None = None) -> Path:
     """Write stand-in ``name`` as ``out_dir/<name>`` (0755, atomically); returns its path.
 
     Changes: that one file. Already done: the file has the same bytes (left untouched)."""
-    data = executable(name)
+    data = executable(name, version)
     path = out_dir / name
     try:
         if path.read_bytes() == data:
@@ -132,12 +159,16 @@ def build(name: str, out_dir: Path) -> Path:
     return path
 
 
-def build_cached(name: str, cache_dir: Path) -> Path:
+def build_cached(name: str, cache_dir: Path, version: str | None = None) -> Path:
     """``build`` into ``cache_dir/<name>-<sha256 prefix>/``: one directory per content, so a path
-    once written into an inventory keeps naming the same bytes."""
-    digest = hashlib.sha256(executable(name)).hexdigest()[:16]
+    once written into an inventory keeps naming the same bytes.
+
+    ``version`` builds a stand-in that claims another version (an upgrade in the lab: the k3s
+    stand-in as ``v1.32.0+k3s1``, the kubelet/kubeadm stand-ins as ``v1.32.1``); the modules are
+    the same, only ``STANDIN_VERSION`` (and the k3s prelude's ``--version``) differ."""
+    digest = hashlib.sha256(executable(name, version)).hexdigest()[:16]
     out = cache_dir / f"{name}-{digest}"
-    path = build(name, out)
+    path = build(name, out, version)
     os.chmod(out, 0o755)
     return path
 

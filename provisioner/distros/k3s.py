@@ -3,7 +3,14 @@
 Everything a host needs (server URL, join token, node name, node IP, TLS SANs, extra flags) is
 rendered into ``/etc/rancher/k3s/config.yaml`` (root, 0600, uploaded over SFTP), so the join token
 never appears in a command line or an environment, and a rerun knows a host is already done when
-its version, binary and config hash match and its service is active with a Ready node.
+its version, binary and config hash match and its service is active with a Ready node that
+*runs* that version (the node's ``kubeletVersion``, not only the binary on disk).
+
+The install script decides whether to restart k3s by comparing hashes of the binary, unit and
+environment file taken when it starts with those at its end (k3s-io/k3s install.sh:
+``PRE_INSTALL_HASHES`` in ``setup_env``, "No change detected so skipping service start" in
+``service_enable_and_start``). Air-gap artefacts are uploaded before it runs, so whenever the plan
+replaces the binary or the images (or the config), it passes ``INSTALL_K3S_FORCE_RESTART=true``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,12 @@ IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 UNITS = {"server": "k3s", "agent": "k3s-agent"}
 ARCHES = {"x86_64", "aarch64", "armv7l", "s390x"}
 JOIN_TOKEN = Placeholder("k3s-join-token", "<join token of the first server>")
+#: What firewalld must let in for k3s (docs.k3s.io, Installation > Requirements: inbound rules and
+#: the Red Hat/CentOS/Fedora firewalld section): the API on servers, Flannel VXLAN and the kubelet
+#: everywhere, etcd between servers of an HA cluster; pod and service networks in the trusted zone.
+FIREWALLD_PORTS = {"server": ("6443/tcp", "8472/udp", "10250/tcp"), "agent": ("8472/udp", "10250/tcp")}
+ETCD_PORTS = "2379-2380/tcp"
+DEFAULT_CIDRS = ("10.42.0.0/16", "10.43.0.0/16")
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,10 @@ class K3sFacts:
     binary_sha256: str | None = None
     images_sha256: str | None = None
     installer_sha256: str | None = None
+    #: ``systemctl is-active firewalld``, its open ports and the trusted zone's sources.
+    firewalld: str = ""
+    firewalld_ports: frozenset[str] = frozenset()
+    firewalld_trusted: frozenset[str] = frozenset()
 
     @property
     def installed(self) -> bool:
@@ -113,7 +130,14 @@ class K3s(Distribution):
                 lines.append(
                     f"[ -f {shlex.quote(image)} ] && echo \"k3s.images_sha256=$(sha256sum {shlex.quote(image)} | cut -d' ' -f1)\""
                 )
-        lines.append("true")
+        lines += [
+            "echo \"firewalld=$(systemctl is-active firewalld 2>/dev/null)\"",
+            "if systemctl -q is-active firewalld 2>/dev/null; then",
+            "  echo \"firewalld.ports=$(firewall-cmd --list-ports 2>/dev/null)\"",
+            "  echo \"firewalld.trusted=$(firewall-cmd --zone=trusted --list-sources 2>/dev/null)\"",
+            "fi",
+            "true",
+        ]
         return "\n".join(lines) + "\n"
 
     def parse_facts(self, values: dict[str, str]) -> K3sFacts:
@@ -124,6 +148,9 @@ class K3s(Distribution):
             binary_sha256=values.get("k3s.binary_sha256") or None,
             images_sha256=values.get("k3s.images_sha256") or None,
             installer_sha256=values.get("k3s.installer_sha256") or None,
+            firewalld=values.get("firewalld", ""),
+            firewalld_ports=frozenset(values.get("firewalld.ports", "").split()),
+            firewalld_trusted=frozenset(values.get("firewalld.trusted", "").split()),
         )
 
     def check_hosts(self, facts: dict[str, HostFacts]) -> list[str]:
@@ -229,6 +256,11 @@ class K3s(Distribution):
             action, reasons = self.decide(host, k, desired, state, is_init=is_init)
             upload = Upload(CONFIG, config, 0o600, fills, show=True)
             steps = self.host_steps(host, k, action, upload, config_changed=desired is None or desired != k.config_sha256)
+            firewall = self.firewalld_step(host, k)
+            if firewall is not None:
+                steps.insert(0, firewall)
+                if action is Action.NOTHING:
+                    action, reasons = Action.RECONFIGURE, [*reasons, firewall.reason]
             if is_init and action.changes:
                 steps.append(self.wait_api_step(host))
             plans[host.name] = HostPlan(host, action, state.init_server, tuple(reasons), tuple(steps))
@@ -261,8 +293,12 @@ class K3s(Distribution):
         elif k.config_sha256 != desired_config_sha:
             reasons.append(f"{CONFIG} {'is missing' if k.config_sha256 is None else 'differs from the inventory'}")
             action = action if action is Action.UPGRADE else Action.RECONFIGURE
+        node = state.node(host.name)
+        if action is Action.NOTHING and node is not None and k.version and node.version and node.version != k.version:
+            reasons.append(f"node {host.name} still runs {node.version} but {BIN} is {k.version}: "
+                           f"{unit} was not restarted after the upgrade")
+            action = Action.UPGRADE
         if action is Action.NOTHING:
-            node = state.node(host.name)
             if not k.active:
                 reasons.append(f"{unit} is {k.service_state}")
                 action = Action.RESTART
@@ -294,12 +330,65 @@ class K3s(Distribution):
                               if k.config_sha256 else "the host has no config yet", (config,)))
         if action is Action.RECONFIGURE:
             return steps + [restart]
-        return steps + self._install_steps(host, k, force_restart=config_changed and k.installed)
+        replaced = self.replaced_artefacts(k)
+        if not steps and not replaced and not self._version_differs(k):
+            # the binary is already the wanted one, only the running process is old
+            return [Step(f"restart {unit}", f"{unit} runs an older version than {BIN}", restart.operations)]
+        return steps + self._install_steps(host, k, force_restart=k.installed and (config_changed or bool(replaced)))
+
+    def firewalld_step(self, host: Host, k: K3sFacts) -> Step | None:
+        """Open what k3s needs in an active firewalld (ports, and the pod and service networks
+        as trusted sources), permanently, then reload. Already done: firewalld is not active, or
+        every port and source is listed."""
+        if k.firewalld != "active":
+            return None
+        ports = list(FIREWALLD_PORTS[host.role])
+        if host.role == "server" and len(self.inventory.servers) > 1:
+            ports.append(ETCD_PORTS)
+        missing_ports = [p for p in ports if p not in k.firewalld_ports]
+        missing_sources = [c for c in self.cluster_cidrs() if c not in k.firewalld_trusted]
+        if not missing_ports and not missing_sources:
+            return None
+        commands = []
+        if missing_ports:
+            commands.append("firewall-cmd --permanent " + " ".join(f"--add-port={p}" for p in missing_ports))
+        if missing_sources:
+            commands.append("firewall-cmd --permanent --zone=trusted "
+                            + " ".join(f"--add-source={shlex.quote(c)}" for c in missing_sources))
+        commands.append("firewall-cmd --reload")
+        return Step("firewalld: open k3s ports", f"firewalld is active and {', '.join(missing_ports + missing_sources)} "
+                    "are not open", (Command(" && ".join(commands), 120),))
+
+    def cluster_cidrs(self) -> list[str]:
+        """The pod and service networks: the servers' --cluster-cidr/--service-cidr, or k3s' defaults."""
+        config, _ = flags_to_config(self.inventory.cluster.server_args)
+        cidrs: list[str] = []
+        for key, default in zip(("cluster-cidr", "service-cidr"), DEFAULT_CIDRS, strict=True):
+            values = config.get(key) or [default]
+            for value in values if isinstance(values, list) else [values]:
+                cidrs += [c.strip() for c in str(value).split(",") if c.strip()]
+        return cidrs
+
+    def _version_differs(self, k: K3sFacts) -> bool:
+        wanted = self.inventory.cluster.version
+        return bool(wanted) and k.version != wanted
+
+    def replaced_artefacts(self, k: K3sFacts) -> list[str]:
+        """The air-gap files this run uploads over the host's copies (``binary``, ``images``):
+        the install script's own before/after hashes cannot see them change."""
+        hashes = self._airgap_hashes
+        replaced: list[str] = []
+        if hashes and k.binary_sha256 != hashes["binary"]:
+            replaced.append("binary")
+        if "images" in hashes and k.images_sha256 != hashes["images"]:
+            replaced.append("images")
+        return replaced
 
     def _install_steps(self, host: Host, k: K3sFacts, *, force_restart: bool) -> list[Step]:
         """Air-gap artefacts that differ, then the install script: the host ends with the wanted
         binary and a started unit. The script itself skips the restart when binary, unit and
-        environment are unchanged."""
+        environment are the same as when it started, so ``force_restart`` is set whenever this
+        plan changes what it cannot see (the config, an uploaded binary or images)."""
         cluster = self.inventory.cluster
         env = {"INSTALL_K3S_EXEC": host.role}
         if cluster.version:

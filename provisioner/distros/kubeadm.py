@@ -46,6 +46,11 @@ MODULES_FILE = "/etc/modules-load.d/k8s.conf"
 SYSCTL_FILE = "/etc/sysctl.d/99-kubernetes.conf"
 SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.ipv4.ip_forward")
 KUBE_PACKAGES = ["kubelet", "kubeadm", "kubectl"]
+#: Commands kubeadm's preflight looks for in PATH that a minimal host may lack (kubernetes/kubernetes
+#: cmd/kubeadm/app/preflight/checks_linux.go, addExecChecks): conntrack is an [ERROR] before
+#: Kubernetes 1.32, iptables always (with ip, mount, nsenter, which every system has); ebtables,
+#: ethtool and socat are warnings, but kube-proxy and port-forward use them.
+PREFLIGHT_COMMANDS = ("conntrack", "iptables", "socat", "ethtool", "ebtables")
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 FLANNEL_IMAGE = "docker.io/flannel/flannel:{version}"
 # The CNI plugin image released together with Flannel v0.26.1.
@@ -82,6 +87,8 @@ class KubeadmFacts:
     sysctls: dict[str, str] = field(default_factory=dict)
     swap_devices: int = 0
     fstab_swap: int = 0
+    #: Which of PREFLIGHT_COMMANDS the host has in root's PATH.
+    commands: frozenset[str] = frozenset()
     #: What only the RHEL family reports (SELinux, firewalld); empty on Debian hosts.
     os_facts: hostos.RhelFacts = field(default_factory=lambda: hostos.RhelFacts())
 
@@ -141,6 +148,7 @@ class Kubeadm(Distribution):
             "[ -s /etc/apt/keyrings/kubernetes-apt-keyring.asc ] && echo key.kubernetes=yes\n"
             "command -v containerd >/dev/null 2>&1 && echo \"containerd.version=$(containerd --version 2>/dev/null | awk '{print $3}')\"\n"
             "for s in containerd kubelet; do echo \"service.$s=$(systemctl is-active $s 2>/dev/null)\"; done\n"
+            f"echo \"commands=$(for c in {' '.join(PREFLIGHT_COMMANDS)}; do command -v $c >/dev/null 2>&1 && printf '%s ' $c; done)\"\n"
             f"[ -f {ADMIN_CONF} ] && echo kubeadm.admin_conf=yes\n"
             f"[ -f {KUBELET_CONF} ] && echo kubeadm.kubelet_conf=yes\n"
             + hostos.package_facts_script()
@@ -166,6 +174,7 @@ class Kubeadm(Distribution):
             kubelet_conf=values.get("kubeadm.kubelet_conf") == "yes",
             modules=frozenset(k[7:] for k, v in values.items() if k.startswith("module.") and v == "yes"),
             sysctls={k[7:]: v for k, v in values.items() if k.startswith("sysctl.")},
+            commands=frozenset(values.get("commands", "").split()),
             swap_devices=count("swap.devices"),
             fstab_swap=count("swap.fstab"),
             os_facts=hostos.parse_rhel_facts(values),
@@ -326,7 +335,10 @@ class Kubeadm(Distribution):
             steps = self.host_steps(host, f)
             if not k.installed:
                 action = Action.INSTALL if is_init else Action.JOIN
-                steps.append(self.init_step(host) if is_init else self.join_step(host, state.init_server))
+                if is_init:
+                    steps += [self.images_step(host), self.init_step(host)]
+                else:
+                    steps.append(self.join_step(host, state.init_server))
             elif steps:
                 action = Action.RECONFIGURE
             else:
@@ -411,6 +423,8 @@ class Kubeadm(Distribution):
                 tuple(repo_ops),
             ))
 
+        steps += self._preflight_tools_step(k, os_)
+
         wanted = self.inventory.cluster.version
         missing = [p for p in KUBE_PACKAGES if p not in k.packages]
         mismatched = [] if k.installed or not wanted else [
@@ -438,6 +452,19 @@ class Kubeadm(Distribution):
                 flag_ops.append(Command("systemctl restart kubelet", 120))
             steps.append(Step("kubelet flags", f"{os_.kubelet_defaults} is missing or differs", tuple(flag_ops)))
         return steps
+
+    def _preflight_tools_step(self, k: KubeadmFacts, os_: hostos.HostOS) -> list[Step]:
+        """Install the packages of the commands kubeadm's preflight wants that the host lacks
+        (the kubelet package only recommends iptables, newer ones no longer pull conntrack).
+        Already done: every one of them is in root's PATH (or the family ships no package)."""
+        missing = [c for c in PREFLIGHT_COMMANDS if c not in k.commands and os_.preflight_packages.get(c)]
+        if not missing:
+            return []
+        packages = [os_.preflight_packages[c] for c in missing]
+        return [Step(
+            "networking tools for kubeadm", f"{', '.join(missing)} not found (kubeadm's preflight looks for them)",
+            (Command(os_.install([p for p in packages if p]), PACKAGE_TIMEOUT),),
+        )]
 
     def _containerd_config_steps(self, k: KubeadmFacts) -> list[Step]:
         """containerd's config with the systemd cgroup driver; its layout depends on containerd's
@@ -472,10 +499,9 @@ class Kubeadm(Distribution):
         ops: list[Operation] = [Upload(CONTAINERD_CONFIG, config)] if config_differs else []
         return [Step("configure containerd", reason, (*ops, restart))]
 
-    def init_step(self, host: Host) -> Step:
-        """kubeadm init from a 0600 config file; preflight errors verbatim; a failure after
-        preflight is reset so that a rerun starts clean. With a minor version in the inventory
-        the config names the kubeadm version the repository installed, read on the host."""
+    def _init_config_ops(self, host: Host, *, show: bool) -> list[Operation]:
+        """The 0600 InitConfiguration upload; with a minor version in the inventory the config
+        names the kubeadm version the repository installed, read on the host first."""
         version = self.inventory.cluster.version or ""
         ops: list[Operation] = []
         if version.count(".") == 2:
@@ -486,7 +512,22 @@ class Kubeadm(Distribution):
             fills = (KUBEADM_VERSION,)
             ops.append(ReadValue("kubeadm version -o short", (KUBEADM_VERSION,), _kubeadm_version,
                                  "`kubeadm version -o short` did not print a version", timeout=60))
-        ops.append(Upload(INIT_CONFIG, self.init_config(host, kubernetes_version), 0o600, fills, show=True))
+        ops.append(Upload(INIT_CONFIG, self.init_config(host, kubernetes_version), 0o600, fills, show=show))
+        return ops
+
+    def images_step(self, host: Host) -> Step:
+        """Pull the control-plane images before ``kubeadm init``, with the package timeout: on a
+        slow link init would otherwise wait for them inside its own control-plane timeout, with
+        nothing to show. Already done: containerd has them, and kubeadm pulls nothing."""
+        return Step("pull the control-plane images", f"kubeadm init needs them; pulled first (up to {PACKAGE_TIMEOUT}s)",
+                    (*self._init_config_ops(host, show=False),
+                     Command(f"kubeadm config images pull --config {INIT_CONFIG}", PACKAGE_TIMEOUT,
+                             hint=f"the images come from registry.k8s.io; see `journalctl -u containerd` on {host.name}")))
+
+    def init_step(self, host: Host) -> Step:
+        """kubeadm init from a 0600 config file; preflight errors verbatim; a failure after
+        preflight is reset so that a rerun starts clean."""
+        ops = self._init_config_ops(host, show=True)
         ops.append(self._kubeadm_command(host, f"init --config {INIT_CONFIG}", "init"))
         return Step("kubeadm init", "not part of the cluster yet", tuple(ops))
 

@@ -15,7 +15,8 @@
 #   INSTALL_K3S_NAME                 unit name k3s-<name> instead of k3s / k3s-agent
 #   INSTALL_K3S_SKIP_ENABLE=true     write files only (no enable, no start)
 #   INSTALL_K3S_SKIP_START=true      enable but do not start
-#   INSTALL_K3S_FORCE_RESTART=true   restart even when nothing changed
+#   INSTALL_K3S_FORCE_RESTART=true   restart even when nothing changed (binary, unit and env
+#                                    file hashed when the script starts and again at its end)
 #   INSTALL_K3S_SYMLINK=skip|force   kubectl symlink handling
 #   K3S_URL, K3S_TOKEN, K3S_TOKEN_FILE, K3S_NODE_NAME, any other K3S_*
 #                                    written to <unit>.env (mode 0600), never to ExecStart
@@ -150,6 +151,17 @@ FILE_ENV="$SYSTEMD_DIR/$SERVICE.env"
 KILLALL_SH="$BIN_DIR/k3s-killall.sh"
 UNINSTALL_SH="$BIN_DIR/$SYSTEM_NAME-uninstall.sh"
 STATE_FILE="$STATE_DIR/$SYSTEM_NAME.state"
+
+# --- hashes of what is installed now, taken before anything is written -------------------
+# As the real script does (k3s-io/k3s install.sh: setup_env sets PRE_INSTALL_HASHES from
+# get_installed_hashes -- sha256 of the binary, the unit and the env file -- before it downloads;
+# service_enable_and_start compares them with the hashes at the end). So a binary put in place
+# *before* this script runs (the air-gap path) is not a change: only INSTALL_K3S_FORCE_RESTART=true
+# restarts the service then.
+installed_hashes() {
+    echo "binary=$(file_hash "$K3S_BIN") unit=$(file_hash "$FILE_UNIT") env=$(file_hash "$FILE_ENV")"
+}
+PRE_INSTALL_HASHES=$(installed_hashes)
 
 # --- the binary ---------------------------------------------------------------------
 if [ "${INSTALL_K3S_SKIP_DOWNLOAD:-}" != true ]; then
@@ -302,8 +314,7 @@ $EXEC_LINES
 EOF
 
 # --- enable and start --------------------------------------------------------------------
-NEW_STATE="binary=$(file_hash "$K3S_BIN") unit=$(file_hash "$FILE_UNIT") env=$(file_hash "$FILE_ENV")"
-OLD_STATE=$(sed -n 's/^hashes=//p' "$R$STATE_FILE" 2>/dev/null || true)
+POST_INSTALL_HASHES=$(installed_hashes)
 
 if [ "${INSTALL_K3S_SKIP_ENABLE:-}" = true ]; then
     info "Skipping enable and start of $SERVICE (INSTALL_K3S_SKIP_ENABLE=true)"
@@ -318,14 +329,14 @@ if [ "${INSTALL_K3S_SKIP_START:-}" = true ]; then
     info "Skipping start of $SERVICE (INSTALL_K3S_SKIP_START=true)"
     exit 0
 fi
-if [ "$NEW_STATE" = "$OLD_STATE" ] && [ "${INSTALL_K3S_FORCE_RESTART:-}" != true ]; then
+if [ "$POST_INSTALL_HASHES" = "$PRE_INSTALL_HASHES" ] && [ "${INSTALL_K3S_FORCE_RESTART:-}" != true ]; then
     info "No change detected so skipping service start"
     exit 0
 fi
 info "systemd: Starting $SYSTEM_NAME"
 systemctl restart "$SERVICE"
 write_file "$STATE_FILE" 0600 <<EOF
-hashes=$NEW_STATE
+hashes=$POST_INSTALL_HASHES
 service=$SERVICE
 binary_version=${BIN_VERSION:-unknown}
 requested_version=${INSTALL_K3S_VERSION:-}

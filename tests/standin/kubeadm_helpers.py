@@ -105,15 +105,27 @@ open(pidfile, "w").write(str(p.pid))
 class KubeadmHost:
     """One test "host": ``<dir>/root`` (K3S_STANDIN_ROOT) and ``<dir>/bin`` (PATH)."""
 
+    #: Commands kubeadm's preflight looks for in PATH (kubernetes/kubernetes checks_linux.go).
+    PREFLIGHT_COMMANDS = ("conntrack", "ip", "iptables", "mount", "nsenter", "ebtables", "ethtool", "socat",
+                          "tc", "touch")
+
     def __init__(self, dirpath: Path, name: str, env: dict[str, str] | None = None,
-                 containerd: bool = True, sysctls: str = "1") -> None:
+                 containerd: bool = True, sysctls: str = "1", missing: tuple[str, ...] | None = None) -> None:
+        """``missing``: the preflight commands this host lacks; then its PATH is only its own
+        directories (else the system's PATH, with stand-ins after it for what this machine lacks)."""
         self.dir = dirpath
         self.name = name
         self.root = dirpath / "root"
         self.bin = dirpath / "bin"
         self.cache = dirpath / "kube-cache"
-        for d in (self.root, self.bin, self.cache):
+        self.tools = dirpath / "tools"
+        for d in (self.root, self.bin, self.cache, self.tools):
             d.mkdir(parents=True, exist_ok=True)
+        self.missing = missing
+        for command in self.PREFLIGHT_COMMANDS:
+            if command not in (missing or ()):
+                (self.tools / command).write_text("#!/bin/sh\nexit 0\n")
+                (self.tools / command).chmod(0o755)
         fake = self.bin / "systemctl"
         fake.write_text(_FAKE_SYSTEMCTL.replace("@HOST@", repr(str(dirpath)))
                         .replace("@PYTHON@", repr(SYSTEM_PYTHON))
@@ -149,7 +161,9 @@ class KubeadmHost:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("K3S_", "KUBECONFIG", "NOTIFY_SOCKET", "KUBEADM_"))}
         env.update(FAST_ENV)
-        env.update({"K3S_STANDIN_ROOT": str(self.root), "PATH": f"{self.bin}:{env.get('PATH', '/usr/bin:/bin')}",
+        path = (f"{self.bin}:{self.tools}" if self.missing is not None
+                else f"{self.bin}:{env.get('PATH', '/usr/bin:/bin')}:{self.tools}")
+        env.update({"K3S_STANDIN_ROOT": str(self.root), "PATH": path,
                     "KUBEADM_STANDIN_WAIT_SECONDS": "60"})
         env.update(self.extra_env)
         return env

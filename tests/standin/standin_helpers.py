@@ -133,7 +133,7 @@ class StandinProcess:
     """One `k3s server` or `k3s agent` run of the stand-in, started with Debian's python."""
 
     def __init__(self, root: Path, args: list[str], env: dict[str, str] | None = None,
-                 name: str = "k3s") -> None:
+                 name: str = "k3s", binary: Path = STANDIN) -> None:
         self.root = root
         self.args = args
         self.notify = Notify()
@@ -145,7 +145,7 @@ class StandinProcess:
         full_env["K3S_STANDIN_ROOT"] = str(root)
         full_env["NOTIFY_SOCKET"] = self.notify.env
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(STANDIN), *args], env=full_env,
+        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(binary), *args], env=full_env,
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
 

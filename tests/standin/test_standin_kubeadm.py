@@ -173,6 +173,46 @@ def test_preflight_failures_are_reported_like_kubeadm(tmp_path):
     assert "restart kubelet" not in h.systemctl_calls()
 
 
+def test_preflight_refuses_a_host_without_conntrack_or_iptables_and_warns_for_the_others(tmp_path):
+    """kubeadm 1.31 (the stand-ins' version): conntrack and iptables are mandatory InPathChecks,
+    socat/ethtool/ebtables only warn (kubernetes/kubernetes cmd/kubeadm/app/preflight/checks_linux.go)."""
+    h = KubeadmHost(tmp_path / "tools", "tools", missing=("conntrack", "iptables", "socat", "ethtool", "ebtables"))
+    h.write(INIT_FILE, init_config("tools", free_port()), 0o600)
+    res = h.kubeadm("init", "--config", INIT_FILE)
+    assert res.returncode == 1
+    assert "\t[ERROR FileExisting-conntrack]: conntrack not found in system path\n" in res.stderr
+    assert "\t[ERROR FileExisting-iptables]: iptables not found in system path\n" in res.stderr
+    for tool in ("socat", "ethtool", "ebtables"):
+        assert f"\t[WARNING FileExisting-{tool}]: {tool} not found in system path\n" in res.stdout
+        assert f"[ERROR FileExisting-{tool}]" not in res.stderr
+    assert not h.path("/etc/kubernetes/pki").exists()
+
+
+def test_config_images_pull_prints_the_control_plane_images_of_the_configured_version(tmp_path):
+    h = KubeadmHost(tmp_path / "img", "img")
+    h.write(INIT_FILE, init_config("img", free_port()), 0o600)
+    res = h.kubeadm("config", "images", "pull", "--config", INIT_FILE)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "[config/images] Pulled registry.k8s.io/kube-apiserver:v1.31.4" in lines
+    assert any(line.startswith("[config/images] Pulled registry.k8s.io/etcd:") for line in lines)
+    assert len([line for line in lines if line.startswith("[config/images] Pulled ")]) == 7
+    listed = h.kubeadm("config", "images", "list", "--kubernetes-version", "v1.32.0").stdout.splitlines()
+    assert "registry.k8s.io/kube-scheduler:v1.32.0" in listed
+    no_runtime = KubeadmHost(tmp_path / "img2", "img2", containerd=False)
+    no_runtime.write(INIT_FILE, init_config("img2", free_port()), 0o600)
+    res = no_runtime.kubeadm("config", "images", "pull", "--config", INIT_FILE)
+    assert res.returncode == 1 and "failed to create new CRI image service" in res.stderr
+
+
+def test_conntrack_is_mandatory_before_1_32_only():
+    from provisioner_lab.standin.kubeadm.preflight import exec_checks
+
+    assert ("conntrack", True) in exec_checks("v1.31.4")
+    assert "conntrack" not in dict(exec_checks("v1.32.0"))
+    assert dict(exec_checks("v1.32.0"))["iptables"] is True and dict(exec_checks("v1.32.0"))["socat"] is False
+
+
 def test_config_shape_must_match_its_api_version(tmp_path):
     h = KubeadmHost(tmp_path / "cfg", "cfg")
     text = init_config("cfg", free_port(), version="v1beta4").replace(

@@ -21,6 +21,7 @@ from provisioner.distros.kubeadm import (
     ADMIN_CONF,
     CONTAINERD_CONFIG,
     Kubeadm,
+    PREFLIGHT_COMMANDS,
     KubeadmFacts,
 )
 from provisioner.facts import HostFacts, parse_host_facts, parse_key_values
@@ -313,7 +314,7 @@ def prepared(dist: Kubeadm, name: str, *, joined: bool = True, **changes: object
         held=frozenset({"kubelet", "kubeadm", "kubectl"}), containerd_version="1.6.20~ds1",
         services={"containerd": "active", "kubelet": "active"}, files=files, repo_key=True,
         admin_conf=joined and host.role == "server", kubelet_conf=joined,
-        modules=frozenset({"overlay", "br_netfilter"}),
+        modules=frozenset({"overlay", "br_netfilter"}), commands=frozenset(PREFLIGHT_COMMANDS),
         sysctls={"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1", "net.ipv4.ip_forward": "1"},
     )
     return replace(base, dist=replace(k, **changes))  # type: ignore[arg-type]
@@ -332,6 +333,7 @@ def facts_text(k: KubeadmFacts, host: Host) -> str:
     lines += [f"file:{path}={sha}" for path, sha in k.files.items()]
     lines += [f"pkg.{name}={version}" for name, version in k.packages.items()]
     lines += [f"held={' '.join(sorted(k.held))}", f"containerd.version={k.containerd_version}", "key.kubernetes=yes"]
+    lines.append(f"commands={' '.join(sorted(k.commands))}")
     lines += [f"service.{name}={state}" for name, state in k.services.items()]
     if k.admin_conf:
         lines.append("kubeadm.admin_conf=yes")
@@ -361,6 +363,7 @@ class FakeKubeadmCluster:
             remote.files, remote.modes = self.remotes[name].files, self.remotes[name].modes
         remote.on(r"os\.id=", handler=lambda r, c: (0, facts_text(self.state[name], host), ""))
         remote.on(r"^kubeadm version", stdout="v1.31.4\n")
+        remote.on(r"^kubeadm config images pull --config ", handler=lambda r, c: self._event(f"pull images {name}"))
         remote.on(r"^kubeadm init", handler=lambda r, c: self._init(name, r))
         remote.on(r"^kubeadm token create", handler=lambda r, c: self._token())
         remote.on(r"^kubeadm join", handler=lambda r, c: self._join(name, r))

@@ -210,3 +210,129 @@ def _host_facts(name: str, dist_facts: K3sFacts):  # type: ignore[no-untyped-def
     from provisioner.facts import parse_host_facts
 
     return replace(parse_host_facts(name, {"user": "root", "systemd": "yes", "arch": "x86_64"}), dist=dist_facts)
+
+
+# --- air-gap upgrades: the install script cannot see what was uploaded before it ran -----------
+
+
+def _airgap(tmp_path, images: bool = True) -> K3s:  # type: ignore[no-untyped-def]
+    (tmp_path / "k3s").write_bytes(b"binary B")
+    (tmp_path / "install.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "images.tar").write_bytes(b"images B")
+    extra = ", images: images.tar" if images else ""
+    return K3s(make_inventory(
+        f"cluster: {{name: a, version: v1.32.0+k3s1, airgap: {{k3s_binary: k3s, install_script: install.sh{extra}}}}}\n"
+        "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n", base_dir=tmp_path))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _plan_controller(dist: K3s, facts: K3sFacts, nodes: list[Node] | None):  # type: ignore[no-untyped-def]
+    plans = dist.plan({"controller": _host_facts("controller", facts)}, ClusterState(dist.inventory.servers[0], TOKEN, nodes))
+    return plans["controller"]
+
+
+def _install_command(plan) -> str:  # type: ignore[no-untyped-def]
+    step = next(s for s in plan.steps if s.name.startswith("run the install script"))
+    return step.operations[0].text
+
+
+def test_uploaded_binary_forces_the_install_script_to_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dist = _airgap(tmp_path)
+    facts = K3sFacts(version="v1.31.4+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
+                     binary_sha256=_sha(b"binary A"), images_sha256=_sha(b"images B"),
+                     installer_sha256=_sha(b"#!/bin/sh\n"))
+    plan = _plan_controller(dist, facts, [ready("controller")])
+    assert plan.action is Action.UPGRADE
+    assert [s.name for s in plan.steps] == ["upload /usr/local/bin/k3s", "run the install script as server",
+                                            "wait for the Kubernetes API"]
+    assert "INSTALL_K3S_FORCE_RESTART=true" in _install_command(plan)
+
+
+def test_uploaded_images_alone_force_the_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dist = _airgap(tmp_path)
+    facts = K3sFacts(version="v1.32.0+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
+                     binary_sha256=_sha(b"binary B"), images_sha256=_sha(b"images A"),
+                     installer_sha256=_sha(b"#!/bin/sh\n"))
+    plan = _plan_controller(dist, facts, [Node("controller", "True", (), "v1.32.0+k3s1", "192.0.2.10")])
+    assert plan.action is Action.UPGRADE
+    assert plan.reasons == ("the air-gap images differ from cluster.airgap.images",)
+    assert "INSTALL_K3S_FORCE_RESTART=true" in _install_command(plan)
+
+
+def test_fresh_install_does_not_force_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dist = _airgap(tmp_path)
+    plan = _plan_controller(dist, K3sFacts(), None)
+    assert "INSTALL_K3S_FORCE_RESTART" not in _install_command(plan)
+
+
+def test_new_binary_whose_node_still_runs_the_old_version_is_restarted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dist = _airgap(tmp_path)
+    facts = K3sFacts(version="v1.32.0+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
+                     binary_sha256=_sha(b"binary B"), images_sha256=_sha(b"images B"),
+                     installer_sha256=_sha(b"#!/bin/sh\n"))
+    old = Node("controller", "True", (), "v1.31.4+k3s1", "192.0.2.10",
+               conditions=(Condition("Ready", "True", "KubeletReady"),))
+    plan = _plan_controller(dist, facts, [old])
+    assert plan.action is Action.UPGRADE
+    assert plan.reasons == ("node controller still runs v1.31.4+k3s1 but /usr/local/bin/k3s is v1.32.0+k3s1: "
+                            "k3s was not restarted after the upgrade",)
+    assert [s.name for s in plan.steps] == ["restart k3s", "wait for the Kubernetes API"]
+    assert "systemctl restart k3s" in plan.steps[0].operations[0].text
+    # once it runs the new version, nothing is left to do
+    new = Node("controller", "True", (), "v1.32.0+k3s1", "192.0.2.10",
+               conditions=(Condition("Ready", "True", "KubeletReady"),))
+    assert _plan_controller(dist, facts, [new]).action is Action.NOTHING
+
+
+def test_running_version_is_compared_with_the_binary_for_channel_installs_too() -> None:
+    dist = k3s_for("cluster: {name: a, channel: stable}\nhosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
+    facts = K3sFacts(version="v1.32.0+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"))
+    action, reasons = decide(dist, "controller", facts, nodes=[ready("controller")])
+    assert action is Action.UPGRADE and "still runs v1.31.4+k3s1" in reasons[0]
+
+
+# --- firewalld ------------------------------------------------------------------------------------
+
+
+def test_active_firewalld_gets_the_k3s_ports_and_the_pod_and_service_networks() -> None:
+    dist = k3s_for()
+    facts = K3sFacts(firewalld="active", firewalld_ports=frozenset({"10250/tcp"}))
+    plans = dist.plan({h.name: _host_facts(h.name, facts) for h in dist.inventory.hosts},
+                      ClusterState(dist.inventory.servers[0], TOKEN, None))
+    server = plans["controller"].steps[0]
+    assert server.name == "firewalld: open k3s ports"
+    assert server.operations[0].text == (  # type: ignore[union-attr]
+        "firewall-cmd --permanent --add-port=6443/tcp --add-port=8472/udp && "
+        "firewall-cmd --permanent --zone=trusted --add-source=10.42.0.0/16 --add-source=10.43.0.0/16 && firewall-cmd --reload")
+    assert "--add-port=8472/udp" in plans["worker1"].steps[0].operations[0].text  # type: ignore[union-attr]
+    assert "6443" not in plans["worker1"].steps[0].operations[0].text  # type: ignore[union-attr]
+
+
+def test_firewalld_uses_the_inventorys_cidrs_and_is_left_alone_once_open() -> None:
+    dist = k3s_for("cluster: {name: a, server_args: ['--cluster-cidr=10.50.0.0/16,fd00:50::/56', '--service-cidr=10.60.0.0/16']}\n"
+                   "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
+    assert dist.cluster_cidrs() == ["10.50.0.0/16", "fd00:50::/56", "10.60.0.0/16"]
+    host = dist.inventory.host("controller")
+    done = K3sFacts(firewalld="active", firewalld_ports=frozenset({"6443/tcp", "8472/udp", "10250/tcp"}),
+                    firewalld_trusted=frozenset(dist.cluster_cidrs()))
+    assert dist.firewalld_step(host, done) is None
+    assert dist.firewalld_step(host, K3sFacts(firewalld="inactive")) is None
+
+
+def test_an_installed_host_behind_a_closed_firewalld_is_reconfigured_without_a_restart() -> None:
+    dist = k3s_for("cluster: {name: a, version: v1.31.4+k3s1}\nhosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
+    facts = K3sFacts(version="v1.31.4+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
+                     firewalld="active")
+    plan = _plan_controller(dist, facts, [ready("controller")])
+    assert plan.action is Action.RECONFIGURE
+    assert [s.name for s in plan.steps] == ["firewalld: open k3s ports", "wait for the Kubernetes API"]
+
+
+def test_fact_script_reports_firewalld_and_the_parser_reads_it() -> None:
+    dist = k3s_for()
+    assert "firewall-cmd --zone=trusted --list-sources" in dist.fact_script()
+    facts = dist.parse_facts({"firewalld": "active", "firewalld.ports": "6443/tcp 8472/udp", "firewalld.trusted": "10.42.0.0/16"})
+    assert facts.firewalld_ports == frozenset({"6443/tcp", "8472/udp"}) and facts.firewalld_trusted == frozenset({"10.42.0.0/16"})

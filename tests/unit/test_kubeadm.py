@@ -109,7 +109,8 @@ def test_fresh_debian_family_host_gets_every_preparation_step_through_apt(record
     dist = kubeadm()
     remote, titles = run_steps(dist, "cp1", recorded)
     assert titles == ["kernel modules", "sysctls", "swap off", "install containerd", "configure containerd",
-                      "Kubernetes package repository", "kubelet, kubeadm, kubectl", "kubelet flags"]
+                      "Kubernetes package repository", "networking tools for kubeadm", "kubelet, kubeadm, kubectl",
+                      "kubelet flags"]
     commands = sudo_commands(remote)
     assert commands[0] == "modprobe br_netfilter"
     assert commands[1] == "sysctl -q -p /etc/sysctl.d/99-kubernetes.conf"
@@ -121,6 +122,7 @@ def test_fresh_debian_family_host_gets_every_preparation_step_through_apt(record
     assert any("curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.31/deb/Release.key -o /etc/apt/keyrings/kubernetes-apt-keyring.asc" in c for c in commands)
     install = next(c for c in commands if "kubelet kubeadm kubectl" in c)
     assert install.endswith("install -y --no-install-recommends kubelet kubeadm kubectl && apt-mark hold kubelet kubeadm kubectl >/dev/null && systemctl enable kubelet")
+    assert any(c.endswith("install -y --no-install-recommends conntrack iptables socat ethtool ebtables") for c in commands)
     assert remote.files["/etc/apt/sources.list.d/kubernetes.list"].decode().splitlines()[-1] == (
         "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.asc] https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /")
     assert remote.files["/etc/default/kubelet"].decode().splitlines()[-1] == "KUBELET_EXTRA_ARGS="
@@ -134,7 +136,8 @@ def test_fresh_rocky_host_gets_selinux_permissive_firewalld_ports_docker_repo_an
     dist = kubeadm()
     remote, titles = run_steps(dist, "cp1", ROCKY_FRESH)
     assert titles == ["kernel modules", "sysctls", "SELinux permissive", "firewalld ports", "install containerd",
-                      "configure containerd", "Kubernetes package repository", "kubelet, kubeadm, kubectl", "kubelet flags"]
+                      "configure containerd", "Kubernetes package repository", "networking tools for kubeadm",
+                      "kubelet, kubeadm, kubectl", "kubelet flags"]
     assert "/etc/modules-load.d/k8s.conf" in remote.files and not remote.ran("modprobe")  # both modules already loaded
     commands = sudo_commands(remote)
     assert "setenforce 0" in commands[1] and "SELINUX=permissive" in commands[1]
@@ -146,6 +149,7 @@ def test_fresh_rocky_host_gets_selinux_permissive_firewalld_ports_docker_repo_an
     assert "baseurl=https://pkgs.k8s.io/core:/stable:/v1.31/rpm/" in repo
     assert "gpgkey=https://pkgs.k8s.io/core:/stable:/v1.31/rpm/repodata/repomd.xml.key" in repo
     assert "exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni" in repo
+    assert "dnf install -y --disableexcludes=kubernetes conntrack-tools /usr/sbin/iptables socat ethtool" in commands
     install = next(c for c in commands if "kubelet kubeadm kubectl" in c)
     assert install.startswith("dnf install -y --disableexcludes=kubernetes kubelet kubeadm kubectl && ")
     assert "dnf versionlock add kubelet kubeadm kubectl" in install
@@ -426,3 +430,59 @@ def test_an_api_that_never_gets_ready_fails_with_the_last_line_of_its_service_jo
     assert isinstance(caught.value.cause, HostError)
     assert str(caught.value.cause) == (f"cp1: the Kubernetes API ({distribution}) did not become ready within 0s; "
                                  "last log line: failed to bind :6443: address already in use")
+
+
+# --- the commands kubeadm's preflight looks for ------------------------------------------------------
+
+
+def test_only_the_missing_preflight_commands_are_installed() -> None:
+    dist = kubeadm()
+    host = dist.inventory.host("w1")
+    facts = prepared(dist, "w1", joined=False, commands=frozenset({"iptables", "ebtables", "ethtool"}))
+    steps = {s.name: s for s in dist.host_steps(host, facts)}
+    tools = steps["networking tools for kubeadm"]
+    assert tools.reason == "conntrack, socat not found (kubeadm's preflight looks for them)"
+    assert tools.operations[0].text.endswith("install -y --no-install-recommends conntrack socat")  # type: ignore[union-attr]
+
+
+def test_hosts_with_every_preflight_command_get_no_tools_step() -> None:
+    dist = kubeadm()
+    facts = prepared(dist, "w1", joined=False)
+    assert "networking tools for kubeadm" not in [s.name for s in dist.host_steps(dist.inventory.host("w1"), facts)]
+
+
+def test_the_fact_line_lists_the_commands_found() -> None:
+    dist = kubeadm()
+    assert "command -v $c" in dist.fact_script() and "conntrack iptables socat ethtool ebtables" in dist.fact_script()
+    assert dist.parse_facts({"commands": "iptables conntrack "}).commands == frozenset({"iptables", "conntrack"})
+
+
+def test_flannel_daemonset_selector_is_upstreams_so_apply_works_over_a_hand_installed_flannel() -> None:
+    """flannel-io/flannel Documentation/kube-flannel.yml (v0.25 on, generated from its chart):
+    the DaemonSet selects app=flannel, k8s-app=flannel. A selector is immutable, so any other
+    one makes `kubectl apply` fail on a cluster where that manifest was applied by hand."""
+    from ruamel.yaml import YAML
+
+    manifest, _ = kubeadm().flannel_manifest()
+    daemonset = next(d for d in YAML(typ="safe").load_all(manifest) if d and d["kind"] == "DaemonSet")
+    assert (daemonset["metadata"]["name"], daemonset["metadata"]["namespace"]) == ("kube-flannel-ds", "kube-flannel")
+    assert daemonset["spec"]["selector"] == {"matchLabels": {"app": "flannel", "k8s-app": "flannel"}}
+    assert daemonset["spec"]["template"]["metadata"]["labels"].items() >= {"app": "flannel", "k8s-app": "flannel"}.items()
+
+
+def test_the_control_plane_images_are_pulled_before_init_with_their_own_timeout() -> None:
+    from provisioner.steps import Command, Upload
+
+    dist = kubeadm()
+    steps = init_plan(dist).steps
+    names = [s.name for s in steps]
+    assert names.index("pull the control-plane images") == names.index("kubeadm init") - 1
+    pull = steps[names.index("pull the control-plane images")]
+    command = pull.operations[-1]
+    assert isinstance(command, Command)
+    assert command.text == "kubeadm config images pull --config /etc/kubernetes/provisioner/kubeadm-init.yaml"
+    assert command.timeout == 900
+    init = steps[names.index("kubeadm init")]
+    uploads = [op for s in (pull, init) for op in s.operations if isinstance(op, Upload)]
+    assert uploads[0].content == uploads[1].content and uploads[0].mode == 0o600
+    assert init_plan(dist).preview.count("kind: InitConfiguration") == 1  # plan shows the config once

@@ -26,7 +26,7 @@ def test_kubeadm_up_inits_applies_flannel_makes_a_fresh_token_then_joins_and_a_r
     cluster = FakeKubeadmCluster(inventory)
     outcome = actions.up(inventory, Options(timeout=3), connector=cluster.connector)
     assert outcome.ok, outcome.error
-    assert cluster.events == ["init cp1", "flannel", "token", "join w1"]
+    assert cluster.events == ["pull images cp1", "init cp1", "flannel", "token", "join w1"]
     assert {n: o.action for n, o in outcome.summary.outcomes.items()} == {"cp1": "install", "w1": "join"}
     assert list(outcome.summary.applied_addons) == ["Flannel v0.26.1"]
     config = kubeconfig.parse((tmp_path / "kube.kubeconfig").read_text())

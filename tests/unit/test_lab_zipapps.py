@@ -69,3 +69,17 @@ def test_every_stand_in_module_says_test_double_and_cites_its_upstream(path: Pat
     assert "TEST DOUBLE" in doc.splitlines()[0] if doc else False, path
     if path.name != "__init__.py":
         assert "Upstream:" in doc, path
+
+
+def test_a_stand_in_built_for_another_version_claims_it(tmp_path: Path) -> None:
+    data = zipapps.executable("k3s", "v1.32.0+k3s1")
+    prelude = data[: data.index(b"PK\x03\x04")].decode()
+    assert 'echo "k3s version v1.32.0+k3s1 (stand-in for testing, not real k3s)"' in prelude
+    module = zipfile.ZipFile(io.BytesIO(zipapps.archive("k3s", "v1.32.0+k3s1"))).read("standin/k3s/version.py").decode()
+    assert 'STANDIN_VERSION = "v1.32.0+k3s1"' in module
+    kubeadm = zipfile.ZipFile(io.BytesIO(zipapps.archive("kubeadm", "v1.32.1"))).read("standin/kubelet/version.py")
+    assert b'STANDIN_VERSION = "v1.32.1"' in kubeadm
+    other = zipapps.build_cached("k3s", tmp_path, "v1.32.0+k3s1")
+    assert other != zipapps.build_cached("k3s", tmp_path) and other.read_bytes() == data
+    with pytest.raises(ValueError):
+        zipapps.executable("k3s", 'v1"; rm -rf /')

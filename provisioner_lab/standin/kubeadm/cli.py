@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from .base import KubeadmError, STACK_HINT
+from .cmd_config import cmd_config
 from .cmd_init import cmd_init
 from .cmd_join import cmd_join
 from .cmd_reset import cmd_reset, cmd_version
@@ -26,6 +27,7 @@ Usage:
   kubeadm [command]
 
 Available Commands (stand-in):
+  config      Manage configuration for a kubeadm cluster (stand-in: images list|pull)
   init        Run this command in order to set up the Kubernetes control plane
   join        Run this on any machine you wish to join an existing cluster
   reset       Performs a best effort revert of changes made to this host by 'kubeadm init' or 'kubeadm join'
@@ -44,7 +46,7 @@ def main(argv):
         sys.stdout.write(USAGE)
         return 0
     cmd, rest = args[0], args[1:]
-    handlers = {"init": cmd_init, "join": cmd_join, "token": cmd_token, "reset": cmd_reset,
+    handlers = {"config": cmd_config, "init": cmd_init, "join": cmd_join, "token": cmd_token, "reset": cmd_reset,
                 "version": cmd_version}
     if cmd not in handlers:
         sys.stderr.write('unknown command "%s" for "kubeadm"\n%s\n' % (cmd, STACK_HINT))

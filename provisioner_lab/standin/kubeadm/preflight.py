@@ -1,8 +1,9 @@
 """TEST DOUBLE (kubeadm stand-in, not the real kubeadm).
 
-Preflight checks (NumCPU, Mem, swap, sysctls, CRI socket, ports, files, kubelet version).
+Preflight checks (NumCPU, Mem, swap, sysctls, CRI socket, ports, files, commands in PATH,
+kubelet version).
 
-Upstream: kubernetes/kubernetes cmd/kubeadm/app/preflight/checks.go
+Upstream: kubernetes/kubernetes cmd/kubeadm/app/preflight/checks.go, checks_linux.go
 """
 
 from __future__ import annotations
@@ -77,6 +78,19 @@ def kubelet_version():
     return tuple(int(x) for x in m.groups())
 
 
+def exec_checks(version):
+    """(command, mandatory) pairs of kubeadm's InPathChecks for Kubernetes ``version``.
+
+    Upstream: kubernetes/kubernetes cmd/kubeadm/app/preflight/checks_linux.go addExecChecks --
+    conntrack is mandatory only before 1.32.0 (kube-proxy no longer needs it, PR 126952); ip,
+    iptables, mount and nsenter are mandatory; ebtables, ethtool, socat, tc and touch warn."""
+    numbers = tuple(int(x) for x in re.findall(r"\d+", version)[:3])
+    checks = [("conntrack", True)] if numbers < (1, 32, 0) else []
+    checks += [("ip", True), ("iptables", True), ("mount", True), ("nsenter", True),
+               ("ebtables", False), ("ethtool", False), ("socat", False), ("tc", False), ("touch", False)]
+    return checks
+
+
 def common_checks(pf, reg, control_plane):
     if os.geteuid() != 0:
         pf.error("IsPrivilegedUser", "user is not running as root")
@@ -100,9 +114,9 @@ def common_checks(pf, reg, control_plane):
                 "architecture/nodes/#swap-memory, or disable swap on the node")
     for path in ("/proc/sys/net/bridge/bridge-nf-call-iptables", "/proc/sys/net/ipv4/ip_forward"):
         _file_check(pf, path)
-    for tool in ("conntrack", "ip", "iptables", "mount", "nsenter", "ethtool", "socat", "tc", "touch"):
+    for tool, mandatory in exec_checks(STANDIN_VERSION):
         if shutil.which(tool) is None:
-            pf.warn("FileExisting-" + tool, "%s not found in system path" % tool)
+            (pf.error if mandatory else pf.warn)("FileExisting-" + tool, "%s not found in system path" % tool)
     try:
         ver = kubelet_version()
         mine = tuple(int(x) for x in re.findall(r"\d+", STANDIN_VERSION)[:3])
