@@ -522,6 +522,43 @@ class Kubeadm(Distribution):
     def service_unit(self, host: Host) -> str:
         return "kubelet"
 
+    # --- day 2: remove, upgrade, reset ------------------------------------------------------------
+    def uninstall_steps(self, host: Host, facts: HostFacts) -> list[Step]:
+        """``kubeadm reset -f`` (stops the kubelet, removes /etc/kubernetes' manifests, PKI and
+        kubeconfigs, and on a control plane its etcd member), then what reset leaves for the
+        user to clean by hand (its own closing words): the CNI config, the Flannel/CNI
+        interfaces, the iptables chains of kube-proxy and Flannel; then the kubelet flags file
+        and this tool's folder, and the packages released from their hold. The packages stay
+        installed, so the host can join again. Already done: each command is a no-op then."""
+        k = kubeadm_facts(facts)
+        os_ = hostos.for_facts(facts)
+        assert os_ is not None, "unsupported OS families are refused while validating hosts"
+        steps = []
+        if "kubeadm" in k.packages:
+            steps.append(Step("kubeadm reset -f", "undoes kubeadm init/join (and removes the etcd member of a control plane)",
+                              (Command("kubeadm reset -f", self.timeout + 60, hint=f"see `journalctl -u kubelet` on {host.name}"),)))
+        steps.append(Step("CNI config and interfaces", "kubeadm reset leaves /etc/cni/net.d, cni0 and flannel.1",
+                          (Command(CNI_CLEANUP, 60),)))
+        steps.append(Step("iptables chains of kube-proxy and Flannel", "kubeadm reset does not clean iptables",
+                          (Command(IPTABLES_CLEANUP, 120),)))
+        steps.append(Step("kubelet flags and provisioner files", f"{os_.kubelet_defaults} and {WORKDIR} were written by provisioner",
+                          (Command(f"rm -f {os_.kubelet_defaults} && rm -rf {WORKDIR}", 60),)))
+        held = sorted(set(KUBE_PACKAGES) & k.held)
+        if held:
+            steps.append(Step("release the package hold", f"{', '.join(held)} are held at the cluster's version",
+                              (Command(os_.unhold(KUBE_PACKAGES), 120),)))
+        return steps
+
+    def embedded_etcd(self, servers: int) -> bool:
+        """kubeadm control planes run stacked etcd (an etcd member on each)."""
+        return True
+
+    def upgraded_version(self) -> str | None:
+        version = (self.inventory.cluster.version or "").lstrip("v")
+        if not version:
+            return None
+        return f"v{version}" if version.count(".") == 2 else f"v{version}."
+
 
 def kubeadm_facts(facts: HostFacts) -> KubeadmFacts:
     """The host's kubeadm facts (gathered with the kubeadm fact script)."""
@@ -545,6 +582,20 @@ def _kubeadm_version(output: str) -> tuple[str, ...] | None:
     version = output.strip()
     return (version,) if re.fullmatch(r"v\d+\.\d+\.\d+\S*", version) else None
 
+
+# What `kubeadm reset` tells the user to clean by hand: CNI config, interfaces, iptables chains.
+CNI_CLEANUP = (
+    "rm -rf /etc/cni/net.d && "
+    "for link in cni0 flannel.1; do if ip link show \"$link\" >/dev/null 2>&1; then ip link delete \"$link\"; fi; done"
+)
+# Rules and chains whose text names kube-proxy's, Flannel's or the CNI plugins' chains are dropped;
+# every other rule is restored as it was.
+IPTABLES_CLEANUP = (
+    "for tool in iptables ip6tables; do "
+    "command -v \"$tool-save\" >/dev/null 2>&1 || continue; "
+    "\"$tool-save\" | grep -v -E 'KUBE-|FLANNEL|CNI-' | \"$tool-restore\" || exit 1; "
+    "done"
+)
 
 # Swap off now and at boot: comment the active swap lines of /etc/fstab, after a dated backup.
 SWAP_OFF = (

@@ -66,6 +66,7 @@ class SimHost:
     systemd: bool = True
     arch: str = "x86_64"
     sudo_user: str = "root"
+    uninstalls: int = 0
 
 
 @dataclass
@@ -77,6 +78,15 @@ class FakeK3sCluster:
     hosts: dict[str, SimHost] = field(default_factory=dict)
     remotes: dict[str, FakeRemote] = field(default_factory=dict)
     never_ready: set[str] = field(default_factory=set)
+    #: Day-2 simulation: API events in order, PDBs and pods (API JSON), nodes whose drain is
+    #: refused, hosts whose uninstall fails, and how many nodes were cordoned after each change.
+    events: list[str] = field(default_factory=list)
+    pdbs: list[dict] = field(default_factory=list)
+    pods: list[dict] = field(default_factory=list)
+    drain_blocked: set[str] = field(default_factory=set)
+    uninstall_fails: set[str] = field(default_factory=set)
+    install_fails: set[str] = field(default_factory=set)
+    cordoned_counts: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for index, host in enumerate(self.inventory.hosts):
@@ -99,8 +109,69 @@ class FakeK3sCluster:
         remote.on(r"kubectl get --raw=/readyz", handler=lambda r, c: (0, "ok", "") if sim.active else (1, "", "refused"))
         remote.on(r"kubectl delete node (\S+)", handler=lambda r, c: self._delete(c))
         remote.on(r"journalctl", stdout="k3s[1]: something went wrong\n")
+        remote.on(r"kubectl (cordon|uncordon) (\S+)$", handler=lambda r, c: self._cordon(c))
+        remote.on(r"kubectl drain (\S+) ", handler=lambda r, c: self._drain(c))
+        remote.on(r"kubectl get pdb -A -o json", handler=lambda r, c: (0, json.dumps({"items": self.pdbs}), ""))
+        remote.on(r"kubectl get pods -A --field-selector spec\.nodeName=(\S+) -o json",
+                  handler=lambda r, c: self._pods_on(c))
+        remote.on(r"kubectl get node (\S+) -o jsonpath=", handler=lambda r, c: self._node_version(c))
+        remote.on(r"^/usr/local/bin/k3s(-agent)?-uninstall\.sh$", handler=lambda r, c: self._uninstall(sim, r, c))
+        remote.on(r"^rm -f /etc/rancher/k3s/config\.yaml", handler=lambda r, c: self._rm_config(r, sim))
         self.remotes[host.name] = remote
         return remote
+
+    # --- node operations (cordon, drain, uninstall) ----------------------------------------------
+    def _cordon(self, command: str) -> tuple[int, str, str]:
+        verb, name = re.search(r"kubectl (cordon|uncordon) (\S+)$", command).groups()  # type: ignore[union-attr]
+        if name not in self.nodes:
+            return 1, "", f'Error from server (NotFound): nodes "{name}" not found'
+        self.nodes[name]["unschedulable"] = verb == "cordon"
+        self.events.append(f"{verb} {name}")
+        self.cordoned_counts.append(sum(1 for n in self.nodes.values() if n.get("unschedulable")))
+        return 0, f"node/{name} {verb}ed\n", ""
+
+    def _drain(self, command: str) -> tuple[int, str, str]:
+        name = re.search(r"kubectl drain (\S+) ", command).group(1)  # type: ignore[union-attr]
+        self.events.append(f"drain {name}")
+        if name in self.drain_blocked:
+            return 1, "", ("error when evicting pods/\"web-1\" -n \"default\" (will retry after 5s): Cannot evict pod as it "
+                           "would violate the pod's disruption budget.\nerror: timed out waiting for the condition")
+        self.pods = [p for p in self.pods if p["spec"]["nodeName"] != name]
+        return 0, f"node/{name} drained\n", ""
+
+    def _pods_on(self, command: str) -> tuple[int, str, str]:
+        name = re.search(r"spec\.nodeName=(\S+)", command).group(1)  # type: ignore[union-attr]
+        return 0, json.dumps({"items": [p for p in self.pods if p["spec"]["nodeName"] == name]}), ""
+
+    def _node_version(self, command: str) -> tuple[int, str, str]:
+        name = re.search(r"get node (\S+) -o", command).group(1)  # type: ignore[union-attr]
+        node = self.nodes.get(name)
+        if node is None:
+            return 0, "", ""
+        # the command is a shell `case` on "<version> <ready>"; answer as the shell would
+        text = f"{node['version']} {'True' if node['ready'] else 'Unknown'}"
+        match = re.search(r"case \"\$v\" in '?([^'*\"]*)'?(\*?)\" True\"\)", command)
+        wanted = match.group(1) if match else ""
+        if match and (text == f"{wanted} True" or (match.group(2) and text.startswith(wanted) and text.endswith(" True"))):
+            return 0, "ready\n", ""
+        if not match and text.endswith(" True"):
+            return 0, "ready\n", ""
+        return 0, text + "\n", ""
+
+    def _uninstall(self, sim: SimHost, remote: FakeRemote, command: str) -> tuple[int, str, str]:
+        if sim.host.name in self.uninstall_fails:
+            return 1, "", "rm: cannot remove '/var/lib/rancher': Device or resource busy"
+        self.events.append(f"uninstall {sim.host.name}")
+        sim.role = None
+        sim.version = None
+        sim.active = False
+        sim.uninstalls += 1
+        remote.files.pop(k3s.ADMIN_KUBECONFIG, None)
+        return 0, "stand-in k3s uninstalled\n", ""
+
+    def _rm_config(self, remote: FakeRemote, sim: SimHost) -> tuple[int, str, str]:
+        remote.files.pop(k3s.CONFIG, None)
+        return 0, "", ""
 
     # --- simulated behaviour ---------------------------------------------------------------
     def _facts(self, sim: SimHost, remote: FakeRemote) -> str:
@@ -132,6 +203,8 @@ class FakeK3sCluster:
         role = re.search(r"INSTALL_K3S_EXEC=(\w+)", command).group(1)  # type: ignore[union-attr]
         version = re.search(r"INSTALL_K3S_VERSION=(\S+)", command)
         config = remote.files.get(k3s.CONFIG, b"").decode()
+        if sim.host.name in self.install_fails:
+            return 1, "", "[ERROR] the install script failed"
         if role == "agent" and TOKEN not in config:
             return 1, "", "[ERROR] no token"
         sim.role = role
@@ -142,8 +215,10 @@ class FakeK3sCluster:
         sim.config_node_name = name
         if role == "server":
             remote.files[k3s.ADMIN_KUBECONFIG] = ADMIN_KUBECONFIG.encode()
+        previous = self.nodes.get(name, {})
         self.nodes[name] = {"ready": name not in self.never_ready, "ip": sim.host.node_ip or sim.host.address, "role": role,
-                            "version": sim.version}
+                            "version": sim.version, "unschedulable": previous.get("unschedulable", False)}
+        self.events.append(f"install {name} {sim.version}")
         return 0, "[INFO] installed\n", ""
 
     def _restart(self, sim: SimHost) -> tuple[int, str, str]:
@@ -172,7 +247,7 @@ class FakeK3sCluster:
             items.append(
                 {
                     "metadata": {"name": name, "labels": labels},
-                    "spec": {},
+                    "spec": {"unschedulable": True} if node.get("unschedulable") else {},
                     "status": {
                         "conditions": [
                             {"type": "Ready", "status": "True" if node["ready"] else "Unknown",

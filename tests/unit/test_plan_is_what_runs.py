@@ -70,6 +70,11 @@ def assert_plan_is_what_ran(cluster: Cluster, planned: RunSummary, executed: Run
             assert remote.uploads == uploads, name
     cluster_plan = planned.plan.cluster
     ran = [s for s in cluster_plan.steps if s is not cluster_plan.join_secret or any(p.needs for p in planned.plan.hosts.values())]
+    rolled: list[Step] = []  # the rolling upgrade's API steps run first, wave by wave
+    for wave in planned.plan.rollout:
+        rolled += [h.cordon for h in wave] + [h.drain for h in wave if h.drain is not None]
+        rolled += [s for h in wave for s in (h.wait, h.uncordon)]
+    ran = rolled + ran
     assert [(r.name, [dict(o.operation) for o in r.operations]) for r in executed.cluster_steps] == described(ran)
 
 
