@@ -89,15 +89,19 @@ def _entry(name: str, data: bytes) -> tuple[zipfile.ZipInfo, bytes]:
     return info, data
 
 
-def archive(name: str) -> bytes:
+def archive(name: str, version: str | None = None) -> bytes:
     """The zip archive of stand-in ``name``: ``standin/__init__.py``, its packages' modules and
-    ``__main__.py`` (sorted, fixed timestamps: the same sources give the same bytes)."""
+    ``__main__.py`` (sorted, fixed timestamps: the same sources give the same bytes). With
+    ``version`` (k3s only) the stand-in says it is that version (``version.py`` rewritten)."""
     spec = STANDINS[name]
     entries = [_entry("__main__.py", spec.main_py().encode()),
                _entry("standin/__init__.py", (STANDIN_DIR / "__init__.py").read_bytes())]
     for package in spec.packages:
         for path in sorted((STANDIN_DIR / package).glob("*.py")):
-            entries.append(_entry(f"standin/{package}/{path.name}", path.read_bytes()))
+            data = path.read_bytes()
+            if version is not None and package == "k3s" and path.name == "version.py":
+                data = data.replace(f'STANDIN_VERSION = "{spec.version}"'.encode(), f'STANDIN_VERSION = "{version}"'.encode())
+            entries.append(_entry(f"standin/{package}/{path.name}", data))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for info, data in sorted(entries, key=lambda e: e[0].filename):
@@ -105,15 +109,34 @@ def archive(name: str) -> bytes:
     return buf.getvalue()
 
 
-def executable(name: str) -> bytes:
-    """The bytes of the host executable ``name``: its prelude followed by the zipapp archive."""
+def executable(name: str, version: str | None = None) -> bytes:
+    """The bytes of the host executable ``name``: its prelude followed by the zipapp archive
+    (``version``: a k3s stand-in that says it is another version, for upgrade tests)."""
     spec = STANDINS[name]
     out = io.BytesIO()
-    out.write(spec.prelude.encode())
+    prelude = spec.prelude if version is None else spec.prelude.replace(spec.version, version)
+    out.write(prelude.encode())
     # zipapp copies the archive behind what is already written (no shebang of its own here:
     # the prelude carries it); Python finds the archive from its end, whatever precedes it.
-    zipapp.create_archive(io.BytesIO(archive(name)), out, interpreter=None)
+    zipapp.create_archive(io.BytesIO(archive(name, version)), out, interpreter=None)
     return out.getvalue()
+
+
+def build_k3s_version(version: str, cache_dir: Path) -> Path:
+    """A k3s stand-in that reports ``version`` (``k3s --version``, the nodes' kubeletVersion),
+    as ``cache_dir/k3s-<version>/k3s``: the second version a rolling-upgrade test needs.
+    Changes: that file. Already done: same bytes (left untouched)."""
+    out = cache_dir / f"k3s-{version.replace('+', '-')}"
+    data = executable("k3s", version)
+    path = out / "k3s"
+    try:
+        if path.read_bytes() == data:
+            return path
+    except OSError:
+        pass
+    out.mkdir(parents=True, exist_ok=True)
+    write_file(path, data, mode=0o755)
+    return path
 
 
 def build(name: str, out_dir: Path) -> Path:
