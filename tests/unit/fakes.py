@@ -383,6 +383,7 @@ class FakeKubeadmCluster:
     flannel: str | None = None
     events: list[str] = field(default_factory=list)
     remotes: dict[str, FakeRemote] = field(default_factory=dict)
+    kubelet_versions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         dist = kubeadm(KUBEADM_INVENTORY)
@@ -405,8 +406,46 @@ class FakeKubeadmCluster:
         remote.on(r"kubectl .* get daemonset kube-flannel-ds", handler=lambda r, c: self._daemonset())
         remote.on(r"^systemctl restart kubelet$", handler=lambda r, c: self._restart_kubelet(name))
         remote.on(r"^install -d -m 0755 /etc/apt/keyrings && curl -fsSL \S+Release.key", handler=lambda r, c: self._event(f"repository key {name}"))
+        # the rolling upgrade: packages, kubeadm upgrade, and the node operations on the API
+        remote.on(r"^apt-mark unhold kubeadm ", handler=lambda r, c: self._packages(name, ("kubeadm",), c))
+        remote.on(r"^apt-mark unhold kubelet kubectl ", handler=lambda r, c: self._packages(name, ("kubelet", "kubectl"), c))
+        remote.on(r"^kubeadm upgrade (plan|apply|node)", handler=lambda r, c: self._upgrade(name, c))
+        remote.on(r"kubectl .* (cordon|uncordon|drain) (\S+)", handler=lambda r, c: self._node_op(c))
+        remote.on(r"kubectl .* get node (\S+) -o jsonpath=", handler=lambda r, c: self._node_version(c))
         self.remotes[name] = remote
         return remote
+
+    def _packages(self, name: str, packages: tuple[str, ...], command: str) -> tuple[int, str, str]:
+        """apt installs the pinned version, or the newest of the repository's minor."""
+        pinned = re.search(r"kube\w+=([0-9.]+)-\*", command)
+        repo = re.search(r"v(\d+\.\d+)/deb/", self.inventory_repo())
+        version = f"{pinned.group(1)}-1.1" if pinned else f"{repo.group(1) if repo else '1.31'}.0-1.1"
+        state = self.state[name]
+        self.state[name] = replace(state, packages={**state.packages, **dict.fromkeys(packages, version)})
+        self.events.append(f"{' '.join(packages)} {version} {name}")
+        if "kubelet" in packages:
+            self.kubelet_versions[name] = "v" + version.split("-")[0]
+        return 0, "", ""
+
+    def inventory_repo(self) -> str:
+        return Kubeadm(self.inventory).package_repo(hostos.DebianFamily())
+
+    def _upgrade(self, name: str, command: str) -> tuple[int, str, str]:
+        self.events.append(f"kubeadm upgrade {command.split()[2]} {name}")
+        return 0, "[upgrade/successful] SUCCESS!\n", ""
+
+    def _node_op(self, command: str) -> tuple[int, str, str]:
+        verb, node = re.search(r"kubectl .* (cordon|uncordon|drain) (\S+)", command).groups()  # type: ignore[union-attr]
+        self.events.append(f"{verb} {node}")
+        return 0, "", ""
+
+    def _node_version(self, command: str) -> tuple[int, str, str]:
+        node = re.search(r"get node (\S+) -o", command).group(1)  # type: ignore[union-attr]
+        version = self.kubelet_versions.get(node, "v1.31.4")
+        wanted = re.search(r"case \"\$v\" in '?([^'*\"]*)'?(\*?)\" True\"\)", command)
+        assert wanted is not None
+        ok = version == wanted.group(1) or (wanted.group(2) == "*" and version.startswith(wanted.group(1)))
+        return 0, "ready\n" if ok else f"{version} True\n", ""
 
     def _init(self, name: str, remote: FakeRemote) -> tuple[int, str, str]:
         assert "kubeadm-init.yaml" in "".join(remote.uploads)
@@ -451,5 +490,5 @@ class FakeKubeadmCluster:
     def _nodes(self) -> str:
         items = [{"metadata": {"name": n, "labels": {}}, "status": {
             "conditions": [{"type": "Ready", "status": "True" if self.flannel else "False", "reason": "KubeletReady" if self.flannel else "KubeletNotReady"}],
-            "addresses": [], "nodeInfo": {"kubeletVersion": "v1.31.4"}}} for n in self.nodes]
+            "addresses": [], "nodeInfo": {"kubeletVersion": self.kubelet_versions.get(n, "v1.31.4")}}} for n in self.nodes]
         return json.dumps({"items": items})
