@@ -275,10 +275,11 @@ def remove_text(console: Console, summary: RunSummary, error: ProvisionerError |
     if blockers and error is not None:
         console.print(blockers_table(blockers))
     if error is None and ran:
-        names = " ".join(n.name for n in removal.nodes if n.host is not None)
+        hosts = [n.name for n in removal.nodes if n.host is not None]
         console.print(f"[green]removed {escape(', '.join(n.name for n in removal.nodes))}[/]")
-        if names:
-            console.print(f"next: delete {escape(names)} from the inventory, or a later `up` joins them again")
+        if hosts:
+            console.print(f"next: delete {escape(', '.join(hosts))} from the inventory, or a later `up` joins "
+                          f"{'it' if len(hosts) == 1 else 'them'} again")
     elif error is None:
         console.print("dry run: nothing was changed")
     for warning in summary.warnings:
