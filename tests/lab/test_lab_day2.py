@@ -37,7 +37,9 @@ def day2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabEnv]:
 
 def run(env: LabEnv, *args: str, inventory: Path | None = None, timeout: float = 600) -> tuple[int, str, str]:
     """`provisioner <command> -i <inventory> ...` with the kubeconfig files inside the lab folder."""
-    result = env.provisioner(args[0], "-i", str(inventory or env.inventory), *args[1:], timeout=timeout,
+    path = inventory or env.inventory
+    added = () if args[0] in ("up", "plan", "status", "kubeconfig") else ("-i", str(path))  # the helper adds -i for these
+    result = env.provisioner(args[0], *added, *args[1:], inventory=path, timeout=timeout,
                              env={"KUBECONFIG": str(env.workdir / "merged.kubeconfig")})
     return result.code, result.stdout, result.stderr
 
