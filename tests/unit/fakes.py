@@ -412,8 +412,47 @@ class FakeKubeadmCluster:
         remote.on(r"^kubeadm upgrade (plan|apply|node)", handler=lambda r, c: self._upgrade(name, c))
         remote.on(r"kubectl .* (cordon|uncordon|drain) (\S+)", handler=lambda r, c: self._node_op(c))
         remote.on(r"kubectl .* get node (\S+) -o jsonpath=", handler=lambda r, c: self._node_version(c))
+        # remove / reset: the Node deletion and the uninstall steps
+        remote.on(r"kubectl .* delete node (\S+) ", handler=lambda r, c: self._delete_node(c))
+        remote.on(r"kubectl .* get (pdb|pods) -A", stdout='{"items": []}')
+        remote.on(r"^kubeadm reset -f$", handler=lambda r, c: self._reset(name))
+        remote.on(r"^rm -rf /etc/cni/net\.d && ", handler=lambda r, c: self._event(f"cni cleanup {name}"))
+        remote.on(r"^for tool in iptables ip6tables", handler=lambda r, c: self._event(f"iptables cleanup {name}"))
+        remote.on(r"^rm -f /etc/default/kubelet && rm -rf /etc/kubernetes/provisioner$",
+                  handler=lambda r, c: self._flags_removed(name))
+        remote.on(r"install -y --no-install-recommends kubelet kubeadm kubectl && apt-mark hold kubelet kubeadm kubectl",
+                  handler=lambda r, c: self._held(name))
+        remote.on(r"^apt-mark unhold kubelet kubeadm kubectl ", handler=lambda r, c: self._unhold(name))
         self.remotes[name] = remote
         return remote
+
+    def _delete_node(self, command: str) -> tuple[int, str, str]:
+        node = re.search(r"delete node (\S+) ", command).group(1)  # type: ignore[union-attr]
+        self.nodes.pop(node, None)
+        self.events.append(f"delete node {node}")
+        return 0, f'node "{node}" deleted\n', ""
+
+    def _reset(self, name: str) -> tuple[int, str, str]:
+        self.state[name] = replace(self.state[name], admin_conf=False, kubelet_conf=False,
+                                   services={**self.state[name].services, "kubelet": "inactive"})
+        self.events.append(f"kubeadm reset {name}")
+        return 0, "[reset] Stopping the kubelet service\n", ""
+
+    def _flags_removed(self, name: str) -> tuple[int, str, str]:
+        state = self.state[name]
+        self.state[name] = replace(state, files={p: h for p, h in state.files.items() if p != "/etc/default/kubelet"})
+        self.events.append(f"flags removed {name}")
+        return 0, "", ""
+
+    def _held(self, name: str) -> tuple[int, str, str]:
+        self.state[name] = replace(self.state[name], held=frozenset({"kubelet", "kubeadm", "kubectl"}))
+        self.events.append(f"packages held {name}")
+        return 0, "", ""
+
+    def _unhold(self, name: str) -> tuple[int, str, str]:
+        self.state[name] = replace(self.state[name], held=frozenset())
+        self.events.append(f"unhold {name}")
+        return 0, "", ""
 
     def _packages(self, name: str, packages: tuple[str, ...], command: str) -> tuple[int, str, str]:
         """apt installs the pinned version, or the newest of the repository's minor."""

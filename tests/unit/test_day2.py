@@ -391,3 +391,24 @@ def test_kubeconfig_entries_of_another_server_under_the_same_name_are_kept() -> 
     assert kubeconfig.without_cluster(data, "homelab", "https://192.0.2.10:6443") is None
     gone = kubeconfig.without_cluster(data, "homelab", "https://10.0.0.1:6443")
     assert gone == {"clusters": [], "contexts": [], "users": [], "current-context": ""}
+
+
+# --- kubeadm ------------------------------------------------------------------------------------
+
+
+def test_kubeadm_remove_of_a_worker_drains_deletes_then_resets_cleans_and_releases_the_hold_and_it_can_rejoin() -> None:
+    from tests.unit.fakes import KUBEADM_INVENTORY, FakeKubeadmCluster
+
+    cluster = FakeKubeadmCluster(make_inventory(KUBEADM_INVENTORY))
+    assert actions.up(cluster.inventory, Options(timeout=3), connector=cluster.connector).ok
+    cluster.events.clear()
+    outcome = actions.remove(cluster.inventory, Options(targets=("w1",), timeout=3), connector=cluster.connector)
+    assert outcome.ok, outcome.error
+    assert cluster.events == ["cordon w1", "drain w1", "delete node w1", "kubeadm reset w1", "cni cleanup w1",
+                              "iptables cleanup w1", "flags removed w1", "unhold w1"]
+    assert "w1" not in cluster.nodes and not cluster.state["w1"].kubelet_conf
+    again = actions.up(cluster.inventory, Options(timeout=3), connector=cluster.connector)
+    assert again.ok, again.error
+    assert again.summary.outcomes["w1"].action == "join" and cluster.nodes["w1"]
+    refused = actions.remove(cluster.inventory, Options(targets=("cp1",), timeout=3), connector=cluster.connector)
+    assert isinstance(refused.error, RemovalRefused) and "last server" in str(refused.error)
