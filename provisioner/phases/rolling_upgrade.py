@@ -34,6 +34,10 @@ class RolloutStopped(ProvisionerError):
 
 
 class RollingUpgrade(Phase):
+    """Runs the planned waves in order; the API steps on the first server, the upgrade steps on
+    the hosts of the wave (in parallel within a wave). Already done: no host plans an upgrade,
+    so there is no wave and the phase is skipped."""
+
     title = "rolling upgrade"
 
     def should_run(self, ctx: Context) -> bool:
