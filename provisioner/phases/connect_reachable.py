@@ -23,6 +23,7 @@ class ConnectReachable(Phase):
         ctx.failures.clear()
         for name, error in failed.items():
             ctx.results.unreachable[name] = str(error)
+            ctx.warn(f"{name} does not answer over SSH; going on without it ({error})")
         if not any(h.name in connected for h in inputs.inventory.servers):
             raise HostsFailed({name: error for name, error in failed.items()} or
                               {"servers": ProvisionerError("no server in the inventory")})
