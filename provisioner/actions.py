@@ -1,11 +1,17 @@
 """Actions: each command of the tool as an ordered list of phases, in one place.
 
     up          [local lock] connect → facts → cluster lock → validate → read state → plan
-                → free space → first server → cluster add-ons → join secret → stale nodes
-                → other servers → agents → kubeconfig → wait Ready → verify kubeconfig
+                → free space → rolling upgrade → first server → cluster add-ons → join secret
+                → stale nodes → other servers → agents → kubeconfig → wait Ready → verify kubeconfig
     plan        connect → facts → validate → read state → plan → free space (nothing changes)
     status      connect to servers → read nodes
     kubeconfig  connect to servers → facts → read state → kubeconfig → verify
+    remove      connect (unreachable hosts set aside) → facts → [lock] → read state
+                → plan the removal (--dry-run stops here) → cordon → drain → delete Nodes
+                → uninstall the removed hosts
+    reset       connect → facts → [lock] → uninstall agents, then servers → forget kubeconfig
+
+``[lock]`` marks where the cluster lock phase goes (first after facts, before anything changes).
 
 The plan phase decides everything ``up`` changes: a ``HostPlan`` per host and a ``ClusterPlan``
 (``provisioner.steps``), every step as data. The phases after it only pick which planned steps
@@ -31,15 +37,22 @@ from provisioner.phases.apply_cluster_steps import ApplyClusterSteps
 from provisioner.phases.bootstrap_first_server import BootstrapFirstServer
 from provisioner.phases.check_free_space import CheckFreeSpace
 from provisioner.phases.connect import Connect
+from provisioner.phases.connect_reachable import ConnectReachable
+from provisioner.phases.delete_nodes import DeleteNodes
+from provisioner.phases.drain_nodes import CordonNodes, DrainNodes
+from provisioner.phases.forget_kubeconfig import ForgetKubeconfig
 from provisioner.phases.gather_facts import GatherFacts
 from provisioner.phases.get_kubeconfig import GetKubeconfig
 from provisioner.phases.join_hosts import JoinAgents, JoinServers
 from provisioner.phases.lock_cluster import LockCluster
 from provisioner.phases.obtain_join_secret import ObtainJoinSecret
 from provisioner.phases.plan_hosts import PlanHosts
+from provisioner.phases.plan_removal import PlanRemoval
 from provisioner.phases.read_cluster_state import ReadClusterState
 from provisioner.phases.read_nodes import ReadNodes
 from provisioner.phases.remove_stale_nodes import RemoveStaleNodes
+from provisioner.phases.rolling_upgrade import RollingUpgrade
+from provisioner.phases.uninstall_hosts import UninstallAll, UninstallRemoved
 from provisioner.phases.validate_hosts import ValidateHosts
 from provisioner.phases.verify_kubeconfig import VerifyKubeconfig
 from provisioner.phases.wait_ready import WaitReady
@@ -57,6 +70,7 @@ def up_phases() -> list[Phase]:
         ReadClusterState(),
         PlanHosts(),
         CheckFreeSpace(),
+        RollingUpgrade(),
         BootstrapFirstServer(),
         ApplyClusterSteps(),
         ObtainJoinSecret(),
@@ -79,6 +93,24 @@ def status_phases() -> list[Phase]:
 
 def kubeconfig_phases() -> list[Phase]:
     return [Connect(), GatherFacts(), ReadClusterState(), GetKubeconfig(), VerifyKubeconfig()]
+
+
+def remove_phases(*, dry_run: bool = False) -> list[Phase]:
+    lock: list[Phase] = [] if dry_run else [LockCluster("remove")]
+    planning: list[Phase] = [ConnectReachable(), GatherFacts(), *lock, ReadClusterState(), PlanRemoval()]
+    if dry_run:
+        return planning
+    return planning + [CordonNodes(), DrainNodes(), DeleteNodes(), UninstallRemoved()]
+
+
+def reset_phases() -> list[Phase]:
+    return [
+        Connect(),
+        GatherFacts(),
+        LockCluster("reset"),
+        UninstallAll(),
+        ForgetKubeconfig(),
+    ]
 
 
 def ssh_connector(inventory: Inventory, host: Host) -> Remote:
@@ -119,6 +151,7 @@ def execute(
     reporter: SilentReporter | None = None,
     connector: Connector | None = None,
     servers_only: bool = False,
+    hosts: tuple[Host, ...] | None = None,
 ) -> Outcome:
     """Run ``phases`` against ``inventory``. Host failures that let the run finish are turned
     into one ``HostsFailed`` at the end, after the summary data is complete."""
@@ -130,7 +163,7 @@ def execute(
         options=options,
         connector=connector or ssh_connector,
         reporter=reporter or SilentReporter(),
-        hosts=tuple(inventory.servers if servers_only else inventory.hosts),
+        hosts=hosts if hosts is not None else tuple(inventory.servers if servers_only else inventory.hosts),
     ))
     error: ProvisionerError | None = None
     try:
@@ -162,3 +195,17 @@ def status(inventory: Inventory, options: Options | None = None, **kwargs: objec
 def kubeconfig(inventory: Inventory, options: Options | None = None, **kwargs: object) -> Outcome:
     """Fetch, rewrite and write (or merge) the cluster's kubeconfig."""
     return execute(kubeconfig_phases(), inventory, options, servers_only=True, **kwargs)  # type: ignore[arg-type]
+
+
+def remove(inventory: Inventory, options: Options, *, dry_run: bool = False, **kwargs: object) -> Outcome:
+    """Remove ``options.targets`` from the cluster: cordon, drain, delete the Node objects, then
+    uninstall the hosts. With ``dry_run`` only the plan is made. Works on the servers (kubectl)
+    and the hosts to remove; other hosts are not contacted."""
+    hosts = tuple(h for h in inventory.hosts if h.role == "server" or h.name in options.targets)
+    return execute(remove_phases(dry_run=dry_run), inventory, options, hosts=hosts, **kwargs)  # type: ignore[arg-type]
+
+
+def reset(inventory: Inventory, options: Options | None = None, **kwargs: object) -> Outcome:
+    """Tear the cluster down: every host uninstalled (agents first), the kubeconfig entries
+    taken out. The caller asks for confirmation."""
+    return execute(reset_phases(), inventory, options, **kwargs)  # type: ignore[arg-type]

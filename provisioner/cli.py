@@ -25,7 +25,7 @@ from rich.console import Console
 
 from provisioner import __version__, actions, report, runlog
 from provisioner.entry import json_requested
-from provisioner.errors import ProvisionerError
+from provisioner.errors import ProvisionerError, UsageError
 from provisioner.inventory import CLUSTER_MODELS, DISTRIBUTIONS, load_inventory
 from provisioner.phases import Options
 from provisioner.progress import LiveReporter, SilentReporter
@@ -200,26 +200,49 @@ def main(debug: bool, log_file: Path | None) -> None:
     """Turn machines reachable over SSH into a Kubernetes cluster (k3s or kubeadm), and keep it that way."""
 
 
+def _drain_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--force", is_flag=True,
+                           help="Drain also deletes pods no controller manages (they are gone for good).")(command)
+    command = click.option("--delete-emptydir-data", is_flag=True,
+                           help="Drain also evicts pods with emptyDir volumes (their data is lost).")(command)
+    command = click.option("--drain-timeout", type=click.FloatRange(1), default=300, show_default=True,
+                           help="Seconds a drain may wait for evictions (PodDisruptionBudgets) before giving up.")(command)
+    return command
+
+
+def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--no-drain", is_flag=True, help="Rolling upgrade: cordon but do not drain.")(command)
+    command = click.option("--max-unavailable", type=click.IntRange(1, 256), default=1, show_default=True,
+                           help="Rolling upgrade: agents upgraded at once (servers always one at a time).")(command)
+    return command
+
+
 @main.command()
 @_inventory_option
 @click.option("--concurrency", type=click.IntRange(1, 256), default=10, show_default=True, help="Hosts changed at once.")
 @_connect_concurrency_option
 @click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True, help="Seconds to wait for the API and for Ready nodes.")
 @_lock_option
+@_rollout_options
+@_drain_options
 @_kubeconfig_options
 @_output_option
 @_common
 @click.pass_context
 def up(ctx: click.Context, inventory_path: Path, concurrency: int, connect_concurrency: int, timeout: float, wait_lock: float,
+       max_unavailable: int, no_drain: bool, drain_timeout: float, delete_emptydir_data: bool, force: bool,
        merge: bool, set_current: bool, replace: bool, kubeconfig_out: Path | None, context_name: str | None, output: str,
        debug: bool | None, log_file: Path | None) -> None:
-    """Build the cluster, or converge it: only new or broken hosts are touched."""
+    """Build the cluster, or converge it: only new or broken hosts are touched. A new version in
+    the inventory is rolled out one host at a time (cordon, drain, upgrade, Ready, uncordon)."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
         options = Options(concurrency=concurrency, connect_concurrency=connect_concurrency, timeout=timeout, merge=merge,
                           set_current=set_current, replace=replace, kubeconfig_out=kubeconfig_out, context_name=context_name,
-                          inventory_path=inventory_path, wait_lock=wait_lock)
+                          inventory_path=inventory_path, wait_lock=wait_lock, max_unavailable=max_unavailable,
+                          no_drain=no_drain, drain_timeout=drain_timeout, delete_emptydir_data=delete_emptydir_data,
+                          force=force)
         outcome = actions.up(inventory, options, reporter=session.reporter())
         return _finish(session, outcome, report.up_text, report.up_json)
 
@@ -229,16 +252,18 @@ def up(ctx: click.Context, inventory_path: Path, concurrency: int, connect_concu
 @main.command()
 @_inventory_option
 @_connect_concurrency_option
+@_rollout_options
 @_output_option
 @_common
 @click.pass_context
-def plan(ctx: click.Context, inventory_path: Path, connect_concurrency: int, output: str, debug: bool | None,
-         log_file: Path | None) -> None:
-    """Show what `up` would do on each host, changing nothing."""
+def plan(ctx: click.Context, inventory_path: Path, connect_concurrency: int, max_unavailable: int, no_drain: bool, output: str,
+         debug: bool | None, log_file: Path | None) -> None:
+    """Show what `up` would do on each host, changing nothing (with the order of a rolling upgrade)."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
-        outcome = actions.plan(inventory, Options(connect_concurrency=connect_concurrency), reporter=session.reporter())
+        outcome = actions.plan(inventory, Options(connect_concurrency=connect_concurrency, max_unavailable=max_unavailable,
+                                                  no_drain=no_drain), reporter=session.reporter())
         return _finish(session, outcome, report.plan_text, report.plan_json)
 
     _run("plan", ctx, debug, log_file, output, body)
@@ -279,6 +304,70 @@ def kubeconfig(ctx: click.Context, inventory_path: Path, merge: bool, set_curren
         return _finish(session, outcome, report.kubeconfig_text, report.kubeconfig_json)
 
     _run("kubeconfig", ctx, debug, log_file, output, body)
+
+
+@main.command()
+@_inventory_option
+@click.argument("nodes", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Print the steps and change nothing.")
+@_drain_options
+@click.option("--unreachable-ok", is_flag=True, help="Exit 0 even when a removed host could not be uninstalled (unreachable).")
+@click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True, help="Seconds an uninstall may take.")
+@_lock_option
+@_output_option
+@_common
+@click.pass_context
+def remove(ctx: click.Context, inventory_path: Path, nodes: tuple[str, ...], dry_run: bool, drain_timeout: float,
+           delete_emptydir_data: bool, force: bool, unreachable_ok: bool, timeout: float, wait_lock: float, output: str,
+           debug: bool | None, log_file: Path | None) -> None:
+    """Remove NODE... from the cluster: cordon, drain (PodDisruptionBudgets honoured), delete the
+    Node object, uninstall the host. Then drop it from the inventory."""
+
+    def body(session: Session) -> int:
+        inventory = load_inventory(inventory_path)
+        options = Options(timeout=timeout, targets=nodes, drain_timeout=drain_timeout,
+                          delete_emptydir_data=delete_emptydir_data, force=force, unreachable_ok=unreachable_ok,
+                          inventory_path=inventory_path, wait_lock=wait_lock)
+        outcome = actions.remove(inventory, options, dry_run=dry_run, reporter=session.reporter())
+        return _finish(session, outcome, report.remove_text, report.remove_json)
+
+    _run("remove", ctx, debug, log_file, output, body)
+
+
+@main.command()
+@_inventory_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option("--context", "context_name", default=None, help="The context name the kubeconfig entries have (default: the cluster name).")
+@click.option("--out", "kubeconfig_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The kubeconfig file `up` wrote (default ./<cluster>.kubeconfig); $KUBECONFIG / ~/.kube/config are cleaned too.")
+@click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True, help="Seconds an uninstall may take.")
+@_lock_option
+@_output_option
+@_common
+@click.pass_context
+def reset(ctx: click.Context, inventory_path: Path, yes: bool, context_name: str | None, kubeconfig_out: Path | None,
+          timeout: float, wait_lock: float, output: str, debug: bool | None, log_file: Path | None) -> None:
+    """Tear the cluster down: uninstall every host (agents first) and take the cluster out of the kubeconfig."""
+
+    def body(session: Session) -> int:
+        inventory = load_inventory(inventory_path)
+        if not yes:
+            if not stdin_is_terminal():
+                raise UsageError("reset deletes the cluster and all its data; stdin is not a terminal, so pass --yes")
+            names = ", ".join(h.name for h in inventory.hosts)
+            if not click.confirm(f"Delete cluster {inventory.cluster.name} and uninstall {names}?", err=True):
+                raise UsageError("reset not confirmed; nothing was changed")
+        options = Options(timeout=timeout, context_name=context_name, kubeconfig_out=kubeconfig_out,
+                          inventory_path=inventory_path, wait_lock=wait_lock)
+        outcome = actions.reset(inventory, options, reporter=session.reporter())
+        return _finish(session, outcome, report.reset_text, report.reset_json)
+
+    _run("reset", ctx, debug, log_file, output, body)
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer a question (reset's confirmation)."""
+    return sys.stdin.isatty()
 
 
 def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None], as_json: Callable[..., dict[str, Any]],

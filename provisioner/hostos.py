@@ -91,6 +91,10 @@ class HostOS(ABC):
     #: The package that provides each command kubeadm's preflight looks for (None: not shipped).
     preflight_packages: ClassVar[dict[str, str | None]]
 
+    @abstractmethod
+    def unhold(self, packages: list[str]) -> str:
+        """Command releasing ``packages`` from ``hold`` (already released: a no-op)."""
+
     def containerd_setup(self) -> str:
         """Commands (if any) that make the containerd package installable."""
         return ""
@@ -140,6 +144,9 @@ class DebianFamily(HostOS):
 
     def hold(self, packages: list[str]) -> str:
         return f"apt-mark hold {' '.join(packages)} >/dev/null"
+
+    def unhold(self, packages: list[str]) -> str:
+        return f"apt-mark unhold {' '.join(packages)} >/dev/null"
 
 
 class RhelFamily(HostOS):
@@ -193,6 +200,9 @@ class RhelFamily(HostOS):
             "{ dnf -q versionlock list >/dev/null 2>&1 || dnf install -y 'dnf-command(versionlock)'; } && "
             f"dnf versionlock add {' '.join(packages)}"
         )
+
+    def unhold(self, packages: list[str]) -> str:
+        return f"{{ dnf -q versionlock delete {' '.join(packages)} >/dev/null 2>&1 || true; }}"
 
     def containerd_setup(self) -> str:
         return (

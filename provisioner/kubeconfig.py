@@ -516,3 +516,49 @@ def served_names(host: str, port: int) -> list[str]:
         ]
     except Exception:  # noqa: BLE001 - only used to explain a failure
         return []
+
+
+# --- taking a cluster out again (reset) -------------------------------------------------------
+
+
+def without_cluster(data: Any, context_name: str, server: str | None = None) -> Any | None:
+    """``data`` without the context ``context_name`` and the cluster and user it names (when no
+    other context uses them); None when there is nothing to take out. With ``server``, a
+    context whose cluster points elsewhere is another cluster's and is kept."""
+    if not isinstance(data, dict):
+        return None
+    contexts = [c for c in data.get("contexts") or [] if isinstance(c, dict)]
+    ours = next((c for c in contexts if c.get("name") == context_name), None)
+    if ours is None:
+        return None
+    body = ours.get("context") or {}
+    cluster_name, user_name = body.get("cluster"), body.get("user")
+    clusters = [c for c in data.get("clusters") or [] if isinstance(c, dict)]
+    cluster = next((c for c in clusters if c.get("name") == cluster_name), None)
+    if server is not None and cluster is not None and (cluster.get("cluster") or {}).get("server") != server:
+        return None
+    others = [c.get("context") or {} for c in contexts if c is not ours]
+    data["contexts"] = [c for c in contexts if c is not ours]
+    if not any(o.get("cluster") == cluster_name for o in others):
+        data["clusters"] = [c for c in clusters if c.get("name") != cluster_name]
+    if not any(o.get("user") == user_name for o in others):
+        data["users"] = [u for u in data.get("users") or [] if not (isinstance(u, dict) and u.get("name") == user_name)]
+    if data.get("current-context") == context_name:
+        data["current-context"] = ""
+    return data
+
+
+def remove_entries(paths: list[Path], context_name: str, server: str | None = None) -> dict[Path, Path | None]:
+    """Take the cluster's context, cluster and user out of each existing file of ``paths``
+    (backed up first, replaced atomically). Returns the changed files and their backups.
+    Already done: no file has the context (nothing is written)."""
+    files = [_read(path) for path in paths if path.exists()]
+    changes = []
+    for loaded in files:
+        data = without_cluster(loaded.data, context_name, server)
+        if data is not None:
+            changes.append((loaded, dump(data)))
+    if not changes:
+        return {}
+    backups = _replace_all(changes)
+    return {loaded.path: backups.get(loaded.path) for loaded, _ in changes}

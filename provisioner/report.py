@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape as _escape
 from rich.table import Table
 
+from provisioner.disruption import Blocker, DrainBlocked
 from provisioner.errors import NotReadyError, ProvisionerError
 from provisioner.nodes import Node
 from provisioner.steps import Command, ReadValue, Step, Upload, Wait
@@ -91,6 +92,10 @@ def up_text(console: Console, summary: RunSummary, error: ProvisionerError | Non
     if summary.nodes:
         console.print(nodes_table(list(summary.nodes), summary.roles))
     _kubeconfig_lines(console, summary)
+    if summary.upgraded:
+        console.print(f"rolling upgrade: {escape(', '.join(summary.upgraded))} upgraded, in this order")
+    if summary.blockers:
+        console.print(blockers_table(list(summary.blockers)))
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
@@ -112,6 +117,8 @@ def up_json(summary: RunSummary) -> dict[str, Any]:
             "check": None if fetched.check is None else vars(fetched.check),
         },
         "warnings": list(summary.warnings),
+        "upgraded": list(summary.upgraded),
+        "blockers": [b.as_dict() for b in summary.blockers],
     }
 
 
@@ -155,6 +162,12 @@ def plan_text(console: Console, summary: RunSummary, error: ProvisionerError | N
                 console.print(f"       [dim]run: {escape(op.text)}[/]")
             elif isinstance(op, ReadValue):
                 console.print(f"       [dim]read {escape(', '.join(p.text for p in op.produces))}: {escape(op.command)}[/]")
+    if plan.rollout:
+        console.print("[bold]rolling upgrade[/], one wave after the other (cordon → drain → upgrade → Ready on the "
+                      "new version → uncordon):")
+        for number, wave in enumerate(plan.rollout, 1):
+            drained = "" if all(h.drain is not None for h in wave) else " (no drain)"
+            console.print(f"  {number}. {escape(', '.join(h.host.name for h in wave))}{drained}")
     if changes or cluster_steps:
         console.print(f"{len(changes)} of {len(plan.hosts)} hosts would change."
                       + (f" {len(cluster_steps)} cluster step(s)." if cluster_steps else ""))
@@ -170,6 +183,8 @@ def plan_json(summary: RunSummary) -> dict[str, Any]:
         "cluster_steps": [{"title": s.name, **s.as_dict()} for s in plan.cluster.addons] if plan else [],
         "join_secret": plan.cluster.join_secret.as_dict() if plan and plan.cluster.join_secret else None,
         "stale_nodes": [s.as_dict() for s in plan.cluster.stale_nodes] if plan else [],
+        "rollout": [[h.as_dict() for h in wave] for wave in plan.rollout] if plan else [],
+        "warnings": list(summary.warnings),
     }
 
 
@@ -223,3 +238,85 @@ def kubeconfig_text(console: Console, summary: RunSummary, error: ProvisionerErr
 def kubeconfig_json(summary: RunSummary) -> dict[str, Any]:
     data = up_json(summary)
     return {"cluster": data["cluster"], "kubeconfig": data["kubeconfig"], "warnings": data["warnings"]}
+
+
+# --- remove and reset -------------------------------------------------------------------------
+
+
+def blockers_table(blockers: list[Blocker]) -> Table:
+    table = Table(title="Drain blocked by PodDisruptionBudgets", title_justify="left", title_style="red")
+    for column in ("PDB", "NAMESPACE", "DISRUPTIONS ALLOWED", "MIN AVAILABLE", "PODS ON THE NODE"):
+        table.add_column(column)
+    for b in blockers:
+        table.add_row(b.budget.name, b.budget.namespace, str(b.budget.disruptions_allowed),
+                      b.budget.min_available or "-", escape(", ".join(b.pods)))
+    return table
+
+
+def remove_text(console: Console, summary: RunSummary, error: ProvisionerError | None) -> None:
+    removal = summary.removal
+    if removal is None:
+        return
+    ran = bool(summary.cluster_steps) or any(o.steps for o in summary.outcomes.values())
+    for node in removal.nodes:
+        where = f"{node.host.address}" if node.host else "not in the inventory"
+        console.print(f"[bold]{node.name}[/] ({node.role}, {where}): [yellow]remove[/]")
+        number = 0
+        for step in node.api_steps:
+            number += 1
+            _step_lines(console, number, step)
+            console.print(f"       [dim](on {escape(removal.api_host.name)})[/]")
+        for step in node.uninstall:
+            number += 1
+            _step_lines(console, number, step)
+        if node.skipped:
+            console.print(f"    [yellow]uninstall skipped: {escape(node.skipped)}[/]")
+    blockers = error.blockers if isinstance(error, DrainBlocked) else list(summary.blockers)
+    if blockers and error is not None:
+        console.print(blockers_table(blockers))
+    if error is None and ran:
+        hosts = [n.name for n in removal.nodes if n.host is not None]
+        console.print(f"[green]removed {escape(', '.join(n.name for n in removal.nodes))}[/]")
+        if hosts:
+            console.print(f"next: delete {escape(', '.join(hosts))} from the inventory, or a later `up` joins "
+                          f"{'it' if len(hosts) == 1 else 'them'} again")
+    elif error is None:
+        console.print("dry run: nothing was changed")
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def remove_json(summary: RunSummary) -> dict[str, Any]:
+    removal = summary.removal
+    return {
+        "cluster": summary.cluster_name,
+        "removal": removal.as_dict() if removal else None,
+        "hosts": _host_rows(summary),
+        "api_step_records": [r.as_dict() for r in summary.cluster_steps],
+        "unreachable": dict(summary.unreachable),
+        "blockers": [b.as_dict() for b in summary.blockers],
+        "warnings": list(summary.warnings),
+    }
+
+
+def reset_text(console: Console, summary: RunSummary, error: ProvisionerError | None) -> None:
+    table = Table(title="Hosts", title_justify="left")
+    for column in ("HOST", "ROLE", "RESULT", "TIME"):
+        table.add_column(column)
+    for row in _host_rows(summary):
+        style = RESULT_STYLE.get(row["result"], "")
+        result = "uninstalled" if row["result"] == "changed" and not row["error"] else row["result"]
+        result += f": {escape(row['error'])}" if row["error"] else ""
+        table.add_row(row["name"], row["role"], f"[{style}]{result}[/]", f"{row['seconds']:.1f}s")
+    console.print(table)
+    for path, backup in summary.kubeconfig_cleaned:
+        console.print(f"kubeconfig: {escape(str(path))}: the cluster's entries removed (backup: {escape(str(backup))})")
+
+
+def reset_json(summary: RunSummary) -> dict[str, Any]:
+    return {
+        "cluster": summary.cluster_name,
+        "hosts": _host_rows(summary),
+        "kubeconfig_cleaned": [{"path": str(p), "backup": str(b) if b else None} for p, b in summary.kubeconfig_cleaned],
+        "warnings": list(summary.warnings),
+    }

@@ -234,8 +234,33 @@ class ClusterPlan:
 
 
 @dataclass(frozen=True)
+class RolloutHost:
+    """One host of a rolling upgrade: the API steps (run on the first server) around its own
+    upgrade steps (its ``HostPlan``): cordon, drain (None with ``--no-drain``), then after the
+    upgrade a wait until its node is Ready on the new version, and uncordon."""
+
+    host: Host
+    cordon: Step
+    drain: Step | None
+    wait: Step
+    uncordon: Step
+
+    def as_dict(self) -> dict[str, object]:
+        return {"host": self.host.name, "role": self.host.role,
+                "before": [s.as_dict() for s in (self.cordon, self.drain) if s is not None],
+                "after": [self.wait.as_dict(), self.uncordon.as_dict()]}
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """Everything ``up`` will do: one plan per host and the cluster-wide steps."""
 
     hosts: dict[str, HostPlan]
     cluster: ClusterPlan
+    #: Hosts upgraded one wave after the other (each wave: one server, or a batch of agents).
+    rollout: tuple[tuple[RolloutHost, ...], ...] = ()
+
+    @property
+    def rolled(self) -> frozenset[str]:
+        """Hosts whose steps the rolling upgrade runs (the join phases leave them alone)."""
+        return frozenset(h.host.name for wave in self.rollout for h in wave)

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from provisioner.disruption import Blocker
 from provisioner.executor import StepRecord
 from provisioner.inventory import Host
 from provisioner.kubeconfig import Check, WriteResult
 from provisioner.nodes import Node
+from provisioner.removal import RemovalPlan
 from provisioner.steps import Action, RunPlan
 
 
@@ -70,6 +72,12 @@ class RunSummary:
     nodes: tuple[Node, ...] | None = None
     kubeconfig: FetchedKubeconfig | None = None
     warnings: tuple[str, ...] = ()
+    unreachable: Mapping[str, str] = field(default_factory=dict)
+    removal: RemovalPlan | None = None
+    blockers: tuple[Blocker, ...] = ()
+    upgraded: tuple[str, ...] = ()
+    #: Kubeconfig files ``reset`` took the cluster's entries out of (path, backup).
+    kubeconfig_cleaned: tuple[tuple[Path, Path | None], ...] = ()
 
     @property
     def roles(self) -> dict[str, str]:

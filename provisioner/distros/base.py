@@ -106,7 +106,7 @@ class Distribution(ABC):
         otherwise the first server in the inventory."""
         servers = self.inventory.servers
         for server in servers:
-            if self.installed(facts[server.name]):
+            if server.name in facts and self.installed(facts[server.name]):
                 return server
         return servers[0]
 
@@ -208,3 +208,19 @@ class Distribution(ABC):
     @abstractmethod
     def service_unit(self, host: Host) -> str:
         """The systemd unit that runs Kubernetes on ``host`` (its journal explains failures)."""
+
+    # --- day 2: remove, upgrade, reset ------------------------------------------------------------
+    def uninstall_steps(self, host: Host, facts: HostFacts) -> list[Step]:
+        """Steps that take the distribution off ``host`` (what its installer and this tool wrote),
+        so that the host can join again later under the same name."""
+        raise NotImplementedError(f"{self.name} cannot uninstall")
+
+    def embedded_etcd(self, servers: int) -> bool:
+        """Whether ``servers`` servers keep the cluster's state in an etcd of their own (then a
+        removal must keep the quorum)."""
+        return False
+
+    def upgraded_version(self) -> str | None:
+        """The kubeletVersion a node reports once upgraded to the inventory's version (a prefix
+        ending in "." when any patch release will do); None when the inventory names none."""
+        return None

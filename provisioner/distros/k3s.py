@@ -444,6 +444,29 @@ class K3s(Distribution):
     def service_unit(self, host: Host) -> str:
         return UNITS[host.role]
 
+    # --- day 2: remove, upgrade, reset ------------------------------------------------------------
+    def uninstall_steps(self, host: Host, facts: HostFacts) -> list[Step]:
+        """The uninstall script the installer wrote for the role the host runs (it stops k3s,
+        removes the binary, units, data and /etc/rancher/k3s), then the files this tool wrote.
+        Already done: no k3s unit on the host (only the file removal runs, a no-op then)."""
+        k = k3s_facts(facts)
+        steps = []
+        if k.role is not None:
+            script = f"/usr/local/bin/{UNITS[k.role]}-uninstall.sh"
+            steps.append(Step(f"run {script}", f"the k3s installer wrote it when {host.name} was installed as {k.role}",
+                              (Command(script, 300, hint=f"the script is what the k3s installer left on {host.name}"),)))
+        steps.append(Step("remove the files provisioner wrote", f"{CONFIG} and {INSTALLER}",
+                          (Command(f"rm -f {CONFIG} {INSTALLER}", 60),)))
+        return steps
+
+    def embedded_etcd(self, servers: int) -> bool:
+        """k3s with more than one server runs embedded etcd (the first server has cluster-init);
+        deleting a server's Node object makes k3s remove its etcd member."""
+        return servers > 1
+
+    def upgraded_version(self) -> str | None:
+        return self.inventory.cluster.version
+
 
 def k3s_facts(facts: HostFacts) -> K3sFacts:
     """The host's k3s facts (gathered with the k3s fact script)."""

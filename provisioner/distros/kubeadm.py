@@ -214,20 +214,33 @@ class Kubeadm(Distribution):
                     f"{host.name}: is already {what} but the inventory says {host.role}; changing roles needs "
                     "`kubeadm reset -f` on it first"
                 )
-        return problems
+        return problems + self.upgrade_problems(facts)
 
     def host_warnings(self, facts: dict[str, HostFacts]) -> list[str]:
-        warnings = []
-        wanted = self.inventory.cluster.version
+        return []
+
+    def upgrade_problems(self, facts: dict[str, HostFacts]) -> list[str]:
+        """kubeadm upgrades one minor at a time and never down: a host two minors behind the
+        inventory, or ahead of it, is refused with the path to take."""
+        wanted = parse_version(self.inventory.cluster.version or "")
+        if wanted is None:
+            return []
+        problems = []
         for host in self.inventory.hosts:
             k = kubeadm_facts(facts[host.name])
-            kubelet = k.packages.get("kubelet")
-            if k.installed and wanted and kubelet and not version_matches(kubelet, wanted):
-                warnings.append(
-                    f"{host.name}: kubelet {kubelet} is installed but the inventory wants {wanted}; upgrading a "
-                    "kubeadm cluster is not automated (follow `kubeadm upgrade`), so the host is left as it is"
-                )
-        return warnings
+            installed = parse_version(k.packages.get("kubelet", "")) if k.installed else None
+            if installed is None:
+                continue
+            if wanted[:2] < installed[:2] or (len(wanted) == 3 and wanted < installed):
+                problems.append(
+                    f"{host.name}: runs Kubernetes {_dotted(installed)}; the inventory wants {_dotted(wanted)}, a downgrade, "
+                    "which kubeadm does not do (set the version back, or rebuild with `provisioner reset`)")
+            elif wanted[1] > installed[1] + 1 or wanted[0] != installed[0]:
+                path = " → ".join(f"{installed[0]}.{m}" for m in range(installed[1], wanted[1] + 1))
+                problems.append(
+                    f"{host.name}: runs Kubernetes {_dotted(installed)}; kubeadm upgrades one minor at a time: "
+                    f"{path} (set version to {installed[0]}.{installed[1] + 1} first, run up, then the next)")
+        return problems
 
     # --- cluster state ---------------------------------------------------------------------------
     def kubectl(self, args: str) -> str:
@@ -339,6 +352,9 @@ class Kubeadm(Distribution):
                     steps += [self.images_step(host), self.init_step(host)]
                 else:
                     steps.append(self.join_step(host, state.init_server))
+            elif self.needs_upgrade(k):
+                action = Action.UPGRADE
+                steps += self.upgrade_steps(host, f, first=is_init)
             elif steps:
                 action = Action.RECONFIGURE
             else:
@@ -570,6 +586,96 @@ class Kubeadm(Distribution):
     def service_unit(self, host: Host) -> str:
         return "kubelet"
 
+    # --- day 2: remove, upgrade, reset ------------------------------------------------------------
+    def uninstall_steps(self, host: Host, facts: HostFacts) -> list[Step]:
+        """``kubeadm reset -f`` (stops the kubelet, removes /etc/kubernetes' manifests, PKI and
+        kubeconfigs, and on a control plane its etcd member), then what reset leaves for the
+        user to clean by hand (its own closing words): the CNI config, the Flannel/CNI
+        interfaces, the iptables chains of kube-proxy and Flannel; then the kubelet flags file
+        and this tool's folder, and the packages released from their hold. The packages stay
+        installed, so the host can join again. Already done: each command is a no-op then."""
+        k = kubeadm_facts(facts)
+        os_ = hostos.for_facts(facts)
+        assert os_ is not None, "unsupported OS families are refused while validating hosts"
+        steps = []
+        if "kubeadm" in k.packages:
+            steps.append(Step("kubeadm reset -f", "undoes kubeadm init/join (and removes the etcd member of a control plane)",
+                              (Command("kubeadm reset -f", self.timeout + 60, hint=f"see `journalctl -u kubelet` on {host.name}"),)))
+        steps.append(Step("CNI config and interfaces", "kubeadm reset leaves /etc/cni/net.d, cni0 and flannel.1",
+                          (Command(CNI_CLEANUP, 60),)))
+        steps.append(Step("iptables chains of kube-proxy and Flannel", "kubeadm reset does not clean iptables",
+                          (Command(IPTABLES_CLEANUP, 120),)))
+        steps.append(Step("kubelet flags and provisioner files", f"{os_.kubelet_defaults} and {WORKDIR} were written by provisioner",
+                          (Command(f"rm -f {os_.kubelet_defaults} && rm -rf {WORKDIR}", 60),)))
+        held = sorted(set(KUBE_PACKAGES) & k.held)
+        if held:
+            steps.append(Step("release the package hold", f"{', '.join(held)} are held at the cluster's version",
+                              (Command(os_.unhold(KUBE_PACKAGES), 120),)))
+        return steps
+
+    def needs_upgrade(self, k: KubeadmFacts) -> bool:
+        """A joined host whose kubelet or kubeadm package is not at the inventory's version."""
+        wanted = self.inventory.cluster.version
+        return bool(wanted) and any(
+            p in k.packages and not version_matches(k.packages[p], wanted) for p in ("kubelet", "kubeadm"))
+
+    def upgrade_steps(self, host: Host, f: HostFacts, *, first: bool) -> list[Step]:
+        """The kubeadm upgrade of one host, after its repository points at the new minor (the
+        preparation steps before these): kubeadm released, installed at the new version and
+        held; ``kubeadm upgrade plan`` then ``apply`` on the first control plane, ``kubeadm
+        upgrade node`` elsewhere; then kubelet and kubectl the same way and a kubelet restart.
+        With a minor only in the inventory the exact version is the one the repository gives
+        kubeadm (``kubeadm version -o short`` on the host)."""
+        os_ = hostos.for_facts(f)
+        assert os_ is not None, "unsupported OS families are refused while validating hosts"
+        wanted = (self.inventory.cluster.version or "").lstrip("v")
+        exact = wanted if wanted.count(".") == 2 else None
+        target = f"v{exact}" if exact else '"$(kubeadm version -o short)"'
+        k = kubeadm_facts(f)
+        steps = [Step(f"kubeadm {wanted}", f"kubeadm {k.packages.get('kubeadm', '?')} is installed",
+                      (Command(f"{os_.unhold(['kubeadm'])} && {os_.install([os_.pin('kubeadm', exact)])} && "
+                               f"{os_.hold(['kubeadm'])}", PACKAGE_TIMEOUT),))]
+        if first:
+            steps.append(Step("kubeadm upgrade plan", "kubeadm checks that the cluster can go to the new version",
+                              (Command(f"kubeadm upgrade plan {target}", self.timeout,
+                                       hint=f"see `kubeadm upgrade plan` on {host.name}"),)))
+            steps.append(Step("kubeadm upgrade apply", "the first control plane upgrades the cluster's components",
+                              (Command(f"kubeadm upgrade apply {target} -y", self.timeout + PACKAGE_TIMEOUT,
+                                       hint=f"see `journalctl -u kubelet` on {host.name}"),)))
+        else:
+            steps.append(Step("kubeadm upgrade node", "the node takes the new kubelet configuration",
+                              (Command("kubeadm upgrade node", self.timeout + 60,
+                                       hint=f"see `journalctl -u kubelet` on {host.name}"),)))
+        pair = ["kubelet", "kubectl"]
+        steps.append(Step(f"kubelet and kubectl {wanted}", f"kubelet {k.packages.get('kubelet', '?')} is installed", (
+            Command(f"{os_.unhold(pair)} && {os_.install([os_.pin(p, exact) for p in pair], refresh=False)} && "
+                    f"{os_.hold(pair)} && systemctl daemon-reload && systemctl restart kubelet", PACKAGE_TIMEOUT,
+                    journal_unit="kubelet"),
+        )))
+        return steps
+
+    def embedded_etcd(self, servers: int) -> bool:
+        """kubeadm control planes run stacked etcd (an etcd member on each)."""
+        return True
+
+    def upgraded_version(self) -> str | None:
+        version = (self.inventory.cluster.version or "").lstrip("v")
+        if not version:
+            return None
+        return f"v{version}" if version.count(".") == 2 else f"v{version}."
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """(major, minor[, patch]) of "1.31", "v1.31.4" or a package version "1.31.4-1.1"."""
+    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    if not match:
+        return None
+    return tuple(int(g) for g in match.groups() if g is not None)
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(str(v) for v in version)
+
 
 def kubeadm_facts(facts: HostFacts) -> KubeadmFacts:
     """The host's kubeadm facts (gathered with the kubeadm fact script)."""
@@ -593,6 +699,20 @@ def _kubeadm_version(output: str) -> tuple[str, ...] | None:
     version = output.strip()
     return (version,) if re.fullmatch(r"v\d+\.\d+\.\d+\S*", version) else None
 
+
+# What `kubeadm reset` tells the user to clean by hand: CNI config, interfaces, iptables chains.
+CNI_CLEANUP = (
+    "rm -rf /etc/cni/net.d && "
+    "for link in cni0 flannel.1; do if ip link show \"$link\" >/dev/null 2>&1; then ip link delete \"$link\"; fi; done"
+)
+# Rules and chains whose text names kube-proxy's, Flannel's or the CNI plugins' chains are dropped;
+# every other rule is restored as it was.
+IPTABLES_CLEANUP = (
+    "for tool in iptables ip6tables; do "
+    "command -v \"$tool-save\" >/dev/null 2>&1 || continue; "
+    "\"$tool-save\" | grep -v -E 'KUBE-|FLANNEL|CNI-' | \"$tool-restore\" || exit 1; "
+    "done"
+)
 
 # Swap off now and at boot: comment the active swap lines of /etc/fstab, after a dated backup.
 SWAP_OFF = (

@@ -21,13 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
+from provisioner.disruption import Blocker
 from provisioner.distros import ClusterState, Distribution
 from provisioner.errors import HostError, ProvisionerError
 from provisioner.executor import StepFailed, StepRecord, ValueStore, run_steps
 from provisioner.facts import HostFacts
 from provisioner.inventory import Host, Inventory
+from provisioner.nodeops import DrainOptions
 from provisioner.nodes import Node
 from provisioner.progress import SilentReporter
+from provisioner.removal import RemovalPlan
 from provisioner.remote import Remote
 from provisioner.steps import RunPlan, Step
 from provisioner.summary import (
@@ -63,6 +66,18 @@ class Options:
     inventory_path: Path | None = None
     #: Seconds to wait for a lock another run holds (0: fail at once).
     wait_lock: float = 0.0
+    # day 2: remove, rolling upgrade, reset
+    targets: tuple[str, ...] = ()  # remove: the nodes to remove
+    drain_timeout: float = 300.0
+    delete_emptydir_data: bool = False
+    force: bool = False
+    no_drain: bool = False  # rolling upgrade without draining
+    max_unavailable: int = 1  # agents upgraded at once
+    unreachable_ok: bool = False  # remove: an unreachable host is not an error
+
+    @property
+    def drain(self) -> DrainOptions:
+        return DrainOptions(self.drain_timeout, self.delete_emptydir_data, self.force)
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,14 @@ class Results:
     nodes: list[Node] | None = None
     kubeconfig: FetchedKubeconfig | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Hosts that did not answer over SSH where an action goes on without them (remove).
+    unreachable: dict[str, str] = field(default_factory=dict)
+    removal: RemovalPlan | None = None
+    #: Budgets found blocking a drain (the last time they were read).
+    blockers: list[Blocker] = field(default_factory=list)
+    #: Hosts the rolling upgrade finished, in order.
+    upgraded: list[str] = field(default_factory=list)
+    kubeconfig_cleaned: list[tuple[Path, Path | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -220,6 +243,11 @@ class Context:
             nodes=tuple(r.nodes) if r.nodes is not None else None,
             kubeconfig=r.kubeconfig,
             warnings=tuple(r.warnings),
+            unreachable=dict(r.unreachable),
+            removal=r.removal,
+            blockers=tuple(r.blockers),
+            upgraded=tuple(r.upgraded),
+            kubeconfig_cleaned=tuple(r.kubeconfig_cleaned),
         )
 
 

@@ -15,7 +15,8 @@ class BootstrapFirstServer(Phase):
     title = "bootstrap the first server"
 
     def should_run(self, ctx: Context) -> bool:
-        return ctx.plan.hosts[ctx.init_server.name].action.changes
+        name = ctx.init_server.name
+        return ctx.plan.hosts[name].action.changes and name not in ctx.plan.rolled
 
     def run(self, ctx: Context) -> None:
         init = ctx.init_server

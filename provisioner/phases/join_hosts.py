@@ -17,6 +17,7 @@ class _Join(Phase):
             plans[h.name].host
             for h in ctx.inputs.inventory.hosts
             if h.role == self.role and h.name != ctx.init_server.name and plans[h.name].action.changes
+            and h.name not in ctx.plan.rolled
         ]
 
     def should_run(self, ctx: Context) -> bool:

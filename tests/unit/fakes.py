@@ -71,6 +71,7 @@ class SimHost:
     sudo_user: str = "root"
     #: What the fact script's df reports: measured directory -> (mount point, free KiB).
     disks: dict[str, tuple[str, int]] = field(default_factory=dict)
+    uninstalls: int = 0
 
 
 @dataclass
@@ -82,6 +83,15 @@ class FakeK3sCluster:
     hosts: dict[str, SimHost] = field(default_factory=dict)
     remotes: dict[str, FakeRemote] = field(default_factory=dict)
     never_ready: set[str] = field(default_factory=set)
+    #: Day-2 simulation: API events in order, PDBs and pods (API JSON), nodes whose drain is
+    #: refused, hosts whose uninstall fails, and how many nodes were cordoned after each change.
+    events: list[str] = field(default_factory=list)
+    pdbs: list[dict] = field(default_factory=list)
+    pods: list[dict] = field(default_factory=list)
+    drain_blocked: set[str] = field(default_factory=set)
+    uninstall_fails: set[str] = field(default_factory=set)
+    install_fails: set[str] = field(default_factory=set)
+    cordoned_counts: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for index, host in enumerate(self.inventory.hosts):
@@ -104,6 +114,14 @@ class FakeK3sCluster:
         remote.on(r"kubectl get --raw=/readyz", handler=lambda r, c: (0, "ok", "") if sim.active else (1, "", "refused"))
         remote.on(r"kubectl delete node (\S+)", handler=lambda r, c: self._delete(c))
         remote.on(r"journalctl", stdout="k3s[1]: something went wrong\n")
+        remote.on(r"kubectl (cordon|uncordon) (\S+)$", handler=lambda r, c: self._cordon(c))
+        remote.on(r"kubectl drain (\S+) ", handler=lambda r, c: self._drain(c))
+        remote.on(r"kubectl get pdb -A -o json", handler=lambda r, c: (0, json.dumps({"items": self.pdbs}), ""))
+        remote.on(r"kubectl get pods -A --field-selector spec\.nodeName=(\S+) -o json",
+                  handler=lambda r, c: self._pods_on(c))
+        remote.on(r"kubectl get node (\S+) -o jsonpath=", handler=lambda r, c: self._node_version(c))
+        remote.on(r"^/usr/local/bin/k3s(-agent)?-uninstall\.sh$", handler=lambda r, c: self._uninstall(sim, r, c))
+        remote.on(r"^rm -f /etc/rancher/k3s/config\.yaml", handler=lambda r, c: self._rm_config(r, sim))
         remote.on(LOCKED_MARK, stdout=f"{LOCKED_MARK}\n")  # the cluster lock is free
         self.remotes[host.name] = remote
         return remote
@@ -111,6 +129,59 @@ class FakeK3sCluster:
     def new_remote(self, host: Host) -> FakeRemote:
         """The remote of one session to ``host`` (strict: a command no rule answers fails)."""
         return FakeRemote(host.name, host.address, strict=True)
+
+    # --- node operations (cordon, drain, uninstall) ----------------------------------------------
+    def _cordon(self, command: str) -> tuple[int, str, str]:
+        verb, name = re.search(r"kubectl (cordon|uncordon) (\S+)$", command).groups()  # type: ignore[union-attr]
+        if name not in self.nodes:
+            return 1, "", f'Error from server (NotFound): nodes "{name}" not found'
+        self.nodes[name]["unschedulable"] = verb == "cordon"
+        self.events.append(f"{verb} {name}")
+        self.cordoned_counts.append(sum(1 for n in self.nodes.values() if n.get("unschedulable")))
+        return 0, f"node/{name} {verb}ed\n", ""
+
+    def _drain(self, command: str) -> tuple[int, str, str]:
+        name = re.search(r"kubectl drain (\S+) ", command).group(1)  # type: ignore[union-attr]
+        self.events.append(f"drain {name}")
+        if name in self.drain_blocked:
+            return 1, "", ("error when evicting pods/\"web-1\" -n \"default\" (will retry after 5s): Cannot evict pod as it "
+                           "would violate the pod's disruption budget.\nerror: timed out waiting for the condition")
+        self.pods = [p for p in self.pods if p["spec"]["nodeName"] != name]
+        return 0, f"node/{name} drained\n", ""
+
+    def _pods_on(self, command: str) -> tuple[int, str, str]:
+        name = re.search(r"spec\.nodeName=(\S+)", command).group(1)  # type: ignore[union-attr]
+        return 0, json.dumps({"items": [p for p in self.pods if p["spec"]["nodeName"] == name]}), ""
+
+    def _node_version(self, command: str) -> tuple[int, str, str]:
+        name = re.search(r"get node (\S+) -o", command).group(1)  # type: ignore[union-attr]
+        node = self.nodes.get(name)
+        if node is None:
+            return 0, "", ""
+        # the command is a shell `case` on "<version> <ready>"; answer as the shell would
+        text = f"{node['version']} {'True' if node['ready'] else 'Unknown'}"
+        match = re.search(r"case \"\$v\" in '?([^'*\"]*)'?(\*?)\" True\"\)", command)
+        wanted = match.group(1) if match else ""
+        if match and (text == f"{wanted} True" or (match.group(2) and text.startswith(wanted) and text.endswith(" True"))):
+            return 0, "ready\n", ""
+        if not match and text.endswith(" True"):
+            return 0, "ready\n", ""
+        return 0, text + "\n", ""
+
+    def _uninstall(self, sim: SimHost, remote: FakeRemote, command: str) -> tuple[int, str, str]:
+        if sim.host.name in self.uninstall_fails:
+            return 1, "", "rm: cannot remove '/var/lib/rancher': Device or resource busy"
+        self.events.append(f"uninstall {sim.host.name}")
+        sim.role = None
+        sim.version = None
+        sim.active = False
+        sim.uninstalls += 1
+        remote.files.pop(k3s.ADMIN_KUBECONFIG, None)
+        return 0, "stand-in k3s uninstalled\n", ""
+
+    def _rm_config(self, remote: FakeRemote, sim: SimHost) -> tuple[int, str, str]:
+        remote.files.pop(k3s.CONFIG, None)
+        return 0, "", ""
 
     # --- simulated behaviour ---------------------------------------------------------------
     def _facts(self, sim: SimHost, remote: FakeRemote) -> str:
@@ -143,6 +214,8 @@ class FakeK3sCluster:
         role = re.search(r"INSTALL_K3S_EXEC=(\w+)", command).group(1)  # type: ignore[union-attr]
         version = re.search(r"INSTALL_K3S_VERSION=(\S+)", command)
         config = remote.files.get(k3s.CONFIG, b"").decode()
+        if sim.host.name in self.install_fails:
+            return 1, "", "[ERROR] the install script failed"
         if role == "agent" and TOKEN not in config:
             return 1, "", "[ERROR] no token"
         sim.role = role
@@ -153,8 +226,10 @@ class FakeK3sCluster:
         sim.config_node_name = name
         if role == "server":
             remote.files[k3s.ADMIN_KUBECONFIG] = ADMIN_KUBECONFIG.encode()
+        previous = self.nodes.get(name, {})
         self.nodes[name] = {"ready": name not in self.never_ready, "ip": sim.host.node_ip or sim.host.address, "role": role,
-                            "version": sim.version}
+                            "version": sim.version, "unschedulable": previous.get("unschedulable", False)}
+        self.events.append(f"install {name} {sim.version}")
         return 0, "[INFO] installed\n", ""
 
     def _restart(self, sim: SimHost) -> tuple[int, str, str]:
@@ -183,7 +258,7 @@ class FakeK3sCluster:
             items.append(
                 {
                     "metadata": {"name": name, "labels": labels},
-                    "spec": {},
+                    "spec": {"unschedulable": True} if node.get("unschedulable") else {},
                     "status": {
                         "conditions": [
                             {"type": "Ready", "status": "True" if node["ready"] else "Unknown",
@@ -350,6 +425,7 @@ class FakeKubeadmCluster:
     flannel: str | None = None
     events: list[str] = field(default_factory=list)
     remotes: dict[str, FakeRemote] = field(default_factory=dict)
+    kubelet_versions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         dist = kubeadm(KUBEADM_INVENTORY)
@@ -374,8 +450,85 @@ class FakeKubeadmCluster:
         remote.on(r"^systemctl restart kubelet$", handler=lambda r, c: self._restart_kubelet(name))
         remote.on(r"^install -d -m 0755 /etc/apt/keyrings && curl -fsSL \S+Release.key", handler=lambda r, c: self._event(f"repository key {name}"))
         remote.on(LOCKED_MARK, stdout=f"{LOCKED_MARK}\n")  # the cluster lock is free
+        # the rolling upgrade: packages, kubeadm upgrade, and the node operations on the API
+        remote.on(r"^apt-mark unhold kubeadm ", handler=lambda r, c: self._packages(name, ("kubeadm",), c))
+        remote.on(r"^apt-mark unhold kubelet kubectl ", handler=lambda r, c: self._packages(name, ("kubelet", "kubectl"), c))
+        remote.on(r"^kubeadm upgrade (plan|apply|node)", handler=lambda r, c: self._upgrade(name, c))
+        remote.on(r"kubectl .* (cordon|uncordon|drain) (\S+)", handler=lambda r, c: self._node_op(c))
+        remote.on(r"kubectl .* get node (\S+) -o jsonpath=", handler=lambda r, c: self._node_version(c))
+        # remove / reset: the Node deletion and the uninstall steps
+        remote.on(r"kubectl .* delete node (\S+) ", handler=lambda r, c: self._delete_node(c))
+        remote.on(r"kubectl .* get (pdb|pods) -A", stdout='{"items": []}')
+        remote.on(r"^kubeadm reset -f$", handler=lambda r, c: self._reset(name))
+        remote.on(r"^rm -rf /etc/cni/net\.d && ", handler=lambda r, c: self._event(f"cni cleanup {name}"))
+        remote.on(r"^for tool in iptables ip6tables", handler=lambda r, c: self._event(f"iptables cleanup {name}"))
+        remote.on(r"^rm -f /etc/default/kubelet && rm -rf /etc/kubernetes/provisioner$",
+                  handler=lambda r, c: self._flags_removed(name))
+        remote.on(r"install -y --no-install-recommends kubelet kubeadm kubectl && apt-mark hold kubelet kubeadm kubectl",
+                  handler=lambda r, c: self._held(name))
+        remote.on(r"^apt-mark unhold kubelet kubeadm kubectl ", handler=lambda r, c: self._unhold(name))
         self.remotes[name] = remote
         return remote
+
+    def _delete_node(self, command: str) -> tuple[int, str, str]:
+        node = re.search(r"delete node (\S+) ", command).group(1)  # type: ignore[union-attr]
+        self.nodes.pop(node, None)
+        self.events.append(f"delete node {node}")
+        return 0, f'node "{node}" deleted\n', ""
+
+    def _reset(self, name: str) -> tuple[int, str, str]:
+        self.state[name] = replace(self.state[name], admin_conf=False, kubelet_conf=False,
+                                   services={**self.state[name].services, "kubelet": "inactive"})
+        self.events.append(f"kubeadm reset {name}")
+        return 0, "[reset] Stopping the kubelet service\n", ""
+
+    def _flags_removed(self, name: str) -> tuple[int, str, str]:
+        state = self.state[name]
+        self.state[name] = replace(state, files={p: h for p, h in state.files.items() if p != "/etc/default/kubelet"})
+        self.events.append(f"flags removed {name}")
+        return 0, "", ""
+
+    def _held(self, name: str) -> tuple[int, str, str]:
+        self.state[name] = replace(self.state[name], held=frozenset({"kubelet", "kubeadm", "kubectl"}))
+        self.events.append(f"packages held {name}")
+        return 0, "", ""
+
+    def _unhold(self, name: str) -> tuple[int, str, str]:
+        self.state[name] = replace(self.state[name], held=frozenset())
+        self.events.append(f"unhold {name}")
+        return 0, "", ""
+
+    def _packages(self, name: str, packages: tuple[str, ...], command: str) -> tuple[int, str, str]:
+        """apt installs the pinned version, or the newest of the repository's minor."""
+        pinned = re.search(r"kube\w+=([0-9.]+)-\*", command)
+        repo = re.search(r"v(\d+\.\d+)/deb/", self.inventory_repo())
+        version = f"{pinned.group(1)}-1.1" if pinned else f"{repo.group(1) if repo else '1.31'}.0-1.1"
+        state = self.state[name]
+        self.state[name] = replace(state, packages={**state.packages, **dict.fromkeys(packages, version)})
+        self.events.append(f"{' '.join(packages)} {version} {name}")
+        if "kubelet" in packages:
+            self.kubelet_versions[name] = "v" + version.split("-")[0]
+        return 0, "", ""
+
+    def inventory_repo(self) -> str:
+        return Kubeadm(self.inventory).package_repo(hostos.DebianFamily())
+
+    def _upgrade(self, name: str, command: str) -> tuple[int, str, str]:
+        self.events.append(f"kubeadm upgrade {command.split()[2]} {name}")
+        return 0, "[upgrade/successful] SUCCESS!\n", ""
+
+    def _node_op(self, command: str) -> tuple[int, str, str]:
+        verb, node = re.search(r"kubectl .* (cordon|uncordon|drain) (\S+)", command).groups()  # type: ignore[union-attr]
+        self.events.append(f"{verb} {node}")
+        return 0, "", ""
+
+    def _node_version(self, command: str) -> tuple[int, str, str]:
+        node = re.search(r"get node (\S+) -o", command).group(1)  # type: ignore[union-attr]
+        version = self.kubelet_versions.get(node, "v1.31.4")
+        wanted = re.search(r"case \"\$v\" in '?([^'*\"]*)'?(\*?)\" True\"\)", command)
+        assert wanted is not None
+        ok = version == wanted.group(1) or (wanted.group(2) == "*" and version.startswith(wanted.group(1)))
+        return 0, "ready\n" if ok else f"{version} True\n", ""
 
     def _init(self, name: str, remote: FakeRemote) -> tuple[int, str, str]:
         assert "kubeadm-init.yaml" in "".join(remote.uploads)
@@ -420,5 +573,5 @@ class FakeKubeadmCluster:
     def _nodes(self) -> str:
         items = [{"metadata": {"name": n, "labels": {}}, "status": {
             "conditions": [{"type": "Ready", "status": "True" if self.flannel else "False", "reason": "KubeletReady" if self.flannel else "KubeletNotReady"}],
-            "addresses": [], "nodeInfo": {"kubeletVersion": "v1.31.4"}}} for n in self.nodes]
+            "addresses": [], "nodeInfo": {"kubeletVersion": self.kubelet_versions.get(n, "v1.31.4")}}} for n in self.nodes]
         return json.dumps({"items": items})

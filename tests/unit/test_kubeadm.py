@@ -246,13 +246,80 @@ def test_fresh_hosts_plan_init_and_join_and_flannel() -> None:
     assert cluster.stale_nodes == ()
 
 
-def test_installed_packages_of_another_minor_are_not_upgraded_but_warned_about() -> None:
+def test_installed_packages_of_another_minor_are_upgraded_with_kubeadm_upgrade_node_then_kubelet() -> None:
+    """Was: left alone with a warning. The rolling upgrade (issue 12) upgrades such a host instead."""
     dist = kubeadm()
     old = prepared(dist, "w1", packages={"kubelet": "1.30.2-1.1", "kubeadm": "1.30.2-1.1", "kubectl": "1.30.2-1.1", "containerd": "1.6"})
     result = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": old})
-    assert result["w1"].action is Action.NOTHING
-    warnings = dist.host_warnings({"cp1": prepared(dist, "cp1"), "w1": old})
-    assert warnings and "kubelet 1.30.2-1.1 is installed but the inventory wants 1.31" in warnings[0]
+    assert result["w1"].action is Action.UPGRADE and result["cp1"].action is Action.NOTHING
+    assert dist.host_warnings({"cp1": prepared(dist, "cp1"), "w1": old}) == []
+    commands = [op.text for s in result["w1"].steps for op in s.operations if hasattr(op, "text")]
+    assert commands == [
+        "apt-mark unhold kubeadm >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -q -o Dpkg::Options::=--force-confold "
+        "update && DEBIAN_FRONTEND=noninteractive apt-get -q -o Dpkg::Options::=--force-confold install -y "
+        "--no-install-recommends kubeadm && apt-mark hold kubeadm >/dev/null",
+        "kubeadm upgrade node",
+        "apt-mark unhold kubelet kubectl >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -q -o "
+        "Dpkg::Options::=--force-confold install -y --no-install-recommends kubelet kubectl && "
+        "apt-mark hold kubelet kubectl >/dev/null && systemctl daemon-reload && systemctl restart kubelet",
+    ]
+
+
+def test_the_first_control_plane_switches_the_repository_then_runs_upgrade_plan_and_apply_at_the_exact_version() -> None:
+    dist = kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.32.1"'))
+    on_31 = {n: prepared(kubeadm(), n) for n in ("cp1", "w1")}
+    result = plans(dist, on_31)
+    assert {n: p.action for n, p in result.items()} == {"cp1": Action.UPGRADE, "w1": Action.UPGRADE}
+    names = [s.name for s in result["cp1"].steps]
+    assert names == ["Kubernetes package repository", "kubeadm 1.32.1", "kubeadm upgrade plan", "kubeadm upgrade apply",
+                     "kubelet and kubectl 1.32.1", "wait for the Kubernetes API"]
+    repo = result["cp1"].steps[0].operations[0]
+    assert "https://pkgs.k8s.io/core:/stable:/v1.32/deb/" in repo.content  # type: ignore[union-attr]
+    texts = [op.text for s in result["cp1"].steps for op in s.operations if hasattr(op, "text")]
+    assert "kubeadm upgrade plan v1.32.1" in texts and "kubeadm upgrade apply v1.32.1 -y" in texts
+    assert any("kubeadm=1.32.1-*" in t for t in texts) and any("kubelet=1.32.1-*" in t for t in texts)
+    assert dist.upgraded_version() == "v1.32.1"
+    assert kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.32"')).upgraded_version() == "v1.32."
+
+
+def test_skipping_a_minor_is_refused_with_the_path_and_a_downgrade_is_refused() -> None:
+    on_30 = {n: prepared(kubeadm(), n, packages={"kubelet": "1.30.2-1.1", "kubeadm": "1.30.2-1.1", "kubectl": "1.30.2-1.1",
+                                                 "containerd": "1.6"}) for n in ("cp1", "w1")}
+    skip = kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.32"'))
+    problems = skip.upgrade_problems(on_30)
+    assert problems[0] == ("cp1: runs Kubernetes 1.30.2; kubeadm upgrades one minor at a time: 1.30 → 1.31 → 1.32 "
+                           "(set version to 1.31 first, run up, then the next)")
+    assert problems[0] in skip.check_hosts(on_30)
+    down = kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.29"'))
+    assert "a downgrade, which kubeadm does not do" in down.upgrade_problems(on_30)[0]
+    assert kubeadm(INVENTORY).upgrade_problems(on_30) == []  # 1.30 → 1.31 is one step
+    assert kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.30.1"')).upgrade_problems(on_30)[0].count("downgrade") == 1
+
+
+def test_kubeadm_uninstall_resets_cleans_cni_iptables_flags_and_releases_the_hold() -> None:
+    dist = kubeadm()
+    steps = dist.uninstall_steps(dist.inventory.host("w1"), prepared(dist, "w1"))
+    assert [s.name for s in steps] == ["kubeadm reset -f", "CNI config and interfaces", "iptables chains of kube-proxy and Flannel",
+                                       "kubelet flags and provisioner files", "release the package hold"]
+    texts = [op.text for s in steps for op in s.operations if hasattr(op, "text")]
+    assert texts[0] == "kubeadm reset -f"
+    assert "rm -rf /etc/cni/net.d" in texts[1] and "cni0 flannel.1" in texts[1]
+    assert "grep -v -E 'KUBE-|FLANNEL|CNI-'" in texts[2] and "ip6tables" in texts[2]
+    assert texts[3] == "rm -f /etc/default/kubelet && rm -rf /etc/kubernetes/provisioner"
+    assert texts[4] == "apt-mark unhold kubelet kubeadm kubectl >/dev/null"
+
+
+def test_the_iptables_cleanup_drops_only_kube_proxy_flannel_and_cni_rules() -> None:
+    from provisioner.distros.kubeadm import IPTABLES_CLEANUP
+
+    saved = ("*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:FLANNEL-POSTRTG - [0:0]\n"
+             "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"
+             "-A POSTROUTING -j FLANNEL-POSTRTG\n-A POSTROUTING -s 192.168.1.0/24 -j MASQUERADE\nCOMMIT\n")
+    script = IPTABLES_CLEANUP.replace('"$tool-save"', "cat saved").replace('| "$tool-restore"', "> restored")
+    work = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True).stdout.strip())
+    (work / "saved").write_text(saved)
+    subprocess.run(["sh", "-c", f"command() {{ return 0; }}; {script}"], cwd=work, check=True)
+    assert (work / "restored").read_text() == "*nat\n:PREROUTING ACCEPT [0:0]\n-A POSTROUTING -s 192.168.1.0/24 -j MASQUERADE\nCOMMIT\n"
 
 
 @pytest.mark.parametrize("installed,wanted,ok", [("1.31.4-1.1", "1.31", True), ("1.31.4-150500.1.1", "1.31.4", True),

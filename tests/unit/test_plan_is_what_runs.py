@@ -70,6 +70,11 @@ def assert_plan_is_what_ran(cluster: Cluster, planned: RunSummary, executed: Run
             assert remote.uploads == uploads, name
     cluster_plan = planned.plan.cluster
     ran = [s for s in cluster_plan.steps if s is not cluster_plan.join_secret or any(p.needs for p in planned.plan.hosts.values())]
+    rolled: list[Step] = []  # the rolling upgrade's API steps run first, wave by wave
+    for wave in planned.plan.rollout:
+        rolled += [h.cordon for h in wave] + [h.drain for h in wave if h.drain is not None]
+        rolled += [s for h in wave for s in (h.wait, h.uncordon)]
+    ran = rolled + ran
     assert [(r.name, [dict(o.operation) for o in r.operations]) for r in executed.cluster_steps] == described(ran)
 
 
@@ -220,15 +225,23 @@ def test_kubeadm_up_runs_exactly_the_planned_steps(prepare: Callable[[FakeKubead
     assert_plan_is_what_ran(cluster, planned, executed, "cp1")
 
 
-def test_kubeadm_upgrade_is_not_automated_so_plan_and_up_both_leave_the_hosts_alone() -> None:
+def test_kubeadm_minor_upgrade_rolls_the_control_plane_then_the_worker_running_exactly_the_planned_steps() -> None:
+    """Was: "upgrade is not automated, hosts left alone". Issue 12 automates it: the repository
+    switches to the new minor, cp1 runs `kubeadm upgrade plan/apply`, then w1 `kubeadm upgrade
+    node`, each followed by kubelet/kubectl and a restart, one host at a time."""
     cluster = kubeadm_cluster()
     kubeadm_other_minor(cluster)
+    cluster.events.clear()
     planned, executed = planned_then_executed(cluster)
-    # the repository and the package pins follow the new minor, but a joined host is not upgraded
     assert planned.plan is not None
-    for name, host_plan in planned.plan.hosts.items():
-        assert host_plan.action in (Action.NOTHING, Action.RECONFIGURE), name
-        assert "kubelet, kubeadm, kubectl" not in [s.name for s in host_plan.steps]
+    assert actions_of(planned) == {"cp1": Action.UPGRADE, "w1": Action.UPGRADE}
+    assert [[h.host.name for h in wave] for wave in planned.plan.rollout] == [["cp1"], ["w1"]]
+    assert cluster.events == [
+        "cordon cp1", "drain cp1", "repository key cp1", "kubeadm 1.32.0-1.1 cp1", "kubeadm upgrade plan cp1", "kubeadm upgrade apply cp1",
+        "kubelet kubectl 1.32.0-1.1 cp1", "uncordon cp1",
+        "cordon w1", "drain w1", "repository key w1", "kubeadm 1.32.0-1.1 w1", "kubeadm upgrade node w1", "kubelet kubectl 1.32.0-1.1 w1",
+        "uncordon w1",
+    ]
     assert_plan_is_what_ran(cluster, planned, executed, "cp1")
 
 

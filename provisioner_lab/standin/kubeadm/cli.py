@@ -15,6 +15,7 @@ from .cmd_init import cmd_init
 from .cmd_join import cmd_join
 from .cmd_reset import cmd_reset, cmd_version
 from .cmd_token import cmd_token
+from .cmd_upgrade import cmd_upgrade
 from ..k3s import util
 from ..k3s.util import Fatal, mask
 from ..kubelet.klog import klog
@@ -32,6 +33,7 @@ Available Commands (stand-in):
   join        Run this on any machine you wish to join an existing cluster
   reset       Performs a best effort revert of changes made to this host by 'kubeadm init' or 'kubeadm join'
   token       Manage bootstrap tokens
+  upgrade     Upgrade your cluster smoothly to a newer version with this command
   version     Print the version of kubeadm
 """ % (STANDIN_VERSION, STANDIN_NOTE)
 
@@ -47,7 +49,7 @@ def main(argv):
         return 0
     cmd, rest = args[0], args[1:]
     handlers = {"config": cmd_config, "init": cmd_init, "join": cmd_join, "token": cmd_token, "reset": cmd_reset,
-                "version": cmd_version}
+                "version": cmd_version, "upgrade": cmd_upgrade}
     if cmd not in handlers:
         sys.stderr.write('unknown command "%s" for "kubeadm"\n%s\n' % (cmd, STACK_HINT))
         return 1
