@@ -223,3 +223,21 @@ def test_discovery_connects_the_way_vagrant_does_with_its_port_and_key(monkeypat
     vagrant.connect_through_vagrant(machine)
     assert seen["name"] == "worker1" and seen["address"] == "192.168.121.57" and seen["port"] == 22
     assert seen["key"] == "/v/.vagrant/machines/worker1/libvirt/private_key"
+
+
+def test_vagrantfile_keeps_workers_created_earlier_when_workers_is_not_set(tmp_path: Path) -> None:
+    if shutil.which("vagrant") is None:
+        pytest.skip("vagrant is not installed")
+    shutil.copy(REPO / "Vagrantfile", tmp_path / "Vagrantfile")
+    (tmp_path / ".vagrant/machines/worker3/libvirt").mkdir(parents=True)
+    (tmp_path / ".vagrant/machines/worker3/libvirt/id").write_text("made by an earlier WORKERS=3 vagrant up")
+
+    def machines(**extra: str) -> list[str]:
+        env = dict(os.environ, VAGRANT_HOME=str(tmp_path / "home"), **extra)
+        env.pop("WORKERS", None) if not extra else None
+        result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return [line.split(":")[0].removeprefix("==> ") for line in result.stdout.splitlines() if line.startswith("==> ")]
+
+    assert machines() == ["controller", "worker1", "worker2", "worker3"]
+    assert machines(WORKERS="2") == ["controller", "worker1", "worker2"]
