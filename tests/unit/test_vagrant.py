@@ -233,8 +233,7 @@ def test_vagrantfile_keeps_workers_created_earlier_when_workers_is_not_set(tmp_p
     (tmp_path / ".vagrant/machines/worker3/libvirt/id").write_text("made by an earlier WORKERS=3 vagrant up")
 
     def machines(**extra: str) -> list[str]:
-        env = dict(os.environ, VAGRANT_HOME=str(tmp_path / "home"), **extra)
-        env.pop("WORKERS", None) if not extra else None
+        env = {k: v for k, v in os.environ.items() if k != "WORKERS"} | {"VAGRANT_HOME": str(tmp_path / "home"), **extra}
         result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         return [line.split(":")[0].removeprefix("==> ") for line in result.stdout.splitlines() if line.startswith("==> ")]
