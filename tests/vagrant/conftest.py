@@ -3,7 +3,8 @@ QEMU's software emulation (TCG; KVM is not usable on these machines), from a box
 builds (scripts/vagrant-box). Needs root; a private libvirtd is started for the session and stopped
 by PID at the end, and every VM is destroyed in teardown, even when a test fails.
 
-Run alone with `pytest -m vagrant`; skip with `-m "not vagrant"`. Heavy: ~10 min of 2 cores.
+Run alone with `pytest -m vagrant`; skip with `-m "not vagrant"`. Heavy: ~10 min of 2 cores. Marked
+`lab` too (it boots hosts like the lab tests), so `-m "not lab"` leaves it out as well.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.vagrant)
+            item.add_marker(pytest.mark.lab)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -119,7 +121,7 @@ def vagrant_lab(built_box: vagrant_box.Box, libvirtd: Libvirtd, tmp_path_factory
     shutil.copy(REPO / "Vagrantfile", folder / "Vagrantfile")
     home = vagrant_box.CACHE / "vagrant-home"  # boxes added once stay between runs
     env = dict(
-        os.environ,
+        {k: v for k, v in os.environ.items() if k not in ("WORKERS", "VAGRANT_CWD", "VAGRANT_DOTFILE_PATH")},
         VAGRANT_HOME=str(home),
         VAGRANT_DEFAULT_PROVIDER="libvirt",
         VAGRANT_CHECKPOINT_DISABLE="1",
