@@ -80,14 +80,17 @@ class Libvirtd:
             self.pids[name] = proc.pid
             if name == "virtlogd":
                 _wait_for(lambda: Path("/run/libvirt/virtlogd-sock").exists() or proc.poll() is not None, timeout)
-        deadline = time.monotonic() + timeout
-        while not _answers():
-            if time.monotonic() > deadline or not _alive(self.pids["libvirtd"]):
-                self.stop()
-                raise VagrantLabError(f"libvirtd did not start; see {logs}")
-            time.sleep(0.5)
-        virsh("pool-define-as", "default", "dir", "--target", str(self.pool))
-        virsh("pool-start", "default")
+        try:
+            deadline = time.monotonic() + timeout
+            while not _answers():
+                if time.monotonic() > deadline or not _alive(self.pids["libvirtd"]):
+                    raise VagrantLabError(f"libvirtd did not start; see {logs}")
+                time.sleep(0.5)
+            virsh("pool-define-as", "default", "dir", "--target", str(self.pool))
+            virsh("pool-start", "default")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Destroy what is still running in libvirt (domains, networks, the pool), then stop
