@@ -185,7 +185,7 @@ def connect_through_vagrant(machine: Machine) -> Remote:
     inventory = parse_inventory(
         templates.render(
             "vagrant/discovery.yaml.j2",
-            name=machine.name,
+            machine=machine.name,
             hostname=machine.hostname,
             port=machine.port,
             user=machine.user,

@@ -199,3 +199,44 @@ def test_vagrantfile_refuses_a_bad_worker_count(tmp_path: Path) -> None:
     env = dict(os.environ, VAGRANT_HOME=str(tmp_path / "home"), WORKERS="many")
     result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and 'invalid value for Integer(): "many"' in result.stdout + result.stderr
+
+
+def test_vagrantfile_refuses_an_unknown_libvirt_driver(tmp_path: Path) -> None:
+    if shutil.which("vagrant") is None:
+        pytest.skip("vagrant is not installed")
+    shutil.copy(REPO / "Vagrantfile", tmp_path / "Vagrantfile")
+    env = dict(os.environ, VAGRANT_HOME=str(tmp_path / "home"), LIBVIRT_DRIVER="xen")
+    result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "LIBVIRT_DRIVER must be kvm or qemu, not xen" in result.stdout + result.stderr
+
+
+def test_discovery_connects_the_way_vagrant_does_with_its_port_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+
+    def fake_connect(inventory, host, ssh_config_path=None):  # type: ignore[no-untyped-def]
+        seen.update(name=host.name, address=host.address, port=inventory.ssh.port, key=str(inventory.ssh.private_key),
+                    policy=str(inventory.ssh.host_key_policy))
+        return FakeRemote(host.name)
+
+    monkeypatch.setattr("provisioner.remote.connect", fake_connect)
+    machine = vagrant.Machine("worker1", "192.168.121.57", 22, "vagrant", "/v/.vagrant/machines/worker1/libvirt/private_key")
+    vagrant.connect_through_vagrant(machine)
+    assert seen["name"] == "worker1" and seen["address"] == "192.168.121.57" and seen["port"] == 22
+    assert seen["key"] == "/v/.vagrant/machines/worker1/libvirt/private_key"
+
+
+def test_vagrantfile_keeps_workers_created_earlier_when_workers_is_not_set(tmp_path: Path) -> None:
+    if shutil.which("vagrant") is None:
+        pytest.skip("vagrant is not installed")
+    shutil.copy(REPO / "Vagrantfile", tmp_path / "Vagrantfile")
+    (tmp_path / ".vagrant/machines/worker3/libvirt").mkdir(parents=True)
+    (tmp_path / ".vagrant/machines/worker3/libvirt/id").write_text("made by an earlier WORKERS=3 vagrant up")
+
+    def machines(**extra: str) -> list[str]:
+        env = {k: v for k, v in os.environ.items() if k != "WORKERS"} | {"VAGRANT_HOME": str(tmp_path / "home"), **extra}
+        result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return [line.split(":")[0].removeprefix("==> ") for line in result.stdout.splitlines() if line.startswith("==> ")]
+
+    assert machines() == ["controller", "worker1", "worker2", "worker3"]
+    assert machines(WORKERS="2") == ["controller", "worker1", "worker2"]
