@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner_vagrantlab import box
-from provisioner_vagrantlab.labref import lab_host_packages, standin_airgap
+from provisioner_lab.vagrantlab import box
+from provisioner_lab.vagrantlab.labref import lab_host_packages, standin_airgap
 
 
 def test_the_box_has_the_lab_hosts_packages_plus_a_kernel_and_sshd() -> None:
@@ -37,8 +37,10 @@ def test_the_boxs_vagrantfile_selects_libvirts_qemu_driver() -> None:
 
 
 def test_the_vms_get_the_same_standin_files_as_the_lab_inventory() -> None:
-    from provisioner.lab import files
+    from provisioner_lab import zipapps
+    from provisioner_lab.lab import Lab
 
     airgap = standin_airgap()
-    assert (airgap.k3s_binary, airgap.install_script) == files.standin_paths()
-    assert airgap.as_inventory() == {"k3s_binary": str(files.standin_paths()[0]), "install_script": str(files.standin_paths()[1])}
+    lab_binary = Lab().standin_k3s()
+    assert (airgap.k3s_binary, airgap.install_script) == (lab_binary, zipapps.install_script())
+    assert airgap.as_inventory() == {"k3s_binary": str(lab_binary), "install_script": str(zipapps.install_script())}

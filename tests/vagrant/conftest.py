@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner_vagrantlab import box as vagrant_box
-from provisioner_vagrantlab.libvirt import Libvirtd
+from provisioner_lab.vagrantlab import box as vagrant_box
+from provisioner_lab.vagrantlab.libvirt import Libvirtd
 
 REPO = Path(__file__).resolve().parents[2]
 #: Timings of this session's steps, printed at the end (for docs/benchmarks.md).

@@ -13,7 +13,7 @@ import time
 
 from ruamel.yaml import YAML
 
-from provisioner_vagrantlab.labref import standin_airgap
+from provisioner_lab.vagrantlab.labref import standin_airgap
 
 from tests.vagrant.conftest import VagrantLab
 

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner_vagrantlab._run import VagrantLabError, run
-from provisioner_vagrantlab.labref import lab_host_packages
+from provisioner_lab.vagrantlab._run import VagrantLabError, run
+from provisioner_lab.vagrantlab.labref import lab_host_packages
 
 CACHE = Path(os.environ.get("PROVISIONER_VAGRANT_CACHE", "/var/cache/provisioner-vagrant"))
 SUITE = "bookworm"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioner_vagrantlab._run import VagrantLabError, run
+from provisioner_lab.vagrantlab._run import VagrantLabError, run
 
 URI = "qemu:///system"
 SOCKET = Path("/run/libvirt/libvirt-sock")
@@ -27,7 +27,7 @@ PACKAGES: tuple[str, ...] = ("qemu-system-x86", "qemu-utils", "libvirt-daemon-sy
                              "dnsmasq-base", "iptables", "vagrant", "vagrant-libvirt")
 
 QEMU_CONF = """\
-# Written by provisioner_vagrantlab for its private libvirtd only.
+# Written by provisioner_lab.vagrantlab for its private libvirtd only.
 user = "root"
 group = "root"
 dynamic_ownership = 0
