@@ -91,6 +91,8 @@ def up_text(console: Console, summary: RunSummary, error: ProvisionerError | Non
     if summary.nodes:
         console.print(nodes_table(list(summary.nodes), summary.roles))
     _kubeconfig_lines(console, summary)
+    if summary.checks:
+        console.print(checks_table(summary))
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
@@ -112,6 +114,7 @@ def up_json(summary: RunSummary) -> dict[str, Any]:
             "check": None if fetched.check is None else vars(fetched.check),
         },
         "warnings": list(summary.warnings),
+        **({"checks": [c.as_dict() for c in summary.checks]} if summary.checks else {}),
     }
 
 
@@ -223,3 +226,34 @@ def kubeconfig_text(console: Console, summary: RunSummary, error: ProvisionerErr
 def kubeconfig_json(summary: RunSummary) -> dict[str, Any]:
     data = up_json(summary)
     return {"cluster": data["cluster"], "kubeconfig": data["kubeconfig"], "warnings": data["warnings"]}
+
+
+def checks_table(summary: RunSummary) -> Table:
+    """One row per check: name, ok or failed, and why."""
+    table = Table(title=f"Checks of {summary.cluster_name}", title_justify="left")
+    for column in ("CHECK", "RESULT", "DETAIL"):
+        table.add_column(column)
+    for row in summary.checks:
+        style = "green" if row.ok else "red"
+        table.add_row(escape(row.name), f"[{style}]{row.status.value}[/]", escape(row.detail))
+    return table
+
+
+def check_text(console: Console, summary: RunSummary, error: ProvisionerError | None) -> None:
+    if summary.checks:
+        console.print(checks_table(summary))
+        failed = sum(1 for row in summary.checks if not row.ok)
+        console.print(f"[red]{failed} of {len(summary.checks)} checks failed.[/]" if failed
+                      else f"[green]All {len(summary.checks)} checks passed.[/]")
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def check_json(summary: RunSummary) -> dict[str, Any]:
+    return {
+        "cluster": summary.cluster_name,
+        "checks": [row.as_dict() for row in summary.checks],
+        "failed": [row.name for row in summary.checks if not row.ok],
+        "nodes": [n.as_dict() for n in summary.nodes or []],
+        "warnings": list(summary.warnings),
+    }

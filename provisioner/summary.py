@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from provisioner.checks import CheckResult
 from provisioner.executor import StepRecord
 from provisioner.inventory import Host
 from provisioner.kubeconfig import Check, WriteResult
@@ -70,6 +71,7 @@ class RunSummary:
     nodes: tuple[Node, ...] | None = None
     kubeconfig: FetchedKubeconfig | None = None
     warnings: tuple[str, ...] = ()
+    checks: tuple[CheckResult, ...] = ()  # `check`, `up --check`
 
     @property
     def roles(self) -> dict[str, str]:

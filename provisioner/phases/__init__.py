@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
+from provisioner.checks import CheckOptions, CheckResult
 from provisioner.distros import ClusterState, Distribution
 from provisioner.errors import HostError, ProvisionerError
 from provisioner.executor import StepFailed, StepRecord, ValueStore, run_steps
 from provisioner.facts import HostFacts
+from provisioner.health import HostHealth
 from provisioner.inventory import Host, Inventory
 from provisioner.nodes import Node
 from provisioner.progress import SilentReporter
@@ -55,6 +57,7 @@ class Options:
     replace: bool = False
     kubeconfig_out: Path | None = None
     context_name: str | None = None
+    check: CheckOptions | None = None  # `check`, `up --check`: what to prove about the running cluster
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class Results:
     nodes: list[Node] | None = None
     kubeconfig: FetchedKubeconfig | None = None
     warnings: list[str] = field(default_factory=list)
+    health: dict[str, HostHealth] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
 
 
 @dataclass
@@ -206,6 +211,7 @@ class Context:
             nodes=tuple(r.nodes) if r.nodes is not None else None,
             kubeconfig=r.kubeconfig,
             warnings=tuple(r.warnings),
+            checks=tuple(r.checks),
         )
 
 
