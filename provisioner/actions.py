@@ -6,6 +6,8 @@
     plan        connect → facts → validate → read state → plan → free space (nothing changes)
     status      connect to servers → read nodes
     kubeconfig  connect to servers → facts → read state → kubeconfig → verify
+    check       connect → health facts → read kubeconfig → verify → check cluster → check hosts
+                → (workload) → conclude; ``up --check`` runs the same checks after its own phases
     remove      connect (unreachable hosts set aside) → facts → [lock] → read state
                 → plan the removal (--dry-run stops here) → cordon → drain → delete Nodes
                 → uninstall the removed hosts
@@ -27,21 +29,27 @@ server that holds the cluster), both released when the action ends whatever happ
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from provisioner import distros
 from provisioner.errors import HostsFailed, ProvisionerError
 from provisioner.inventory import Host, Inventory
 from provisioner.phases import Connector, Context, Inputs, Options, Phase, run_phases
+from provisioner.checks import CheckOptions
 from provisioner.phases.apply_cluster_steps import ApplyClusterSteps
 from provisioner.phases.bootstrap_first_server import BootstrapFirstServer
 from provisioner.phases.check_free_space import CheckFreeSpace
+from provisioner.phases.check_cluster import CheckCluster
+from provisioner.phases.check_hosts import CheckHosts
+from provisioner.phases.check_workload import CheckWorkload
+from provisioner.phases.conclude_checks import ConcludeChecks
 from provisioner.phases.connect import Connect
 from provisioner.phases.connect_reachable import ConnectReachable
 from provisioner.phases.delete_nodes import DeleteNodes
 from provisioner.phases.drain_nodes import CordonNodes, DrainNodes
 from provisioner.phases.forget_kubeconfig import ForgetKubeconfig
 from provisioner.phases.gather_facts import GatherFacts
+from provisioner.phases.gather_health import GatherHealth
 from provisioner.phases.get_kubeconfig import GetKubeconfig
 from provisioner.phases.join_hosts import JoinAgents, JoinServers
 from provisioner.phases.lock_cluster import LockCluster
@@ -49,6 +57,7 @@ from provisioner.phases.obtain_join_secret import ObtainJoinSecret
 from provisioner.phases.plan_hosts import PlanHosts
 from provisioner.phases.plan_removal import PlanRemoval
 from provisioner.phases.read_cluster_state import ReadClusterState
+from provisioner.phases.read_kubeconfig import ReadKubeconfig
 from provisioner.phases.read_nodes import ReadNodes
 from provisioner.phases.remove_stale_nodes import RemoveStaleNodes
 from provisioner.phases.rolling_upgrade import RollingUpgrade
@@ -111,6 +120,17 @@ def reset_phases() -> list[Phase]:
         UninstallAll(),
         ForgetKubeconfig(),
     ]
+
+
+def check_phases() -> list[Phase]:
+    """Read-only (``--workload`` aside, in a namespace of its own that it deletes)."""
+    return [Connect(require_all=False), GatherHealth(), ReadKubeconfig(), VerifyKubeconfig(report_only=True),
+            *checks_after_up()]
+
+
+def checks_after_up() -> list[Phase]:
+    """What ``up --check`` adds after the Ready wait and the kubeconfig verification."""
+    return [CheckCluster(), CheckHosts(), CheckWorkload(), ConcludeChecks()]
 
 
 def ssh_connector(inventory: Inventory, host: Host) -> Remote:
@@ -178,8 +198,11 @@ def execute(
 
 
 def up(inventory: Inventory, options: Options | None = None, **kwargs: object) -> Outcome:
-    """Build or converge the cluster the inventory describes."""
-    return execute(up_phases(), inventory, options, **kwargs)  # type: ignore[arg-type]
+    """Build or converge the cluster the inventory describes (with ``options.check``, then check it)."""
+    phases = up_phases()
+    if options is not None and options.check is not None:
+        phases += [GatherHealth(), *checks_after_up()]
+    return execute(phases, inventory, options, **kwargs)  # type: ignore[arg-type]
 
 
 def plan(inventory: Inventory, options: Options | None = None, **kwargs: object) -> Outcome:
@@ -209,3 +232,11 @@ def reset(inventory: Inventory, options: Options | None = None, **kwargs: object
     """Tear the cluster down: every host uninstalled (agents first), the kubeconfig entries
     taken out. The caller asks for confirmation."""
     return execute(reset_phases(), inventory, options, **kwargs)  # type: ignore[arg-type]
+
+
+def check(inventory: Inventory, options: Options | None = None, **kwargs: object) -> Outcome:
+    """Health of the running cluster (and with ``options.check.workload`` a smoke test)."""
+    options = options or Options()
+    if options.check is None:
+        options = replace(options, check=CheckOptions())
+    return execute(check_phases(), inventory, options, **kwargs)  # type: ignore[arg-type]

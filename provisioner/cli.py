@@ -24,6 +24,7 @@ import click
 from rich.console import Console
 
 from provisioner import __version__, actions, report, runlog
+from provisioner.checks import DEFAULT_IMAGE, CheckOptions
 from provisioner.entry import json_requested
 from provisioner.errors import ProvisionerError, UsageError
 from provisioner.inventory import CLUSTER_MODELS, DISTRIBUTIONS, load_inventory
@@ -107,6 +108,18 @@ def _kubeconfig_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
     command = click.option("--set-current", is_flag=True, help="With --merge: make the cluster's context the current one.")(command)
     command = click.option("--merge", is_flag=True, help="Merge into your kubeconfig ($KUBECONFIG's files as kubectl reads them, backed up first) instead of writing a new file.")(command)
+    return command
+
+
+def _check_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--allow-cordoned", "allow_cordoned", multiple=True, metavar="NODE",
+        help="A node that may be cordoned (spec.unschedulable) without failing the check; repeatable.",
+    )(command)
+    command = click.option("--image", default=DEFAULT_IMAGE, show_default=True,
+                           help="With --workload: the nginx image (a mirror's, for air-gapped clusters).")(command)
+    command = click.option("--workload", is_flag=True,
+                           help="Also run nginx 2 → 4 replicas in a throw-away namespace, check the spread, delete it.")(command)
     return command
 
 
@@ -226,23 +239,28 @@ def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_rollout_options
 @_drain_options
 @_kubeconfig_options
+@click.option("--check", "run_check", is_flag=True, help="After the Ready wait, run the checks of `provisioner check`.")
+@_check_options
 @_output_option
 @_common
 @click.pass_context
 def up(ctx: click.Context, inventory_path: Path, concurrency: int, connect_concurrency: int, timeout: float, wait_lock: float,
        max_unavailable: int, no_drain: bool, drain_timeout: float, delete_emptydir_data: bool, force: bool,
-       merge: bool, set_current: bool, replace: bool, kubeconfig_out: Path | None, context_name: str | None, output: str,
+       merge: bool, set_current: bool, replace: bool, kubeconfig_out: Path | None, context_name: str | None,
+       run_check: bool, workload: bool, image: str, allow_cordoned: tuple[str, ...], output: str,
        debug: bool | None, log_file: Path | None) -> None:
     """Build the cluster, or converge it: only new or broken hosts are touched. A new version in
     the inventory is rolled out one host at a time (cordon, drain, upgrade, Ready, uncordon)."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
+        check = (CheckOptions(workload=workload, image=image, allow_cordoned=allow_cordoned)
+                 if run_check or workload else None)
         options = Options(concurrency=concurrency, connect_concurrency=connect_concurrency, timeout=timeout, merge=merge,
                           set_current=set_current, replace=replace, kubeconfig_out=kubeconfig_out, context_name=context_name,
                           inventory_path=inventory_path, wait_lock=wait_lock, max_unavailable=max_unavailable,
                           no_drain=no_drain, drain_timeout=drain_timeout, delete_emptydir_data=delete_emptydir_data,
-                          force=force)
+                          force=force, check=check)
         outcome = actions.up(inventory, options, reporter=session.reporter())
         return _finish(session, outcome, report.up_text, report.up_json)
 
@@ -368,6 +386,33 @@ def reset(ctx: click.Context, inventory_path: Path, yes: bool, context_name: str
 def stdin_is_terminal() -> bool:
     """Whether a person can answer a question (reset's confirmation)."""
     return sys.stdin.isatty()
+
+
+@main.command()
+@_inventory_option
+@_check_options
+@click.option("--kubeconfig", "kubeconfig_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The kubeconfig to test the API through (default ./<cluster>.kubeconfig, as `up` writes it).")
+@click.option("--context", "context_name", default=None, help="Its context (default: the cluster name).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=10, show_default=True, help="Hosts read at once.")
+@click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True,
+              help="Seconds the workload may take to have 4 available replicas.")
+@_output_option
+@_common
+@click.pass_context
+def check(ctx: click.Context, inventory_path: Path, workload: bool, image: str, allow_cordoned: tuple[str, ...],
+          kubeconfig_path: Path | None, context_name: str | None, concurrency: int, timeout: float, output: str,
+          debug: bool | None, log_file: Path | None) -> None:
+    """Health of the running cluster: nodes, API, system pods, clocks, headroom. Exit 1 when a check fails."""
+
+    def body(session: Session) -> int:
+        inventory = load_inventory(inventory_path)
+        options = Options(concurrency=concurrency, timeout=timeout, context_name=context_name, check=CheckOptions(
+            workload=workload, image=image, allow_cordoned=allow_cordoned, kubeconfig=kubeconfig_path))
+        outcome = actions.check(inventory, options, reporter=session.reporter())
+        return _finish(session, outcome, report.check_text, report.check_json)
+
+    _run("check", ctx, debug, log_file, output, body)
 
 
 def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None], as_json: Callable[..., dict[str, Any]],

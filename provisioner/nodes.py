@@ -31,6 +31,7 @@ class Node:
     internal_ip: str
     unschedulable: bool = False
     conditions: tuple[Condition, ...] = field(default=())
+    taints: tuple[str, ...] = ()  # the effects of the node's taints (NoSchedule, NoExecute, …)
 
     @property
     def is_ready(self) -> bool:
@@ -105,6 +106,7 @@ def parse_node(item: dict[str, Any]) -> Node:
         internal_ip=address,
         unschedulable=bool((item.get("spec") or {}).get("unschedulable")),
         conditions=conditions,
+        taints=tuple(t.get("effect", "") for t in (item.get("spec") or {}).get("taints") or []),
     )
 
 

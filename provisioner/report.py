@@ -96,6 +96,8 @@ def up_text(console: Console, summary: RunSummary, error: ProvisionerError | Non
         console.print(f"rolling upgrade: {escape(', '.join(summary.upgraded))} upgraded, in this order")
     if summary.blockers:
         console.print(blockers_table(list(summary.blockers)))
+    if summary.checks:
+        console.print(checks_table(summary))
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
@@ -119,6 +121,7 @@ def up_json(summary: RunSummary) -> dict[str, Any]:
         "warnings": list(summary.warnings),
         "upgraded": list(summary.upgraded),
         "blockers": [b.as_dict() for b in summary.blockers],
+        **({"checks": [c.as_dict() for c in summary.checks]} if summary.checks else {}),
     }
 
 
@@ -286,6 +289,27 @@ def remove_text(console: Console, summary: RunSummary, error: ProvisionerError |
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
+def checks_table(summary: RunSummary) -> Table:
+    """One row per check: name, ok or failed, and why."""
+    table = Table(title=f"Checks of {summary.cluster_name}", title_justify="left")
+    for column in ("CHECK", "RESULT", "DETAIL"):
+        table.add_column(column)
+    for row in summary.checks:
+        style = "green" if row.ok else "red"
+        table.add_row(escape(row.name), f"[{style}]{row.status.value}[/]", escape(row.detail))
+    return table
+
+
+def check_text(console: Console, summary: RunSummary, error: ProvisionerError | None) -> None:
+    if summary.checks:
+        console.print(checks_table(summary))
+        failed = sum(1 for row in summary.checks if not row.ok)
+        console.print(f"[red]{failed} of {len(summary.checks)} checks failed.[/]" if failed
+                      else f"[green]All {len(summary.checks)} checks passed.[/]")
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
 def remove_json(summary: RunSummary) -> dict[str, Any]:
     removal = summary.removal
     return {
@@ -318,5 +342,15 @@ def reset_json(summary: RunSummary) -> dict[str, Any]:
         "cluster": summary.cluster_name,
         "hosts": _host_rows(summary),
         "kubeconfig_cleaned": [{"path": str(p), "backup": str(b) if b else None} for p, b in summary.kubeconfig_cleaned],
+        "warnings": list(summary.warnings),
+    }
+
+
+def check_json(summary: RunSummary) -> dict[str, Any]:
+    return {
+        "cluster": summary.cluster_name,
+        "checks": [row.as_dict() for row in summary.checks],
+        "failed": [row.name for row in summary.checks if not row.ok],
+        "nodes": [n.as_dict() for n in summary.nodes or []],
         "warnings": list(summary.warnings),
     }

@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 
 from provisioner.disruption import Blocker
+from provisioner.checks import CheckResult
 from provisioner.executor import StepRecord
 from provisioner.inventory import Host
 from provisioner.kubeconfig import Check, WriteResult
@@ -78,6 +79,7 @@ class RunSummary:
     upgraded: tuple[str, ...] = ()
     #: Kubeconfig files ``reset`` took the cluster's entries out of (path, backup).
     kubeconfig_cleaned: tuple[tuple[Path, Path | None], ...] = ()
+    checks: tuple[CheckResult, ...] = ()  # `check`, `up --check`
 
     @property
     def roles(self) -> dict[str, str]:

@@ -75,6 +75,8 @@ class Distribution(ABC):
     api_port: ClassVar[int] = 6443
     #: Where the server keeps the admin kubeconfig to fetch.
     admin_kubeconfig: ClassVar[str]
+    #: (namespace, name) of the DaemonSets the distribution needs ready on every node (``check``).
+    system_daemonsets: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, inventory: Inventory, *, timeout: float = 300.0) -> None:
         self.inventory = inventory
@@ -138,6 +140,14 @@ class Distribution(ABC):
         if not result.ok:
             return NodeListing(None, (result.stderr.strip().splitlines() or ["no output"])[-1])
         return NodeListing(parse_node_list(result.stdout))
+
+    def version_problem(self, kubelet_version: str) -> str | None:
+        """Why a node's kubelet version is not the one the inventory pins (None: it is, or the
+        inventory follows a channel). Here: the exact version."""
+        wanted = self.inventory.cluster.version
+        if not wanted or kubelet_version == wanted:
+            return None
+        return f"runs {kubelet_version or 'an unknown version'}, the inventory wants {wanted}"
 
     def delete_node_command(self, name: str) -> str:
         return self.kubectl(f"delete node {shlex.quote(name)} --wait=true --timeout=60s")

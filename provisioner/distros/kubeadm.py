@@ -246,6 +246,15 @@ class Kubeadm(Distribution):
     def kubectl(self, args: str) -> str:
         return f"kubectl --kubeconfig {ADMIN_CONF} {args}"
 
+    system_daemonsets = (("kube-flannel", "kube-flannel-ds"),)
+
+    def version_problem(self, kubelet_version: str) -> str | None:
+        """The inventory's "1.31" matches any patch release, "1.31.4" only that one."""
+        wanted = (self.inventory.cluster.version or "").lstrip("v")
+        if not wanted or version_matches(kubelet_version.lstrip("v"), wanted):
+            return None
+        return f"runs {kubelet_version or 'an unknown version'}, the inventory wants {wanted}"
+
     def read_state(self, remote: Remote, init_server: Host) -> ClusterState:
         state = ClusterState(init_server=init_server, nodes=self.list_nodes(remote).nodes)
         result = remote.sudo(self.kubectl("get daemonset kube-flannel-ds -n kube-flannel -o json"), check=False, timeout=30)

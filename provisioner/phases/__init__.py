@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from provisioner.disruption import Blocker
+from provisioner.checks import CheckOptions, CheckResult
 from provisioner.distros import ClusterState, Distribution
 from provisioner.errors import HostError, ProvisionerError
 from provisioner.executor import StepFailed, StepRecord, ValueStore, run_steps
 from provisioner.facts import HostFacts
+from provisioner.health import HostHealth
 from provisioner.inventory import Host, Inventory
 from provisioner.nodeops import DrainOptions
 from provisioner.nodes import Node
@@ -78,6 +80,7 @@ class Options:
     @property
     def drain(self) -> DrainOptions:
         return DrainOptions(self.drain_timeout, self.delete_emptydir_data, self.force)
+    check: CheckOptions | None = None  # `check`, `up --check`: what to prove about the running cluster
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ class Results:
     #: Hosts the rolling upgrade finished, in order.
     upgraded: list[str] = field(default_factory=list)
     kubeconfig_cleaned: list[tuple[Path, Path | None]] = field(default_factory=list)
+    health: dict[str, HostHealth] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
 
 
 @dataclass
@@ -248,6 +253,7 @@ class Context:
             blockers=tuple(r.blockers),
             upgraded=tuple(r.upgraded),
             kubeconfig_cleaned=tuple(r.kubeconfig_cleaned),
+            checks=tuple(r.checks),
         )
 
 

@@ -11,9 +11,13 @@ from provisioner.phases import Context, Phase
 
 class VerifyKubeconfig(Phase):
     """An address the certificate does not cover is an error; an API not reachable from here
-    (a VIP behind a firewall, say) is a warning."""
+    (a VIP behind a firewall, say) is a warning. With ``report_only`` (``check``) the result is
+    only recorded: the checks report it."""
 
     title = "verify kubeconfig"
+
+    def __init__(self, *, report_only: bool = False) -> None:
+        self.report_only = report_only
 
     def should_run(self, ctx: Context) -> bool:
         return ctx.results.kubeconfig is not None
@@ -23,6 +27,8 @@ class VerifyKubeconfig(Phase):
         assert fetched is not None
         result = kubeconfig.check(fetched.config)
         ctx.results.kubeconfig = replace(fetched, check=result)
+        if self.report_only:
+            return
         if result.status == "error":
             raise KubeconfigError(result.detail)
         if result.status == "unreachable":
