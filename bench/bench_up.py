@@ -24,7 +24,6 @@ from pathlib import Path
 
 from provisioner_lab import Lab
 
-
 CORES = os.cpu_count() or 1
 
 

@@ -32,14 +32,14 @@ import resource
 from dataclasses import dataclass, replace
 
 from provisioner import distros
+from provisioner.checks import CheckOptions
 from provisioner.errors import HostsFailed, ProvisionerError
 from provisioner.inventory import Host, Inventory
 from provisioner.phases import Connector, Context, Inputs, Options, Phase, run_phases
-from provisioner.checks import CheckOptions
 from provisioner.phases.apply_cluster_steps import ApplyClusterSteps
 from provisioner.phases.bootstrap_first_server import BootstrapFirstServer
-from provisioner.phases.check_free_space import CheckFreeSpace
 from provisioner.phases.check_cluster import CheckCluster
+from provisioner.phases.check_free_space import CheckFreeSpace
 from provisioner.phases.check_hosts import CheckHosts
 from provisioner.phases.check_workload import CheckWorkload
 from provisioner.phases.conclude_checks import ConcludeChecks

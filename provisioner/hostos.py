@@ -111,7 +111,7 @@ class DebianFamily(HostOS):
     kubelet_defaults = "/etc/default/kubelet"
     kubernetes_repo_file = "/etc/apt/sources.list.d/kubernetes.list"
     containerd_package = "containerd"
-    preflight_packages = {"conntrack": "conntrack", "iptables": "iptables", "socat": "socat", "ethtool": "ethtool",
+    preflight_packages: ClassVar[dict[str, str | None]] = {"conntrack": "conntrack", "iptables": "iptables", "socat": "socat", "ethtool": "ethtool",
                           "ebtables": "ebtables"}
 
     @staticmethod
@@ -160,11 +160,11 @@ class RhelFamily(HostOS):
     docker_repo = "https://download.docker.com/linux/centos/docker-ce.repo"
     #: iptables is "iptables" on EL8 and "iptables-nft" on EL9 and Fedora: dnf installs whichever
     #: provides the file. EL9 ships no ebtables package (kubeadm only warns about it).
-    preflight_packages = {"conntrack": "conntrack-tools", "iptables": "/usr/sbin/iptables", "socat": "socat",
+    preflight_packages: ClassVar[dict[str, str | None]] = {"conntrack": "conntrack-tools", "iptables": "/usr/sbin/iptables", "socat": "socat",
                           "ethtool": "ethtool", "ebtables": None}
 
     # Ports from the Kubernetes documentation; 8472/udp is Flannel's VXLAN.
-    PORTS = {
+    PORTS: ClassVar[dict[str, list[str]]] = {
         "server": ["6443/tcp", "2379-2380/tcp", "10250/tcp", "10257/tcp", "10259/tcp", "8472/udp"],
         "agent": ["10250/tcp", "10256/tcp", "30000-32767/tcp", "8472/udp"],
     }

@@ -97,7 +97,7 @@ def _path(value: object, info: ValidationInfo) -> Path | None:
     if value is None:
         return None
     if not isinstance(value, (str, os.PathLike)):
-        raise ValueError("must be a file path")  # noqa: TRY004 (pydantic reports ValueError)
+        raise ValueError("must be a file path")
     path = Path(os.path.expanduser(os.fspath(value)))
     base = (info.context or {}).get("base_dir")
     if not path.is_absolute() and base is not None:
@@ -120,7 +120,7 @@ def _shown(value: object, limit: int = 60) -> str:
 def _quoted_version(value: object) -> object:
     """Refuse a version YAML read as a number: ``1.30`` would silently become ``1.3``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise ValueError(  # noqa: TRY004 (pydantic reports ValueError)
+        raise ValueError(
             f"write it as a quoted string (YAML reads {value!r} as a number, so 1.30 would become 1.3)"
         )
     return value

@@ -17,7 +17,6 @@ import http.client
 import io
 import json
 import os
-import socket
 import ssl
 import tempfile
 import time
@@ -488,7 +487,7 @@ def check(config: Any, *, timeout: float = 10.0) -> Check:
                 f"TLS verification of {server} failed: {error.verify_message}{covered}; "
                 f"add {host} to the server's tls-san",
             )
-        except (OSError, socket.timeout, http.client.HTTPException) as error:
+        except (TimeoutError, OSError, http.client.HTTPException) as error:
             return Check("unreachable", f"{server} is not reachable from this machine: {error}")
         finally:
             connection.close()

@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import re
 import select
 import shlex
 import socket
@@ -633,7 +632,7 @@ def _quietly(close: Callable[[], object]) -> None:
     """Run a closing call; it must never fail a run (the error is only logged)."""
     try:
         close()
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.debug("error while closing", exc_info=True)
 
 
@@ -801,7 +800,7 @@ def connect(
     except paramiko.AuthenticationException as error:
         key = f" with key {options.private_key}" if options.private_key else ""
         raise ConnectError(host.name, f"authentication failed for {target}{key}: {error}") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise ConnectError(host.name, f"unreachable: no answer from {target} within {options.connect_timeout or 10}s") from None
     except paramiko.ssh_exception.NoValidConnectionsError as error:
         reasons = "; ".join(sorted({e.strerror or str(e) for e in error.errors.values()}))

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from provisioner.disruption import Blocker
 from provisioner.checks import CheckResult
+from provisioner.disruption import Blocker
 from provisioner.executor import StepRecord
 from provisioner.inventory import Host
 from provisioner.kubeconfig import Check, WriteResult

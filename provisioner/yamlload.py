@@ -19,7 +19,6 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.events import (
     AliasEvent,
     CollectionEndEvent,
@@ -28,6 +27,7 @@ from ruamel.yaml.events import (
     NodeEvent,
     ScalarEvent,
 )
+from ruamel.yaml.reader import ReaderError
 
 from provisioner.errors import InventoryError, Problem
 

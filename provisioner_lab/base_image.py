@@ -123,7 +123,7 @@ def ensure_base_image(cache_root: Path, echo: Callable[[str], None] = print) -> 
         except BaseException:
             try:
                 remove_tree(partial)
-            except Exception:  # noqa: BLE001 - the original error matters more
+            except Exception:  # noqa: BLE001, S110 - the original error matters more
                 pass
             raise
         echo(f"base image built in {time.monotonic() - t0:.0f} s: {final}")

@@ -50,10 +50,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, fmt: str, *args: object) -> None:
         sys.stderr.write("%s %s %s\n" % (time.strftime("%F %T"), self.client_address[0], fmt % args))
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         self.send_error(405)
 
-    do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
+    do_PUT = do_DELETE = do_PATCH = do_POST
 
 
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):

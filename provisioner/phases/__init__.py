@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from provisioner.disruption import Blocker
 from provisioner.checks import CheckOptions, CheckResult
+from provisioner.disruption import Blocker
 from provisioner.distros import ClusterState, Distribution
 from provisioner.errors import HostError, ProvisionerError
 from provisioner.executor import StepFailed, StepRecord, ValueStore, run_steps
@@ -32,8 +32,8 @@ from provisioner.inventory import Host, Inventory
 from provisioner.nodeops import DrainOptions
 from provisioner.nodes import Node
 from provisioner.progress import SilentReporter
-from provisioner.removal import RemovalPlan
 from provisioner.remote import Remote
+from provisioner.removal import RemovalPlan
 from provisioner.steps import RunPlan, Step
 from provisioner.summary import (
     FetchedKubeconfig,
@@ -311,7 +311,7 @@ def run_phases(phases: list[Phase], ctx: Context) -> None:
         for phase in reversed(prepared):
             try:
                 phase.clean_up(ctx)
-            except Exception:  # noqa: BLE001 - a clean-up never hides the run's own outcome
+            except Exception:
                 log.warning("clean-up of %s failed", phase.title, exc_info=True)
         for remote in ctx.results.remotes.values():
             remote.close()

@@ -48,7 +48,7 @@ class RollingUpgrade(Phase):
         waves = ctx.plan.rollout
         options = ctx.inputs.options
         order = [h.host.name for wave in waves for h in wave]
-        for index, wave in enumerate(waves):
+        for wave in waves:
             current: RolloutHost | None = None
             try:
                 for item in wave:

@@ -79,7 +79,7 @@ class Libvirtd:
             )
             self.pids[name] = proc.pid
             if name == "virtlogd":
-                _wait_for(lambda: Path("/run/libvirt/virtlogd-sock").exists() or proc.poll() is not None, timeout)
+                _wait_for(lambda: Path("/run/libvirt/virtlogd-sock").exists() or proc.poll() is not None, timeout)  # noqa: B023 - called within this iteration
         try:
             deadline = time.monotonic() + timeout
             while not _answers():

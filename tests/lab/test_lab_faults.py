@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.lab.conftest import LabEnv, start_lab
+from tests.lab.conftest import start_lab
 
 CONFIG = "/etc/rancher/k3s/config.yaml"
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from standin_helpers import (TEST_SECRET, Server, StandinProcess, require_prerequisites,
-                             start_server)
+from standin_helpers import TEST_SECRET, Server, StandinProcess, require_prerequisites, start_server
 
 SERVER_CONFIG = f"""\
 token: {TEST_SECRET}

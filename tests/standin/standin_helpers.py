@@ -113,7 +113,7 @@ class Notify:
             self.sock.settimeout(remaining)
             try:
                 self.messages.append(self.sock.recv(4096))
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 break
         return self.messages
 

@@ -8,8 +8,7 @@ import signal
 import stat
 import time
 
-from standin_helpers import (TEST_SECRET, VERSION, assert_no_secret, node_ready_status,
-                             start_server, wait_until)
+from standin_helpers import TEST_SECRET, VERSION, assert_no_secret, node_ready_status, start_server, wait_until
 
 REJECTED = ("Node password rejected, duplicate hostname or contents of "
             "'/etc/rancher/node/password' may not match server node-passwd entry")

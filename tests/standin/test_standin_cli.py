@@ -7,8 +7,7 @@ import re
 import subprocess
 
 import pytest
-from standin_helpers import (STANDIN, SYSTEM_PYTHON, VERSION, find_kubectl,
-                             require_prerequisites)
+from standin_helpers import STANDIN, SYSTEM_PYTHON, VERSION, find_kubectl, require_prerequisites
 
 
 def run(args, env=None, root=None, timeout=20, python_flags=()):

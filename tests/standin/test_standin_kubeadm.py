@@ -21,10 +21,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from kubeadm_helpers import (FLANNEL_MANIFEST, K8S_VERSION, KubeadmHost, init_config,
-                             join_config, parse_join_command)
-from standin_helpers import (SYSTEM_PYTHON, free_port, node_ready_status, require_prerequisites,
-                             wait_until)
+from kubeadm_helpers import FLANNEL_MANIFEST, K8S_VERSION, KubeadmHost, init_config, join_config, parse_join_command
+from standin_helpers import SYSTEM_PYTHON, free_port, node_ready_status, require_prerequisites, wait_until
 
 INIT_FILE = "/etc/kubernetes/provisioner/kubeadm-init.yaml"
 JOIN_FILE = "/etc/kubernetes/provisioner/kubeadm-join.yaml"

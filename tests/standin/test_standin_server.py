@@ -13,10 +13,9 @@ import threading
 import time
 
 import pytest
-from standin_helpers import (TEST_SECRET, VERSION, assert_no_secret, node_ready_status,
-                             start_server)
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from standin_helpers import TEST_SECRET, VERSION, assert_no_secret, node_ready_status, start_server
 
 
 def mode(path) -> int:

@@ -254,7 +254,7 @@ def test_pdb_status_for_int_and_percent_budgets_rounds_up(cluster, ns):
     cases = {"int4": ({"minAvailable": 4}, 4, 4, 0), "int3": ({"minAvailable": 3}, 4, 3, 1)}
     for name, (spec, expected, desired, allowed) in cases.items():
         cluster.apply(ns, pdb(name, "nginx", **spec))
-        st = wait_until(lambda: (s := cluster.get(ns, f"pdb/{name}")["status"]).get(
+        st = wait_until(lambda: (s := cluster.get(ns, f"pdb/{name}")["status"]).get(  # noqa: B023 - called within this iteration
             "observedGeneration") == 1 and s, 10, message=f"status of {name}")
         assert (st["expectedPods"], st["desiredHealthy"], st["currentHealthy"],
                 st["disruptionsAllowed"]) == (expected, desired, 4, allowed)
@@ -268,7 +268,7 @@ def test_pdb_status_for_int_and_percent_budgets_rounds_up(cluster, ns):
                           ({"maxUnavailable": 1}, 3), ({"minAvailable": "100%"}, 4)):
         cluster.apply(ns, pdb("pct", "nginx", **spec))
         st = wait_until(lambda: (s := cluster.get(ns, "pdb/pct")["status"]).get(
-            "desiredHealthy") == desired and s, 10, message=f"desiredHealthy {desired} for {spec}")
+            "desiredHealthy") == desired and s, 10, message=f"desiredHealthy {desired} for {spec}")  # noqa: B023 - called within this iteration
         assert st["expectedPods"] == 4 and st["disruptionsAllowed"] == 4 - desired
         cluster.kubectl("delete", "-n", ns, "pdb", "pct")
     both = cluster.tmp / "both.json"

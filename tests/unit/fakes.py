@@ -20,8 +20,8 @@ from provisioner.distros import k3s
 from provisioner.distros.kubeadm import (
     ADMIN_CONF,
     CONTAINERD_CONFIG,
-    Kubeadm,
     PREFLIGHT_COMMANDS,
+    Kubeadm,
     KubeadmFacts,
 )
 from provisioner.facts import HostFacts, parse_host_facts, parse_key_values

@@ -12,9 +12,9 @@ import ssl
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
@@ -390,7 +390,7 @@ def _pem(obj: object) -> bytes:
 
 def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer_cert: x509.Certificate | None, issuer_key: ec.EllipticCurvePrivateKey,
           *, ca: bool = False, sans: list[x509.GeneralName] | None = None, client: bool = False) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (
         x509.CertificateBuilder()
@@ -418,7 +418,7 @@ def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer_cert: x509.Certi
 
 
 class _Version(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         cert = self.connection.getpeercert()  # type: ignore[attr-defined]
         body = json.dumps({"gitVersion": "v1.31.4+k3s1"}).encode()
         self.send_response(200 if cert else 401)

@@ -21,6 +21,7 @@ from provisioner.secrets import Secret
 from tests.unit.conftest import make_inventory
 from tests.unit.sshserver import SUDO_PASSWORD, FakeSSHServer
 
+
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[paramiko.PKey, paramiko.PKey, Path]:
     host_key = paramiko.ECDSAKey.generate()

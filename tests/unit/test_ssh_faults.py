@@ -141,12 +141,12 @@ def _network_cut_probe() -> None:
     try:
         remote.sudo("hang", timeout=600)
         outcome = {"error": None}
-    except Exception as error:  # noqa: BLE001 - reported to the test
+    except Exception as error:
         outcome = {"error": type(error).__name__, "message": str(error)}
     outcome["seconds"] = time.monotonic() - started - 1.0
     try:
         remote.run("true")
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         outcome["next"] = type(error).__name__
     print(json.dumps(outcome))
     os._exit(0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner_lab.standin.kubeadm.cmd_upgrade import _enforce, version_policy
 from provisioner_lab.standin.kubeadm.base import KubeadmError
+from provisioner_lab.standin.kubeadm.cmd_upgrade import _enforce, version_policy
 
 
 def test_one_minor_up_is_allowed() -> None:

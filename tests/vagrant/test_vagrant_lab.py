@@ -14,7 +14,6 @@ import time
 from ruamel.yaml import YAML
 
 from provisioner_lab.vagrantlab.labref import standin_airgap
-
 from tests.vagrant.conftest import VagrantLab
 
 PRIVATE = ipaddress.IPv4Network("192.168.56.0/24")

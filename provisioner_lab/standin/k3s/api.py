@@ -25,7 +25,7 @@ from .config import _yaml
 from .disruption import Disruption
 from .httpserver import wants_table
 from .selectors import field_match, json_patch, label_match, merge_patch, parse_field_selector, parse_label_selector
-from .store import ApiError, KINDS, bad_request, kind_for, not_found
+from .store import KINDS, ApiError, bad_request, kind_for, not_found
 from .util import Fatal, version_info
 from .version import STANDIN_VERSION
 

@@ -42,7 +42,7 @@ class _Crypto:
 def _not_after(cert):
     value = getattr(cert, "not_valid_after_utc", None)
     if value is None:
-        value = cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+        value = cert.not_valid_after.replace(tzinfo=datetime.UTC)
     return value
 
 
@@ -111,7 +111,7 @@ class PKI:
             ca_key.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
                                        self.c.ec.ECDSA(cert.signature_hash_algorithm))
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure to verify means "not signed by this CA"
             return False
 
     @staticmethod

@@ -12,11 +12,11 @@ import platform
 import sys
 import threading
 
+from . import util
 from .agent import run_agent
 from .config import FlagError, parse_command_config
 from .server import install_signal_handlers, run_server
-from . import util
-from .util import DEFAULT_KUBECONFIG, Fatal, REAL_KUBECTL, hp, log
+from .util import DEFAULT_KUBECONFIG, REAL_KUBECTL, Fatal, hp, log
 from .version import GO_VERSION, STANDIN_NOTE, STANDIN_VERSION
 
 

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import os
 
-from .util import DEFAULT_CONFIG, Fatal, MASK, add_secret, hp, log, read_file
+from .util import DEFAULT_CONFIG, MASK, Fatal, add_secret, hp, log, read_file
 
 
 class Flag:
@@ -149,7 +149,7 @@ def parse_flag_args(flags, args):
 
 def _yaml():
     try:
-        import yaml  # noqa: PLC0415 (lazy: --version must work without it)
+        import yaml
         return yaml
     except ImportError:
         raise Fatal("python3-yaml is required to read config.yaml (apt-get install python3-yaml)")
@@ -178,7 +178,7 @@ def read_config_args(path):
     yaml = _yaml()
     order, values = [], {}
     for fn in files:
-        with open(fn, "r", encoding="utf-8") as f:
+        with open(fn, encoding="utf-8") as f:
             try:
                 data = yaml.safe_load(f) or {}
             except yaml.YAMLError as e:

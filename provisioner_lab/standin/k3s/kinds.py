@@ -15,7 +15,7 @@ from .util import parse_ts, utcnow
 
 def human_duration(seconds):
     """Age formatting as kubectl prints it (k8s duration.HumanDuration)."""
-    s = int(round(seconds))
+    s = round(seconds)
     if s < -1:
         return "<invalid>"
     if s < 0:

@@ -69,7 +69,7 @@ def default_route_address():
     for name, addr in addrs:
         if iface and name == iface and ":" not in addr:
             return addr
-    for name, addr in addrs:
+    for _name, addr in addrs:
         if ":" not in addr and not addr.startswith("127."):
             return addr
     return "127.0.0.1"

@@ -17,7 +17,7 @@ import ssl
 import urllib.parse
 
 from .config import basic_auth, parse_token, sha256_hex
-from .util import Fatal, NODE_PASSWORD_FILE, add_secret, atomic_write, env_float, hostname, hp, log, read_file
+from .util import NODE_PASSWORD_FILE, Fatal, add_secret, atomic_write, env_float, hostname, hp, log, read_file
 from .version import STANDIN_VERSION
 
 
@@ -36,7 +36,7 @@ class NodeClient:
         return http.client.HTTPSConnection(self.host, self.port, context=ctx, timeout=timeout)
 
     def fetch_cacerts(self):
-        conn = self._conn(ssl._create_unverified_context())  # noqa: S323 (as k3s does)
+        conn = self._conn(ssl._create_unverified_context())
         try:
             conn.request("GET", "/cacerts")
             resp = conn.getresponse()

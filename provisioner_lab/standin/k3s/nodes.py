@@ -20,8 +20,20 @@ import secrets
 import time
 import uuid
 
-from .store import ApiError, DAEMONSET, LEASE, NAME_RE, NODE, SECRET, UNREACHABLE_TAINT, bad_request, not_found, valid_label_key, valid_label_value
-from .util import Fatal, NODE_PASSWORD_REJECTED, go_arch, hostname, log, machine_id, mem_total_ki, os_image, read_host_text, ts, utcnow
+from .store import (
+    DAEMONSET,
+    LEASE,
+    NAME_RE,
+    NODE,
+    SECRET,
+    UNREACHABLE_TAINT,
+    ApiError,
+    bad_request,
+    not_found,
+    valid_label_key,
+    valid_label_value,
+)
+from .util import NODE_PASSWORD_REJECTED, Fatal, go_arch, hostname, log, machine_id, mem_total_ki, os_image, read_host_text, ts, utcnow
 from .version import STANDIN_VERSION
 
 

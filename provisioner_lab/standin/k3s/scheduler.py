@@ -29,8 +29,8 @@ import ipaddress
 from typing import Any
 
 from .kinds import Kind
-from .store import NODE, POD, UNSCHEDULABLE_TAINT, ApiError, Store
 from .selectors import selector_matches
+from .store import NODE, POD, UNSCHEDULABLE_TAINT, ApiError, Store
 from .util import log, ts
 
 Obj = dict[str, Any]

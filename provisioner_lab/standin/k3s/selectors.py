@@ -15,7 +15,6 @@ import re
 
 from .store import ApiError, bad_request, valid_label_key, valid_label_value
 
-
 LABEL_REQ_SET = re.compile(r"^\s*(\S+?)\s+(in|notin)\s*\((.*)\)\s*$")
 
 

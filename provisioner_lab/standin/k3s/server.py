@@ -24,7 +24,7 @@ from .httpserver import Handler, TLSServer, server_ssl_context
 from .netaddr import default_route_address
 from .nodeloop import NodeClient, NodeLoop, load_node_password, resolve_node_name
 from .nodes import Cluster, node_registration
-from .store import ApiError, NAMESPACE, PROTECTED_NAMESPACES, Store
+from .store import NAMESPACE, PROTECTED_NAMESPACES, ApiError, Store
 from .util import DEFAULT_DATA_DIR, DEFAULT_KUBECONFIG, Fatal, add_secret, atomic_write, env_float, hp, log, read_file, sd_notify
 from .version import STANDIN_NOTE, STANDIN_VERSION
 

@@ -19,8 +19,8 @@ import uuid
 
 from .kinds import AGE_COL, NAME_COL, Kind, age, col, human_duration  # noqa: F401 (re-exported)
 from .util import atomic_write, read_file, ts
-from .workload_kinds import POD_KIND, WORKLOAD_KINDS, InvalidObject
 from .version import STANDIN_VERSION
+from .workload_kinds import POD_KIND, WORKLOAD_KINDS, InvalidObject
 
 
 class ApiError(Exception):

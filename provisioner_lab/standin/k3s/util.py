@@ -19,7 +19,6 @@ import threading
 
 from .version import GO_VERSION, STANDIN_VERSION
 
-
 DEFAULT_DATA_DIR = "/var/lib/rancher/k3s"
 
 
@@ -57,7 +56,7 @@ def read_host_text(path, default=""):
     """Read a host information file, preferring the K3S_STANDIN_ROOT copy."""
     for candidate in (hp(path), path):
         try:
-            with open(candidate, "r", encoding="utf-8", errors="replace") as f:
+            with open(candidate, encoding="utf-8", errors="replace") as f:
                 return f.read()
         except OSError:
             continue
@@ -73,7 +72,7 @@ def env_float(name, default):
 
 
 def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def ts(dt=None):
@@ -83,7 +82,7 @@ def ts(dt=None):
 def parse_ts(value):
     try:
         return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=datetime.timezone.utc)
+            tzinfo=datetime.UTC)
     except (TypeError, ValueError):
         return None
 

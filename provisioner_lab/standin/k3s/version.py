@@ -7,8 +7,6 @@ Upstream: k3s-io/k3s pkg/version/version.go (`k3s version vX (commit)` / `go ver
 
 from __future__ import annotations
 
-
-
 STANDIN_VERSION = "v1.31.4+k3s1"
 
 

@@ -387,7 +387,7 @@ class Controllers:
 
     def sync_daemonset_status(self, ds: Obj, nodes: list[Obj], pods: list[Obj]) -> None:
         mine = self._pods_of(ds, pods)
-        revision = template_hash(((ds.get("spec") or {}).get("template") or {}))
+        revision = template_hash((ds.get("spec") or {}).get("template") or {})
         scheduled = {(p.get("spec") or {}).get("nodeName") for p in mine} - {None, ""}
         wanted = {n["metadata"]["name"] for n in nodes
                   if self._should_run(ds, n, running=n["metadata"]["name"] in scheduled)}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from ..k3s.util import env_float
 
-
 KUBEADM_GROUP = "kubeadm.k8s.io"
 
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import sys
 
-from .base import KubeadmError, STACK_HINT
+from ..k3s import util
+from ..k3s.util import Fatal, mask
+from ..kubelet.klog import klog
+from ..kubelet.version import STANDIN_NOTE, STANDIN_VERSION
+from .base import STACK_HINT, KubeadmError
 from .cmd_config import cmd_config
 from .cmd_init import cmd_init
 from .cmd_join import cmd_join
 from .cmd_reset import cmd_reset, cmd_version
 from .cmd_token import cmd_token
 from .cmd_upgrade import cmd_upgrade
-from ..k3s import util
-from ..k3s.util import Fatal, mask
-from ..kubelet.klog import klog
-from ..kubelet.version import STANDIN_NOTE, STANDIN_VERSION
-
 
 USAGE = """kubeadm (%s %s): easily bootstrap a secure Kubernetes cluster -- STAND-IN
 

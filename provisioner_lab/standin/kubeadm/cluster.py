@@ -12,12 +12,12 @@ from __future__ import annotations
 import ssl
 import time
 
-from .base import ADMIN_CONF, KubeadmError
 from ..k3s.util import add_secret
 from ..kubelet.client import ApiClient
 from ..kubelet.kubeconfig import Kubeconfig, ca_public_key_hash
 from ..kubelet.paths import BOOTSTRAP_TOKEN_RE
 from ..kubelet.tokens import new_token, token_secret_object
+from .base import ADMIN_CONF, KubeadmError
 
 
 def admin_client(path=ADMIN_CONF):

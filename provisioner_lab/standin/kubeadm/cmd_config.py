@@ -10,11 +10,11 @@ cmd/kubeadm/app/images/images.go (which images), cmd/kubeadm/app/constants/const
 
 from __future__ import annotations
 
-from .base import KubeadmError, say
-from .config import InitConfig, load_config, parse_flags
 from ..kubelet.cli import is_socket, socket_path
 from ..kubelet.paths import DEFAULT_CRI
 from ..kubelet.version import STANDIN_VERSION
+from .base import KubeadmError, say
+from .config import InitConfig, load_config, parse_flags
 
 #: Versions kubeadm 1.31 pins for the images it does not version with Kubernetes.
 COREDNS, PAUSE, ETCD = "v1.11.3", "3.10", "3.5.15-0"

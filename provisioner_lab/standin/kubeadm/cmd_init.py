@@ -15,19 +15,19 @@ import shutil
 import subprocess
 import time
 
-from .base import ADMIN_CONF, CONTROL_PLANE_LABEL, ETC_K8S, EXCLUDE_LB_LABEL, KubeadmError, PKI, fmt_duration, say, wait_seconds
-from .cluster import admin_client, api, create_or_replace, create_token, join_command, wait_for
-from .config import InitConfig, join_hostport, load_config, parse_flags
-from .manifests import write_manifests
-from .pki import Certs
-from .preflight import Preflight, common_checks, port_free
-from ..k3s.certs import PKI as k3s_PKI, dedupe
+from ..k3s.certs import PKI as k3s_PKI
+from ..k3s.certs import dedupe
 from ..k3s.util import atomic_write, hostname, hp, read_file
 from ..kubelet.kubeconfig import crypto, kubeconfig_text, sign_client_cert, yaml
 from ..kubelet.paths import KUBEADM_FLAGS_ENV, KUBELET_CONF, KUBELET_CONFIG, KUBELET_PKI, MANIFESTS
 from ..kubelet.tokens import parse_go_duration
 from ..kubelet.version import STANDIN_NOTE, STANDIN_VERSION
-
+from .base import ADMIN_CONF, CONTROL_PLANE_LABEL, ETC_K8S, EXCLUDE_LB_LABEL, PKI, KubeadmError, fmt_duration, say, wait_seconds
+from .cluster import admin_client, api, create_or_replace, create_token, join_command, wait_for
+from .config import InitConfig, join_hostport, load_config, parse_flags
+from .manifests import write_manifests
+from .pki import Certs
+from .preflight import Preflight, common_checks, port_free
 
 INIT_FLAGS = {"config", "ignore-preflight-errors", "v", "apiserver-advertise-address",
               "apiserver-bind-port", "control-plane-endpoint", "pod-network-cidr",
@@ -166,7 +166,7 @@ def cmd_init(args):
         'Pods from directory "%s"' % MANIFESTS)
     say("[api-check] Waiting for a healthy API server. This can take up to %s" %
         ("%dm%ds" % divmod(int(wait_seconds()), 60)))
-    client, kc = admin_client()
+    client, _kc = admin_client()
     t0 = time.monotonic()
 
     def readyz():
@@ -218,7 +218,7 @@ def cmd_init(args):
 
     # bootstrap-token
     token = None
-    for i, t in enumerate(cfg.tokens):
+    for t in cfg.tokens:
         ttl = parse_go_duration(t.get("ttl", "24h0m0s"))
         tok = create_token(client, t.get("token"), ttl, tuple(t.get("usages") or ("signing", "authentication")),
                            tuple(t.get("groups") or ("system:bootstrappers:kubeadm:default-node-token",)),

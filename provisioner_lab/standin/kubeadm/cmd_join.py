@@ -14,18 +14,17 @@ import os
 import ssl
 import urllib.parse
 
-from .base import KubeadmError, PKI, say, wait_seconds
-from .cluster import api, wait_for
-from .cmd_init import restart_kubelet, write_kubelet_files, write_node_credentials
-from .config import Registration, kubelet_config, load_config, parse_flags, split_endpoint
-from .preflight import Preflight, common_checks
 from ..k3s.util import add_secret, atomic_write, hp
 from ..kubelet.client import ApiClient
 from ..kubelet.kubeconfig import Kubeconfig, ca_public_key_hash, crypto, yaml
 from ..kubelet.paths import BOOTSTRAP_TOKEN_RE, KUBELET_CONF
 from ..kubelet.tokens import jws_detached, parse_go_duration
 from ..kubelet.version import STANDIN_NOTE, STANDIN_VERSION
-
+from .base import PKI, KubeadmError, say, wait_seconds
+from .cluster import api, wait_for
+from .cmd_init import restart_kubelet, write_kubelet_files, write_node_credentials
+from .config import Registration, kubelet_config, load_config, parse_flags, split_endpoint
+from .preflight import Preflight, common_checks
 
 JOIN_FLAGS = {"config", "ignore-preflight-errors", "v", "token", "discovery-token",
               "tls-bootstrap-token", "discovery-token-ca-cert-hash", "node-name", "cri-socket",
@@ -87,7 +86,7 @@ def discover(cfg):
     host, port = split_endpoint(cfg.endpoint, 6443)
     token_id, token_secret = cfg.token.split(".")
     path = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
-    insecure = ssl._create_unverified_context()  # noqa: S323 - as kubeadm does before pinning
+    insecure = ssl._create_unverified_context()
     client = ApiClient(host, port, insecure)
     say('[discovery] Created cluster-info discovery client, requesting info from "%s"'
         % cfg.endpoint)

@@ -13,12 +13,13 @@ import shutil
 import subprocess
 import sys
 
-from .base import ETC_K8S, KubeadmError, PKI, say
-from .config import parse_flags
-from ..k3s.util import hp, version_info as k3s_version_info
+from ..k3s.util import hp
+from ..k3s.util import version_info as k3s_version_info
 from ..kubelet.kubeconfig import yaml
 from ..kubelet.paths import KUBEADM_FLAGS_ENV, KUBELET_CONFIG, KUBELET_PKI, MANIFESTS
 from ..kubelet.version import STANDIN_NOTE, STANDIN_VERSION
+from .base import ETC_K8S, PKI, KubeadmError, say
+from .config import parse_flags
 
 
 def cmd_reset(args):

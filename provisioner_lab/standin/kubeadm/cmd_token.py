@@ -7,13 +7,13 @@ Upstream: kubernetes/kubernetes cmd/kubeadm/app/cmd/token.go
 
 from __future__ import annotations
 
-from .base import ADMIN_CONF, KubeadmError, say
-from .cluster import admin_client, api, create_token, join_command
-from .config import parse_flags
 from ..k3s.certs import url_host
 from ..k3s.store import human_duration
 from ..k3s.util import parse_ts, utcnow
 from ..kubelet.tokens import parse_go_duration, token_fields
+from .base import ADMIN_CONF, KubeadmError, say
+from .cluster import admin_client, api, create_token, join_command
+from .config import parse_flags
 
 
 def cmd_token(args):

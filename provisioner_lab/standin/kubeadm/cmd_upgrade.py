@@ -16,11 +16,11 @@ import os
 import re
 import sys
 
+from ..kubelet.kubeconfig import yaml
+from ..kubelet.version import STANDIN_VERSION
 from .base import ADMIN_CONF, ETC_K8S, KubeadmError, say
 from .cluster import admin_client, api, create_or_replace
 from .config import parse_flags
-from ..kubelet.kubeconfig import yaml
-from ..kubelet.version import STANDIN_VERSION
 
 MAX_UPGRADE_SKEW = 1
 MAX_DOWNGRADE_SKEW = 1

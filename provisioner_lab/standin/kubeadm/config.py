@@ -13,12 +13,12 @@ import datetime
 import ipaddress
 import re
 
-from .base import API_VERSIONS, KUBEADM_GROUP, KubeadmError, OLD_API_VERSIONS, PKI, say
 from ..k3s.certs import url_host
 from ..k3s.netaddr import default_route_address
 from ..k3s.util import hostname, hp, read_file
 from ..kubelet.kubeconfig import yaml
 from ..kubelet.paths import DEFAULT_CRI, MANIFESTS
+from .base import API_VERSIONS, KUBEADM_GROUP, OLD_API_VERSIONS, PKI, KubeadmError, say
 
 
 def parse_flags(args, value_flags, bool_flags=()):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 
-from .base import ETC_K8S, PKI, say
 from ..k3s.util import atomic_write, hp
 from ..kubelet.kubeconfig import yaml
 from ..kubelet.paths import MANIFESTS
 from ..kubelet.version import STANDIN_NOTE
+from .base import ETC_K8S, PKI, say
 
 
 def static_pod(name, image, command, extra, port=None):

@@ -11,10 +11,10 @@ import datetime
 import ipaddress
 import os
 
-from .base import say
 from ..k3s.certs import PKI as k3s_PKI
 from ..k3s.util import atomic_write, read_file, utcnow
 from ..kubelet.kubeconfig import crypto
+from .base import say
 
 
 class Certs:

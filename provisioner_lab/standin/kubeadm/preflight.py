@@ -14,10 +14,10 @@ import shutil
 import socket
 import subprocess
 
-from .base import KubeadmError, MIN_CPUS, MIN_MEM_MB, say
 from ..k3s.util import read_host_text
 from ..kubelet.cli import is_socket, socket_path, swap_on
 from ..kubelet.version import STANDIN_VERSION
+from .base import MIN_CPUS, MIN_MEM_MB, KubeadmError, say
 
 
 class Preflight:

@@ -17,17 +17,17 @@ import secrets
 import threading
 import urllib.parse
 
-from .kubeconfig import cert_identity, crypto, load_cert, sign_client_cert, yaml
-from .paths import APISERVER_MANIFEST, API_STATE, BOOTSTRAP_TOKEN_RE, CONTROLLER_MANAGER_MANIFEST, SYSTEM_NAMESPACES
-from .tokens import jws_detached, token_expired, token_fields
-from .version import STANDIN_NOTE, STANDIN_VERSION
 from ..k3s.api import ApiApp, resource_not_found, unauthorized
 from ..k3s.certs import url_host
 from ..k3s.controllermanager import ControllerManager
 from ..k3s.httpserver import Handler, TLSServer, server_ssl_context
 from ..k3s.nodes import Cluster
-from ..k3s.store import ApiError, CONFIGMAP, NAMESPACE, SECRET, Store, bad_request
+from ..k3s.store import CONFIGMAP, NAMESPACE, SECRET, ApiError, Store, bad_request
 from ..k3s.util import Fatal, env_float, hp, log, read_file
+from .kubeconfig import cert_identity, crypto, load_cert, sign_client_cert, yaml
+from .paths import API_STATE, APISERVER_MANIFEST, BOOTSTRAP_TOKEN_RE, CONTROLLER_MANAGER_MANIFEST, SYSTEM_NAMESPACES
+from .tokens import jws_detached, token_expired, token_fields
+from .version import STANDIN_NOTE, STANDIN_VERSION
 
 
 class KubeadmApiApp(ApiApp):

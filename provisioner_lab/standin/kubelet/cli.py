@@ -14,18 +14,17 @@ import subprocess
 import sys
 import threading
 
+from ..k3s import util
+from ..k3s.nodeloop import NodeLoop
+from ..k3s.nodes import local_capacity, local_node_info, parse_node_taints
+from ..k3s.server import install_signal_handlers
+from ..k3s.util import Fatal, hostname, hp, log, read_file, read_host_text
 from .apiserver import ApiServer, manifest_command
 from .client import ApiClient, KubeletNodeClient
 from .klog import klog, version_line
 from .kubeconfig import Kubeconfig, yaml
 from .paths import APISERVER_MANIFEST, BOOTSTRAP_KUBELET_CONF, DEFAULT_CRI, KUBELET_CONF
 from .version import STANDIN_NOTE, STANDIN_VERSION
-from ..k3s import util
-from ..k3s.nodeloop import NodeLoop
-from ..k3s.nodes import local_capacity, local_node_info, parse_node_taints
-from ..k3s.server import install_signal_handlers
-from ..k3s.util import Fatal, hostname, hp, log, read_file, read_host_text
-
 
 VALUE_FLAGS = {
     "kubeconfig", "bootstrap-kubeconfig", "config", "hostname-override", "node-ip",

@@ -11,9 +11,9 @@ import datetime
 import os
 import sys
 
-from .version import STANDIN_NOTE, STANDIN_VERSION
 from ..k3s import util
 from ..k3s.util import mask
+from .version import STANDIN_NOTE, STANDIN_VERSION
 
 
 def klog(level, msg):

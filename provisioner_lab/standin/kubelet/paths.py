@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 
-
-
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 
 

@@ -16,8 +16,8 @@ import json
 import re
 import secrets
 
-from .kubeconfig import b64, b64url
 from ..k3s.util import parse_ts, utcnow
+from .kubeconfig import b64, b64url
 
 
 def parse_go_duration(text):

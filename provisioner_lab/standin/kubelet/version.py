@@ -7,8 +7,6 @@ Upstream: kubernetes/kubernetes staging/src/k8s.io/component-base/version/versio
 
 from __future__ import annotations
 
-
-
 STANDIN_VERSION = "v1.31.4"
 
 
