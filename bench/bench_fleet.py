@@ -75,8 +75,12 @@ def measure_one(agents: int, latency: float, handshake: float, concurrency: int,
         changed = sum(1 for o in outcome.summary.outcomes.values() if o.result == "changed")
         commands = fleet.commands_per_host()
         results[scenario] = {
-            "wall": wall, "cpu": cpu, "cpu_per_host_ms": 1000 * cpu / hosts, "threads": threads.peak,
-            "changed": changed, "agent_commands": sorted({commands[h.name] for h in fleet.inventory.agents}),
+            "wall": wall,
+            "cpu": cpu,
+            "cpu_per_host_ms": 1000 * cpu / hosts,
+            "threads": threads.peak,
+            "changed": changed,
+            "agent_commands": sorted({commands[h.name] for h in fleet.inventory.agents}),
             "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     return results
@@ -102,8 +106,7 @@ def plot(rows: list[dict], path: Path, latency: float, handshake: float) -> bool
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
     for scenario, marker in (("fresh", "o"), ("rerun", "s"), ("plan", "^")):
         axes.plot(hosts, [r[scenario]["wall"] for r in rows], marker=marker, label=f"{scenario} (wall)")
-    axes.plot(hosts, [r["floor_connect"] for r in rows], linestyle="--", color="grey",
-              label="network floor: connect + facts")
+    axes.plot(hosts, [r["floor_connect"] for r in rows], linestyle="--", color="grey", label="network floor: connect + facts")
     axes.set_xscale("log")
     axes.set_yscale("log")
     for axis in (axes.xaxis, axes.yaxis):
@@ -140,9 +143,23 @@ def main() -> int:
     rows = []
     for size in args.sizes:
         child = subprocess.run(
-            [sys.executable, __file__, "--one", str(size - 1), "--latency", str(args.latency), "--handshake",
-             str(args.handshake), "--concurrency", str(args.concurrency), "--connect-concurrency", str(args.connect_concurrency)],
-            capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                str(size - 1),
+                "--latency",
+                str(args.latency),
+                "--handshake",
+                str(args.handshake),
+                "--concurrency",
+                str(args.concurrency),
+                "--connect-concurrency",
+                str(args.connect_concurrency),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if child.returncode != 0:
             raise SystemExit(f"size {size} failed: {child.stderr[-2000:]}")
@@ -151,26 +168,58 @@ def main() -> int:
         rows.append(row)
         print(f"measured {size} hosts", file=sys.stderr)
 
-    header = ("hosts", "scenario", "wall (s)", "network floor (s)", "CPU (s)", "CPU per host (ms)", "peak RSS (MiB)",
-              "threads", "commands per agent", "changed")
+    header = (
+        "hosts",
+        "scenario",
+        "wall (s)",
+        "network floor (s)",
+        "CPU (s)",
+        "CPU per host (ms)",
+        "peak RSS (MiB)",
+        "threads",
+        "commands per agent",
+        "changed",
+    )
     table = []
     for row in rows:
         for scenario in SCENARIOS:
             m = row[scenario]
             net = row["floor_connect"] + (floor(row["hosts"] - 1, 2, args.latency, 0, args.concurrency) if scenario == "fresh" else 0)
-            table.append((str(row["hosts"]), scenario, f"{m['wall']:.2f}", f"{net:.2f}", f"{m['cpu']:.2f}",
-                          f"{m['cpu_per_host_ms']:.2f}", f"{m['rss_mib']:.0f}", str(m["threads"]),
-                          "/".join(map(str, m["agent_commands"])), str(m["changed"])))
+            table.append(
+                (
+                    str(row["hosts"]),
+                    scenario,
+                    f"{m['wall']:.2f}",
+                    f"{net:.2f}",
+                    f"{m['cpu']:.2f}",
+                    f"{m['cpu_per_host_ms']:.2f}",
+                    f"{m['rss_mib']:.0f}",
+                    str(m["threads"]),
+                    "/".join(map(str, m["agent_commands"])),
+                    str(m["changed"]),
+                )
+            )
 
     checks: list[tuple[str, bool, str]] = []
     worst_rerun = max(r["rerun"]["cpu_per_host_ms"] for r in rows)
-    checks.append(("provisioner CPU per host on a rerun ≤ 30 ms (simulated: no SSH crypto)", worst_rerun <= 30,
-                   f"at most {worst_rerun:.2f} ms"))
+    checks.append(
+        ("provisioner CPU per host on a rerun ≤ 30 ms (simulated: no SSH crypto)", worst_rerun <= 30, f"at most {worst_rerun:.2f} ms")
+    )
     near = min(rows, key=lambda r: abs(r["hosts"] - 1000))
-    checks.append((f"peak RSS ≤ 200 MB at {near['hosts']} simulated hosts", near["plan"]["rss_mib"] * 1.048576 <= 200,
-                   f"{near['plan']['rss_mib'] * 1.048576:.0f} MB"))
-    checks.append((f"`plan` of {near['hosts']} simulated hosts ({args.latency * 1000:.0f} ms per command) ≤ 5 s",
-                   near["plan"]["wall"] <= 5, f"{near['plan']['wall']:.2f} s, network floor {near['floor_connect']:.2f} s"))
+    checks.append(
+        (
+            f"peak RSS ≤ 200 MB at {near['hosts']} simulated hosts",
+            near["plan"]["rss_mib"] * 1.048576 <= 200,
+            f"{near['plan']['rss_mib'] * 1.048576:.0f} MB",
+        )
+    )
+    checks.append(
+        (
+            f"`plan` of {near['hosts']} simulated hosts ({args.latency * 1000:.0f} ms per command) ≤ 5 s",
+            near["plan"]["wall"] <= 5,
+            f"{near['plan']['wall']:.2f} s, network floor {near['floor_connect']:.2f} s",
+        )
+    )
     first, last = rows[0], rows[-1]
     growth = last["rerun"]["cpu_per_host_ms"] / first["rerun"]["cpu_per_host_ms"]
     checks.append((f"(info) CPU per host on a rerun, {last['hosts']} vs {first['hosts']} hosts", growth <= 1.5, f"{growth:.2f}x"))

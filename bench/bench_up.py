@@ -37,7 +37,11 @@ class Measured:
         started = time.monotonic()
         result = subprocess.run(
             [sys.executable, "-m", "provisioner", *args, "-i", str(inventory), "-o", "json"],
-            cwd=workdir, capture_output=True, text=True, env=env, timeout=900,
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
         )
         self.wall = time.monotonic() - started
         own_after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -72,8 +76,7 @@ def main() -> int:
     fresh: dict[int, Measured] = {}
 
     def row(scenario: str, m: Measured, server_ops: str, agent_ops: str, note: str = "") -> None:
-        rows.append((scenario, f"{m.wall:.2f}", f"{m.own_cpu:.2f}", f"{m.hosts_cpu:.1f}", f"{m.floor:.1f}",
-                     server_ops, agent_ops, note))
+        rows.append((scenario, f"{m.wall:.2f}", f"{m.own_cpu:.2f}", f"{m.hosts_cpu:.1f}", f"{m.floor:.1f}", server_ops, agent_ops, note))
 
     checks: list[tuple[str, bool, str]] = []
     for n in args.sizes:
@@ -90,29 +93,41 @@ def main() -> int:
                 if n == 8:
                     m = Measured(lab, workdir, inventory, "up")
                     changed = [h["name"] for h in m.data["hosts"] if h["result"] != "unchanged"]
-                    row(f"unchanged rerun, 1+{n}", m, commands(m.data, "server"), commands(m.data, "agent"),
-                        f"changed: {changed or 'none'}")
+                    row(
+                        f"unchanged rerun, 1+{n}", m, commands(m.data, "server"), commands(m.data, "agent"), f"changed: {changed or 'none'}"
+                    )
                     checks.append((f"unchanged rerun on 1+{n} under 2 s", m.wall < 2.0, f"{m.wall:.2f} s"))
                 if n == max(args.sizes):
                     lab.up(servers=1, agents=n + 1, inventory=inventory)
                     m = Measured(lab, workdir, inventory, "up")
                     changed = [h["name"] for h in m.data["hosts"] if h["result"] != "unchanged"]
                     new = m.data["hosts"][-1]
-                    row(f"add one agent to 1+{n}", m, commands(m.data, "server"), f"{new['commands']} (new host)",
-                        f"changed: {changed}")
+                    row(f"add one agent to 1+{n}", m, commands(m.data, "server"), f"{new['commands']} (new host)", f"changed: {changed}")
                     checks.append(("adding one agent touches only that host", changed == [new["name"]], str(changed)))
             finally:
                 lab.down()
     if len(fresh) >= 2:
         small, large = fresh[min(fresh)], fresh[max(fresh)]
-        checks.append((f"1+{max(fresh)} within 1.5x of 1+{min(fresh)}", large.wall <= 1.5 * small.wall,
-                       f"{large.wall / small.wall:.2f}x"))
+        checks.append((f"1+{max(fresh)} within 1.5x of 1+{min(fresh)}", large.wall <= 1.5 * small.wall, f"{large.wall / small.wall:.2f}x"))
         above_small, above_large = small.wall - small.floor, large.wall - large.floor
-        checks.append((f"(info) wall time above the hosts' CPU floor, 1+{max(fresh)} vs 1+{min(fresh)}",
-                       above_large <= 1.5 * above_small, f"{above_large:.1f} s vs {above_small:.1f} s"))
+        checks.append(
+            (
+                f"(info) wall time above the hosts' CPU floor, 1+{max(fresh)} vs 1+{min(fresh)}",
+                above_large <= 1.5 * above_small,
+                f"{above_large:.1f} s vs {above_small:.1f} s",
+            )
+        )
 
-    header = ("scenario", "wall (s)", "provisioner CPU (s)", "lab hosts' CPU (s)", f"hosts' CPU / {CORES} cores (s)",
-              "commands on server", "commands per agent", "note")
+    header = (
+        "scenario",
+        "wall (s)",
+        "provisioner CPU (s)",
+        "lab hosts' CPU (s)",
+        f"hosts' CPU / {CORES} cores (s)",
+        "commands on server",
+        "commands per agent",
+        "note",
+    )
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

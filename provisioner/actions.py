@@ -124,8 +124,7 @@ def reset_phases() -> list[Phase]:
 
 def check_phases() -> list[Phase]:
     """Read-only (``--workload`` aside, in a namespace of its own that it deletes)."""
-    return [Connect(require_all=False), GatherHealth(), ReadKubeconfig(), VerifyKubeconfig(report_only=True),
-            *checks_after_up()]
+    return [Connect(require_all=False), GatherHealth(), ReadKubeconfig(), VerifyKubeconfig(report_only=True), *checks_after_up()]
 
 
 def checks_after_up() -> list[Phase]:
@@ -177,14 +176,16 @@ def execute(
     into one ``HostsFailed`` at the end, after the summary data is complete."""
     options = options or Options()
     make_room_for_connections(len(inventory.servers if servers_only else inventory.hosts))
-    ctx = Context(Inputs(
-        inventory=inventory,
-        distribution=distros.for_inventory(inventory, timeout=options.timeout),
-        options=options,
-        connector=connector or ssh_connector,
-        reporter=reporter or SilentReporter(),
-        hosts=hosts if hosts is not None else tuple(inventory.servers if servers_only else inventory.hosts),
-    ))
+    ctx = Context(
+        Inputs(
+            inventory=inventory,
+            distribution=distros.for_inventory(inventory, timeout=options.timeout),
+            options=options,
+            connector=connector or ssh_connector,
+            reporter=reporter or SilentReporter(),
+            hosts=hosts if hosts is not None else tuple(inventory.servers if servers_only else inventory.hosts),
+        )
+    )
     error: ProvisionerError | None = None
     try:
         run_phases(phases, ctx)

@@ -106,7 +106,8 @@ def node_checks(
     missing = [name for name in expected if name not in by_name]
     rows = [
         failed("nodes registered", "no Node object for " + ", ".join(missing))
-        if missing else ok("nodes registered", f"{len(expected)}/{len(expected)} inventory nodes have a Node object")
+        if missing
+        else ok("nodes registered", f"{len(expected)}/{len(expected)} inventory nodes have a Node object")
     ]
 
     def why(node: Node) -> str:
@@ -118,31 +119,36 @@ def node_checks(
 
     not_ready = [n for n in present if not n.is_ready]
     rows.append(
-        failed("nodes Ready", "; ".join(why(n) for n in not_ready)) if not_ready
+        failed("nodes Ready", "; ".join(why(n) for n in not_ready))
+        if not_ready
         else ok("nodes Ready", f"{len(present)}/{len(expected)} Ready")
     )
     wrong = [(n, problem) for n in present if (problem := version_problem(n.version)) is not None]
     versions = sorted({n.version for n in present})
     rows.append(
-        failed("node versions", "; ".join(f"{n.name}: {problem}" for n, problem in wrong)) if wrong
+        failed("node versions", "; ".join(f"{n.name}: {problem}" for n, problem in wrong))
+        if wrong
         else ok("node versions", "kubelet " + ", ".join(versions) if versions else "no nodes")
     )
     allowed = set(allow_cordoned)
     cordoned = [n.name for n in present if n.unschedulable and n.name not in allowed]
     expected_cordoned = [n.name for n in present if n.unschedulable and n.name in allowed]
     rows.append(
-        failed("nodes schedulable", "cordoned (spec.unschedulable): " + ", ".join(cordoned)
-               + "; `kubectl uncordon` them, or pass --allow-cordoned NAME") if cordoned
-        else ok("nodes schedulable", "none cordoned" if not expected_cordoned
-                else "cordoned as allowed: " + ", ".join(expected_cordoned))
+        failed(
+            "nodes schedulable",
+            "cordoned (spec.unschedulable): " + ", ".join(cordoned) + "; `kubectl uncordon` them, or pass --allow-cordoned NAME",
+        )
+        if cordoned
+        else ok("nodes schedulable", "none cordoned" if not expected_cordoned else "cordoned as allowed: " + ", ".join(expected_cordoned))
     )
     return rows
 
 
 def schedulable(nodes: Iterable[Node]) -> list[Node]:
     """Nodes a plain pod can land on: Ready, not cordoned, no NoSchedule/NoExecute taint."""
-    return [n for n in nodes if n.is_ready and not n.unschedulable
-            and not any(effect in ("NoSchedule", "NoExecute") for effect in n.taints)]
+    return [
+        n for n in nodes if n.is_ready and not n.unschedulable and not any(effect in ("NoSchedule", "NoExecute") for effect in n.taints)
+    ]
 
 
 # --- kube-system ------------------------------------------------------------------------------

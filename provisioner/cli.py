@@ -48,7 +48,8 @@ class LazyGroup(click.Group):
 
     def _real(self) -> click.Group:
         module_name, attr = self._import_path.split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        group: click.Group = getattr(importlib.import_module(module_name), attr)
+        return group
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return self._real().list_commands(ctx)
@@ -61,7 +62,9 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options every command takes (they may also be given before the command name)."""
     command = click.option("--debug", is_flag=True, default=None, help="Show tracebacks and every log line on stderr.")(command)
     command = click.option(
-        "--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        "--log-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
         help="Write the run log here instead of the state directory.",
     )(command)
     return command
@@ -69,21 +72,32 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _inventory_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "-i", "--inventory", "inventory_path", required=True,
-        type=click.Path(dir_okay=False, path_type=Path), help="Inventory file (YAML).",
+        "-i",
+        "--inventory",
+        "inventory_path",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Inventory file (YAML).",
     )(command)
 
 
 def _connect_concurrency_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--connect-concurrency", type=click.IntRange(1, 512), default=32, show_default=True,
+        "--connect-concurrency",
+        type=click.IntRange(1, 512),
+        default=32,
+        show_default=True,
         help="Hosts connected to and asked for facts at once (these change nothing).",
     )(command)
 
 
 def _output_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
+        "--output",
+        "-o",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
         help="text for people, json for scripts.",
     )(command)
 
@@ -91,7 +105,12 @@ def _output_option(command: Callable[..., Any]) -> Callable[..., Any]:
 def _lock_option(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--wait-lock``: for every command that changes hosts (they take the cluster lock)."""
     return click.option(
-        "--wait-lock", "wait_lock", type=click.FloatRange(0), default=0, show_default=True, metavar="SECONDS",
+        "--wait-lock",
+        "wait_lock",
+        type=click.FloatRange(0),
+        default=0,
+        show_default=True,
+        metavar="SECONDS",
         help="When another run holds the cluster's lock, wait up to this long for it (0: fail at once).",
     )(command)
 
@@ -99,27 +118,40 @@ def _lock_option(command: Callable[..., Any]) -> Callable[..., Any]:
 def _kubeconfig_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--context", "context_name", default=None, help="Context name (default: the cluster name).")(command)
     command = click.option(
-        "--out", "kubeconfig_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        "--out",
+        "kubeconfig_out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
         help="Where to write the kubeconfig (default ./<cluster>.kubeconfig, or with --merge $KUBECONFIG / ~/.kube/config).",
     )(command)
     command = click.option(
-        "--replace", is_flag=True,
+        "--replace",
+        is_flag=True,
         help="With --merge: overwrite entries of the same names that belong to another server, CA or credentials.",
     )(command)
     command = click.option("--set-current", is_flag=True, help="With --merge: make the cluster's context the current one.")(command)
-    command = click.option("--merge", is_flag=True, help="Merge into your kubeconfig ($KUBECONFIG's files as kubectl reads them, backed up first) instead of writing a new file.")(command)
+    command = click.option(
+        "--merge",
+        is_flag=True,
+        help="Merge into your kubeconfig ($KUBECONFIG's files as kubectl reads them, backed up first) instead of writing a new file.",
+    )(command)
     return command
 
 
 def _check_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
-        "--allow-cordoned", "allow_cordoned", multiple=True, metavar="NODE",
+        "--allow-cordoned",
+        "allow_cordoned",
+        multiple=True,
+        metavar="NODE",
         help="A node that may be cordoned (spec.unschedulable) without failing the check; repeatable.",
     )(command)
-    command = click.option("--image", default=DEFAULT_IMAGE, show_default=True,
-                           help="With --workload: the nginx image (a mirror's, for air-gapped clusters).")(command)
-    command = click.option("--workload", is_flag=True,
-                           help="Also run nginx 2 → 4 replicas in a throw-away namespace, check the spread, delete it.")(command)
+    command = click.option(
+        "--image", default=DEFAULT_IMAGE, show_default=True, help="With --workload: the nginx image (a mirror's, for air-gapped clusters)."
+    )(command)
+    command = click.option(
+        "--workload", is_flag=True, help="Also run nginx 2 → 4 replicas in a throw-away namespace, check the spread, delete it."
+    )(command)
     return command
 
 
@@ -172,8 +204,7 @@ class Session:
         sys.exit(code)
 
 
-def _run(action: str, ctx: click.Context, debug: bool | None, log_file: Path | None, output: str,
-         body: Callable[[Session], int]) -> None:
+def _run(action: str, ctx: click.Context, debug: bool | None, log_file: Path | None, output: str, body: Callable[[Session], int]) -> None:
     root = ctx.find_root().params
     debug = bool(debug if debug is not None else root.get("debug"))
     log_file = log_file or root.get("log_file")
@@ -188,8 +219,9 @@ def _run(action: str, ctx: click.Context, debug: bool | None, log_file: Path | N
 class Shell(click.Group):
     """The root group: with ``--output json`` a usage error is JSON on stdout too (same exit code)."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None, standalone_mode: bool = True, **extra: Any
+    ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         if not standalone_mode or not json_requested(argv):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
@@ -214,19 +246,29 @@ def main(debug: bool, log_file: Path | None) -> None:
 
 
 def _drain_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = click.option("--force", is_flag=True,
-                           help="Drain also deletes pods no controller manages (they are gone for good).")(command)
-    command = click.option("--delete-emptydir-data", is_flag=True,
-                           help="Drain also evicts pods with emptyDir volumes (their data is lost).")(command)
-    command = click.option("--drain-timeout", type=click.FloatRange(1), default=300, show_default=True,
-                           help="Seconds a drain may wait for evictions (PodDisruptionBudgets) before giving up.")(command)
+    command = click.option("--force", is_flag=True, help="Drain also deletes pods no controller manages (they are gone for good).")(command)
+    command = click.option(
+        "--delete-emptydir-data", is_flag=True, help="Drain also evicts pods with emptyDir volumes (their data is lost)."
+    )(command)
+    command = click.option(
+        "--drain-timeout",
+        type=click.FloatRange(1),
+        default=300,
+        show_default=True,
+        help="Seconds a drain may wait for evictions (PodDisruptionBudgets) before giving up.",
+    )(command)
     return command
 
 
 def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--no-drain", is_flag=True, help="Rolling upgrade: cordon but do not drain.")(command)
-    command = click.option("--max-unavailable", type=click.IntRange(1, 256), default=1, show_default=True,
-                           help="Rolling upgrade: agents upgraded at once (servers always one at a time).")(command)
+    command = click.option(
+        "--max-unavailable",
+        type=click.IntRange(1, 256),
+        default=1,
+        show_default=True,
+        help="Rolling upgrade: agents upgraded at once (servers always one at a time).",
+    )(command)
     return command
 
 
@@ -234,7 +276,9 @@ def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_inventory_option
 @click.option("--concurrency", type=click.IntRange(1, 256), default=10, show_default=True, help="Hosts changed at once.")
 @_connect_concurrency_option
-@click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True, help="Seconds to wait for the API and for Ready nodes.")
+@click.option(
+    "--timeout", type=click.FloatRange(1), default=300, show_default=True, help="Seconds to wait for the API and for Ready nodes."
+)
 @_lock_option
 @_rollout_options
 @_drain_options
@@ -244,23 +288,55 @@ def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_output_option
 @_common
 @click.pass_context
-def up(ctx: click.Context, inventory_path: Path, concurrency: int, connect_concurrency: int, timeout: float, wait_lock: float,
-       max_unavailable: int, no_drain: bool, drain_timeout: float, delete_emptydir_data: bool, force: bool,
-       merge: bool, set_current: bool, replace: bool, kubeconfig_out: Path | None, context_name: str | None,
-       run_check: bool, workload: bool, image: str, allow_cordoned: tuple[str, ...], output: str,
-       debug: bool | None, log_file: Path | None) -> None:
+def up(
+    ctx: click.Context,
+    inventory_path: Path,
+    concurrency: int,
+    connect_concurrency: int,
+    timeout: float,
+    wait_lock: float,
+    max_unavailable: int,
+    no_drain: bool,
+    drain_timeout: float,
+    delete_emptydir_data: bool,
+    force: bool,
+    merge: bool,
+    set_current: bool,
+    replace: bool,
+    kubeconfig_out: Path | None,
+    context_name: str | None,
+    run_check: bool,
+    workload: bool,
+    image: str,
+    allow_cordoned: tuple[str, ...],
+    output: str,
+    debug: bool | None,
+    log_file: Path | None,
+) -> None:
     """Build the cluster, or converge it: only new or broken hosts are touched. A new version in
     the inventory is rolled out one host at a time (cordon, drain, upgrade, Ready, uncordon)."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
-        check = (CheckOptions(workload=workload, image=image, allow_cordoned=allow_cordoned)
-                 if run_check or workload else None)
-        options = Options(concurrency=concurrency, connect_concurrency=connect_concurrency, timeout=timeout, merge=merge,
-                          set_current=set_current, replace=replace, kubeconfig_out=kubeconfig_out, context_name=context_name,
-                          inventory_path=inventory_path, wait_lock=wait_lock, max_unavailable=max_unavailable,
-                          no_drain=no_drain, drain_timeout=drain_timeout, delete_emptydir_data=delete_emptydir_data,
-                          force=force, check=check)
+        check = CheckOptions(workload=workload, image=image, allow_cordoned=allow_cordoned) if run_check or workload else None
+        options = Options(
+            concurrency=concurrency,
+            connect_concurrency=connect_concurrency,
+            timeout=timeout,
+            merge=merge,
+            set_current=set_current,
+            replace=replace,
+            kubeconfig_out=kubeconfig_out,
+            context_name=context_name,
+            inventory_path=inventory_path,
+            wait_lock=wait_lock,
+            max_unavailable=max_unavailable,
+            no_drain=no_drain,
+            drain_timeout=drain_timeout,
+            delete_emptydir_data=delete_emptydir_data,
+            force=force,
+            check=check,
+        )
         outcome = actions.up(inventory, options, reporter=session.reporter())
         return _finish(session, outcome, report.up_text, report.up_json)
 
@@ -274,14 +350,25 @@ def up(ctx: click.Context, inventory_path: Path, concurrency: int, connect_concu
 @_output_option
 @_common
 @click.pass_context
-def plan(ctx: click.Context, inventory_path: Path, connect_concurrency: int, max_unavailable: int, no_drain: bool, output: str,
-         debug: bool | None, log_file: Path | None) -> None:
+def plan(
+    ctx: click.Context,
+    inventory_path: Path,
+    connect_concurrency: int,
+    max_unavailable: int,
+    no_drain: bool,
+    output: str,
+    debug: bool | None,
+    log_file: Path | None,
+) -> None:
     """Show what `up` would do on each host, changing nothing (with the order of a rolling upgrade)."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
-        outcome = actions.plan(inventory, Options(connect_concurrency=connect_concurrency, max_unavailable=max_unavailable,
-                                                  no_drain=no_drain), reporter=session.reporter())
+        outcome = actions.plan(
+            inventory,
+            Options(connect_concurrency=connect_concurrency, max_unavailable=max_unavailable, no_drain=no_drain),
+            reporter=session.reporter(),
+        )
         return _finish(session, outcome, report.plan_text, report.plan_json)
 
     _run("plan", ctx, debug, log_file, output, body)
@@ -298,8 +385,7 @@ def status(ctx: click.Context, inventory_path: Path, output: str, debug: bool | 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
         outcome = actions.status(inventory, reporter=SilentReporter())
-        return _finish(session, outcome, report.status_text, report.status_json,
-                       code_if_ok=0 if report.all_ready(outcome.summary) else 1)
+        return _finish(session, outcome, report.status_text, report.status_json, code_if_ok=0 if report.all_ready(outcome.summary) else 1)
 
     _run("status", ctx, debug, log_file, output, body)
 
@@ -310,14 +396,23 @@ def status(ctx: click.Context, inventory_path: Path, output: str, debug: bool | 
 @_output_option
 @_common
 @click.pass_context
-def kubeconfig(ctx: click.Context, inventory_path: Path, merge: bool, set_current: bool, replace: bool, kubeconfig_out: Path | None,
-               context_name: str | None, output: str, debug: bool | None, log_file: Path | None) -> None:
+def kubeconfig(
+    ctx: click.Context,
+    inventory_path: Path,
+    merge: bool,
+    set_current: bool,
+    replace: bool,
+    kubeconfig_out: Path | None,
+    context_name: str | None,
+    output: str,
+    debug: bool | None,
+    log_file: Path | None,
+) -> None:
     """Fetch the admin kubeconfig, point it at the API endpoint, write or merge it."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
-        options = Options(merge=merge, set_current=set_current, replace=replace, kubeconfig_out=kubeconfig_out,
-                          context_name=context_name)
+        options = Options(merge=merge, set_current=set_current, replace=replace, kubeconfig_out=kubeconfig_out, context_name=context_name)
         outcome = actions.kubeconfig(inventory, options, reporter=SilentReporter())
         return _finish(session, outcome, report.kubeconfig_text, report.kubeconfig_json)
 
@@ -335,17 +430,36 @@ def kubeconfig(ctx: click.Context, inventory_path: Path, merge: bool, set_curren
 @_output_option
 @_common
 @click.pass_context
-def remove(ctx: click.Context, inventory_path: Path, nodes: tuple[str, ...], dry_run: bool, drain_timeout: float,
-           delete_emptydir_data: bool, force: bool, unreachable_ok: bool, timeout: float, wait_lock: float, output: str,
-           debug: bool | None, log_file: Path | None) -> None:
+def remove(
+    ctx: click.Context,
+    inventory_path: Path,
+    nodes: tuple[str, ...],
+    dry_run: bool,
+    drain_timeout: float,
+    delete_emptydir_data: bool,
+    force: bool,
+    unreachable_ok: bool,
+    timeout: float,
+    wait_lock: float,
+    output: str,
+    debug: bool | None,
+    log_file: Path | None,
+) -> None:
     """Remove NODE... from the cluster: cordon, drain (PodDisruptionBudgets honoured), delete the
     Node object, uninstall the host. Then drop it from the inventory."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
-        options = Options(timeout=timeout, targets=nodes, drain_timeout=drain_timeout,
-                          delete_emptydir_data=delete_emptydir_data, force=force, unreachable_ok=unreachable_ok,
-                          inventory_path=inventory_path, wait_lock=wait_lock)
+        options = Options(
+            timeout=timeout,
+            targets=nodes,
+            drain_timeout=drain_timeout,
+            delete_emptydir_data=delete_emptydir_data,
+            force=force,
+            unreachable_ok=unreachable_ok,
+            inventory_path=inventory_path,
+            wait_lock=wait_lock,
+        )
         outcome = actions.remove(inventory, options, dry_run=dry_run, reporter=session.reporter())
         return _finish(session, outcome, report.remove_text, report.remove_json)
 
@@ -356,15 +470,30 @@ def remove(ctx: click.Context, inventory_path: Path, nodes: tuple[str, ...], dry
 @_inventory_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.option("--context", "context_name", default=None, help="The context name the kubeconfig entries have (default: the cluster name).")
-@click.option("--out", "kubeconfig_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The kubeconfig file `up` wrote (default ./<cluster>.kubeconfig); $KUBECONFIG / ~/.kube/config are cleaned too.")
+@click.option(
+    "--out",
+    "kubeconfig_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The kubeconfig file `up` wrote (default ./<cluster>.kubeconfig); $KUBECONFIG / ~/.kube/config are cleaned too.",
+)
 @click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True, help="Seconds an uninstall may take.")
 @_lock_option
 @_output_option
 @_common
 @click.pass_context
-def reset(ctx: click.Context, inventory_path: Path, yes: bool, context_name: str | None, kubeconfig_out: Path | None,
-          timeout: float, wait_lock: float, output: str, debug: bool | None, log_file: Path | None) -> None:
+def reset(
+    ctx: click.Context,
+    inventory_path: Path,
+    yes: bool,
+    context_name: str | None,
+    kubeconfig_out: Path | None,
+    timeout: float,
+    wait_lock: float,
+    output: str,
+    debug: bool | None,
+    log_file: Path | None,
+) -> None:
     """Tear the cluster down: uninstall every host (agents first) and take the cluster out of the kubeconfig."""
 
     def body(session: Session) -> int:
@@ -375,8 +504,9 @@ def reset(ctx: click.Context, inventory_path: Path, yes: bool, context_name: str
             names = ", ".join(h.name for h in inventory.hosts)
             if not click.confirm(f"Delete cluster {inventory.cluster.name} and uninstall {names}?", err=True):
                 raise UsageError("reset not confirmed; nothing was changed")
-        options = Options(timeout=timeout, context_name=context_name, kubeconfig_out=kubeconfig_out,
-                          inventory_path=inventory_path, wait_lock=wait_lock)
+        options = Options(
+            timeout=timeout, context_name=context_name, kubeconfig_out=kubeconfig_out, inventory_path=inventory_path, wait_lock=wait_lock
+        )
         outcome = actions.reset(inventory, options, reporter=session.reporter())
         return _finish(session, outcome, report.reset_text, report.reset_json)
 
@@ -391,32 +521,58 @@ def stdin_is_terminal() -> bool:
 @main.command()
 @_inventory_option
 @_check_options
-@click.option("--kubeconfig", "kubeconfig_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The kubeconfig to test the API through (default ./<cluster>.kubeconfig, as `up` writes it).")
+@click.option(
+    "--kubeconfig",
+    "kubeconfig_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The kubeconfig to test the API through (default ./<cluster>.kubeconfig, as `up` writes it).",
+)
 @click.option("--context", "context_name", default=None, help="Its context (default: the cluster name).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=10, show_default=True, help="Hosts read at once.")
-@click.option("--timeout", type=click.FloatRange(1), default=300, show_default=True,
-              help="Seconds the workload may take to have 4 available replicas.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1),
+    default=300,
+    show_default=True,
+    help="Seconds the workload may take to have 4 available replicas.",
+)
 @_output_option
 @_common
 @click.pass_context
-def check(ctx: click.Context, inventory_path: Path, workload: bool, image: str, allow_cordoned: tuple[str, ...],
-          kubeconfig_path: Path | None, context_name: str | None, concurrency: int, timeout: float, output: str,
-          debug: bool | None, log_file: Path | None) -> None:
+def check(
+    ctx: click.Context,
+    inventory_path: Path,
+    workload: bool,
+    image: str,
+    allow_cordoned: tuple[str, ...],
+    kubeconfig_path: Path | None,
+    context_name: str | None,
+    concurrency: int,
+    timeout: float,
+    output: str,
+    debug: bool | None,
+    log_file: Path | None,
+) -> None:
     """Health of the running cluster: nodes, API, system pods, clocks, headroom. Exit 1 when a check fails."""
 
     def body(session: Session) -> int:
         inventory = load_inventory(inventory_path)
-        options = Options(concurrency=concurrency, timeout=timeout, context_name=context_name, check=CheckOptions(
-            workload=workload, image=image, allow_cordoned=allow_cordoned, kubeconfig=kubeconfig_path))
+        options = Options(
+            concurrency=concurrency,
+            timeout=timeout,
+            context_name=context_name,
+            check=CheckOptions(workload=workload, image=image, allow_cordoned=allow_cordoned, kubeconfig=kubeconfig_path),
+        )
         outcome = actions.check(inventory, options, reporter=session.reporter())
         return _finish(session, outcome, report.check_text, report.check_json)
 
     _run("check", ctx, debug, log_file, output, body)
 
 
-def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None], as_json: Callable[..., dict[str, Any]],
-            code_if_ok: int = 0) -> int:
+def _finish(
+    session: Session, outcome: actions.Outcome, text: Callable[..., None], as_json: Callable[..., dict[str, Any]], code_if_ok: int = 0
+) -> int:
     """Render the outcome (summary even on failure), then the error; return the exit code."""
     error = outcome.error
     if session.output == "json":
@@ -432,12 +588,27 @@ def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None
 
 
 @main.command("vagrant-inventory")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("inventories/vagrant.yaml"),
-              show_default=True, help="Inventory to write; the host keys go next to it (.known_hosts).")
-@click.option("--dir", "folder", type=click.Path(file_okay=False, exists=True, path_type=Path), default=Path("."),
-              show_default=True, help="Folder of the Vagrantfile.")
-@click.option("--network", default=lambda: os.environ.get("NETWORK", "192.168.56"), show_default="$NETWORK or 192.168.56",
-              help="The private network, as in the Vagrantfile (prefix like 192.168.56 or a CIDR).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("inventories/vagrant.yaml"),
+    show_default=True,
+    help="Inventory to write; the host keys go next to it (.known_hosts).",
+)
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder of the Vagrantfile.",
+)
+@click.option(
+    "--network",
+    default=lambda: os.environ.get("NETWORK", "192.168.56"),
+    show_default="$NETWORK or 192.168.56",
+    help="The private network, as in the Vagrantfile (prefix like 192.168.56 or a CIDR).",
+)
 @click.option("--name", "cluster_name", default="vagrant", show_default=True, help="Cluster name.")
 @click.option("--distribution", type=click.Choice(DISTRIBUTIONS), default="k3s", show_default=True)
 @click.option("--version", "version", default=None, help='k3s version (default: channel stable) or kubeadm minor/version (default "1.31").')
@@ -445,8 +616,19 @@ def _finish(session: Session, outcome: actions.Outcome, text: Callable[..., None
 @_output_option
 @_common
 @click.pass_context
-def vagrant_inventory(ctx: click.Context, out: Path, folder: Path, network: str, cluster_name: str, distribution: str,
-                      version: str | None, servers: tuple[str, ...], output: str, debug: bool | None, log_file: Path | None) -> None:
+def vagrant_inventory(
+    ctx: click.Context,
+    out: Path,
+    folder: Path,
+    network: str,
+    cluster_name: str,
+    distribution: str,
+    version: str | None,
+    servers: tuple[str, ...],
+    output: str,
+    debug: bool | None,
+    log_file: Path | None,
+) -> None:
     """Write an inventory for the running Vagrant lab (private addresses, interfaces, host keys)."""
 
     def body(session: Session) -> int:
@@ -454,12 +636,25 @@ def vagrant_inventory(ctx: click.Context, out: Path, folder: Path, network: str,
 
         wanted = version or CLUSTER_MODELS[distribution].suggested_version
         inventory, known_hosts, machines = vagrant.write_inventory(
-            folder, out, network=network, cluster_name=cluster_name, distribution=distribution,
-            version=wanted, servers=servers,
+            folder,
+            out,
+            network=network,
+            cluster_name=cluster_name,
+            distribution=distribution,
+            version=wanted,
+            servers=servers,
         )
         if session.output == "json":
-            session.emit({"ok": True, "inventory": str(inventory), "known_hosts": str(known_hosts),
-                          "machines": [m.name for m in machines], "error": None, "exit_code": 0})
+            session.emit(
+                {
+                    "ok": True,
+                    "inventory": str(inventory),
+                    "known_hosts": str(known_hosts),
+                    "machines": [m.name for m in machines],
+                    "error": None,
+                    "exit_code": 0,
+                }
+            )
             return 0
         session.out.print(f"inventory: {inventory} ({len(machines)} machines)\nknown_hosts: {known_hosts}")
         session.out.print(f"next: provisioner up -i {inventory}")
@@ -473,8 +668,12 @@ def vagrant_inventory(ctx: click.Context, out: Path, folder: Path, network: str,
 
 def _out_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--force", is_flag=True, help="Overwrite --out if it exists.")(command)
-    command = click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                           help="Write the inventory here (atomically) instead of to stdout.")(command)
+    command = click.option(
+        "--out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Write the inventory here (atomically) instead of to stdout.",
+    )(command)
     return command
 
 
@@ -485,10 +684,16 @@ def _emit(session: Session, text: str, notes: list[Any], out: Path | None, force
     if out is not None:
         write_inventory(out, text, force=force)
     if session.output == "json":
-        session.out.print_json(json.dumps({
-            "ok": True, "out": str(out) if out else None, "inventory": None if out else text,
-            "warnings": [str(n) for n in notes],
-        }))
+        session.out.print_json(
+            json.dumps(
+                {
+                    "ok": True,
+                    "out": str(out) if out else None,
+                    "inventory": None if out else text,
+                    "warnings": [str(n) for n in notes],
+                }
+            )
+        )
         return 0
     for note in notes:
         session.err.print(f"[yellow]warning:[/] {report.escape(str(note))}")
@@ -511,8 +716,16 @@ def import_() -> None:
 @_output_option
 @_common
 @click.pass_context
-def import_k3s_ansible(ctx: click.Context, file: Path, cluster_name: str | None, out: Path | None, force: bool,
-                       output: str, debug: bool | None, log_file: Path | None) -> None:
+def import_k3s_ansible(
+    ctx: click.Context,
+    file: Path,
+    cluster_name: str | None,
+    out: Path | None,
+    force: bool,
+    output: str,
+    debug: bool | None,
+    log_file: Path | None,
+) -> None:
     """FILE: a k3s-ansible inventory (YAML, INI or ansible-inventory --list JSON)."""
 
     def body(session: Session) -> int:
@@ -532,8 +745,17 @@ def import_k3s_ansible(ctx: click.Context, file: Path, cluster_name: str | None,
 @_output_option
 @_common
 @click.pass_context
-def import_kubespray(ctx: click.Context, file: Path, cluster_name: str | None, version: str | None, out: Path | None,
-                     force: bool, output: str, debug: bool | None, log_file: Path | None) -> None:
+def import_kubespray(
+    ctx: click.Context,
+    file: Path,
+    cluster_name: str | None,
+    version: str | None,
+    out: Path | None,
+    force: bool,
+    output: str,
+    debug: bool | None,
+    log_file: Path | None,
+) -> None:
     """FILE: a kubespray inventory (INI, YAML or ansible-inventory --list JSON); group_vars/ next to it are read."""
 
     def body(session: Session) -> int:
@@ -556,8 +778,9 @@ def export() -> None:
 @_output_option
 @_common
 @click.pass_context
-def export_ansible(ctx: click.Context, inventory_path: Path, out: Path | None, force: bool, output: str,
-                   debug: bool | None, log_file: Path | None) -> None:
+def export_ansible(
+    ctx: click.Context, inventory_path: Path, out: Path | None, force: bool, output: str, debug: bool | None, log_file: Path | None
+) -> None:
     """A k3s-ansible inventory (YAML) for a k3s inventory."""
 
     def body(session: Session) -> int:
@@ -578,8 +801,7 @@ def add_plugin_commands(group: click.Group, entry_points: Iterable[EntryPoint] |
     for ep in sorted(found, key=lambda e: e.name):
         if ep.name in group.commands:
             continue
-        group.add_command(LazyGroup(ep.name, import_path=ep.value,
-                                    help=f"Commands from {ep.module} (a plug-in, loaded when used)."))
+        group.add_command(LazyGroup(ep.name, import_path=ep.value, help=f"Commands from {ep.module} (a plug-in, loaded when used)."))
 
 
 add_plugin_commands(main)

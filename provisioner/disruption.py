@@ -88,14 +88,16 @@ def parse_budgets(text: str) -> list[Budget]:
         meta = item.get("metadata") or {}
         spec = item.get("spec") or {}
         status = item.get("status") or {}
-        budgets.append(Budget(
-            namespace=meta.get("namespace", "default"),
-            name=meta.get("name", ""),
-            selector=spec.get("selector"),
-            disruptions_allowed=int(status.get("disruptionsAllowed") or 0),
-            min_available=str(spec.get("minAvailable", "")),
-            max_unavailable=str(spec.get("maxUnavailable", "")),
-        ))
+        budgets.append(
+            Budget(
+                namespace=meta.get("namespace", "default"),
+                name=meta.get("name", ""),
+                selector=spec.get("selector"),
+                disruptions_allowed=int(status.get("disruptionsAllowed") or 0),
+                min_available=str(spec.get("minAvailable", "")),
+                max_unavailable=str(spec.get("maxUnavailable", "")),
+            )
+        )
     return budgets
 
 
@@ -150,14 +152,19 @@ class DrainBlocked(ProvisionerError):
     def __init__(self, node: str, timeout: float, blockers: list[Blocker], detail: str = "") -> None:
         self.node = node
         self.blockers = blockers
-        why = (f"blocked by PodDisruptionBudget {', '.join(f'{b.budget.namespace}/{b.budget.name}' for b in blockers)}"
-               if blockers else (detail or "kubectl drain did not finish"))
-        super().__init__(f"drain of {node} did not finish within {timeout:.0f}s: {why}; "
-                         f"{node} is left cordoned, nothing was deleted or uninstalled")
+        why = (
+            f"blocked by PodDisruptionBudget {', '.join(f'{b.budget.namespace}/{b.budget.name}' for b in blockers)}"
+            if blockers
+            else (detail or "kubectl drain did not finish")
+        )
+        super().__init__(
+            f"drain of {node} did not finish within {timeout:.0f}s: {why}; {node} is left cordoned, nothing was deleted or uninstalled"
+        )
 
     def lines(self) -> list[str]:
         out = [str(self)]
         for b in self.blockers:
-            out.append(f"  PDB {b.budget.namespace}/{b.budget.name}: disruptionsAllowed={b.budget.disruptions_allowed}, "
-                       f"covers {', '.join(b.pods)}")
+            out.append(
+                f"  PDB {b.budget.namespace}/{b.budget.name}: disruptionsAllowed={b.budget.disruptions_allowed}, covers {', '.join(b.pods)}"
+            )
         return out

@@ -53,8 +53,12 @@ def end(error: Interrupted) -> NoReturn:
     line = f"interrupted by {error.signal_name}; exit code {error.exit_code}"
     try:
         if _as_json:
-            data = {"ok": False, "error": {"type": "Interrupted", "lines": [line]}, "exit_code": error.exit_code,
-                    "log": str(log_path) if log_path else None}
+            data = {
+                "ok": False,
+                "error": {"type": "Interrupted", "lines": [line]},
+                "exit_code": error.exit_code,
+                "log": str(log_path) if log_path else None,
+            }
             sys.stdout.write(json.dumps(data, indent=2) + "\n")
         sys.stdout.flush()
         sys.stderr.write(f"error: {line}" + (f" (log: {log_path})" if log_path else "") + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Categories a terminal or a shell may act on: C0/C1 controls and DEL (Cc), invisible format
@@ -182,7 +183,7 @@ class HostsFailed(ProvisionerError):
 class NotReadyError(ProvisionerError):
     """Nodes did not all become Ready before the deadline."""
 
-    def __init__(self, message: str, not_ready: list[object]) -> None:
+    def __init__(self, message: str, not_ready: Sequence[object]) -> None:
         self.not_ready = not_ready
         super().__init__(message)
 

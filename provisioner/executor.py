@@ -94,8 +94,7 @@ class StepRecord:
             "name": self.name,
             "ok": self.ok,
             "operations": [
-                {**o.operation, "exit_code": o.exit_code, "seconds": round(o.seconds, 3), "attempts": o.attempts}
-                for o in self.operations
+                {**o.operation, "exit_code": o.exit_code, "seconds": round(o.seconds, 3), "attempts": o.attempts} for o in self.operations
             ],
         }
 

@@ -16,8 +16,18 @@ from typing import Protocol
 #: Where plans write (configs, binaries, air-gap images, packages, staging of uploads), and the
 #: roots that catch every other path. Each is measured by the fact script's one ``df``.
 SPACE_DIRECTORIES = (
-    "/", "/etc", "/etc/rancher/k3s", "/etc/kubernetes", "/etc/containerd", "/usr", "/usr/local/bin",
-    "/var", "/var/lib", "/var/lib/rancher/k3s", "/var/lib/provisioner", "/tmp",
+    "/",
+    "/etc",
+    "/etc/rancher/k3s",
+    "/etc/kubernetes",
+    "/etc/containerd",
+    "/usr",
+    "/usr/local/bin",
+    "/var",
+    "/var/lib",
+    "/var/lib/rancher/k3s",
+    "/var/lib/provisioner",
+    "/tmp",
 )
 
 DISK_FACT_SCRIPT = r"""
@@ -30,7 +40,8 @@ df -Pk "$@" 2>/dev/null | awk -v dirs="{dirs}" 'BEGIN {{ n = split(dirs, d, " ")
   NR > 1 && NR - 1 <= n {{ m = $0; for (i = 1; i <= 5; i++) sub(/^[^ ]+ +/, "", m); print "disk." d[NR - 1] "=" $4 " " m }}'
 """.format(dirs=" ".join(SPACE_DIRECTORIES))
 
-HOST_FACT_SCRIPT = r"""
+HOST_FACT_SCRIPT = (
+    r"""
 export LC_ALL=C
 ( . /etc/os-release 2>/dev/null
   echo "os.id=${ID:-unknown}"
@@ -48,7 +59,9 @@ echo "user=$(id -un)"
 for tool in curl wget; do command -v $tool >/dev/null 2>&1 && echo "tool.$tool=yes"; done
 { [ -f /etc/systemd/system/k3s.service ] || [ -f /etc/systemd/system/k3s-agent.service ]; } && echo kubernetes.k3s=yes
 [ -f /etc/kubernetes/kubelet.conf ] && echo kubernetes.kubeadm=yes
-""" + DISK_FACT_SCRIPT
+"""
+    + DISK_FACT_SCRIPT
+)
 
 RHEL_FAMILY = {"rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn"}
 DEBIAN_FAMILY = {"debian", "ubuntu", "raspbian", "linuxmint", "pop"}
@@ -101,7 +114,7 @@ def parse_disk_space(values: dict[str, str]) -> tuple[DiskSpace, ...]:
             continue
         free, _, mount = value.partition(" ")
         if free.isdigit() and mount.startswith("/"):
-            found.append(DiskSpace(key[len("disk."):], mount, int(free) * 1024))
+            found.append(DiskSpace(key[len("disk.") :], mount, int(free) * 1024))
     return tuple(sorted(found, key=lambda d: d.directory))
 
 

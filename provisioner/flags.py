@@ -61,9 +61,7 @@ def flags_to_config(args: list[str]) -> tuple[dict[str, ConfigValue], list[str]]
     for index, arg in enumerate(args):
         match = _FLAG.match(arg) if isinstance(arg, str) else None
         if not match:
-            problems.append(
-                f"[{index}] {arg!r} is not a flag; write flags as --name or --name=value"
-            )
+            problems.append(f"[{index}] {arg!r} is not a flag; write flags as --name or --name=value")
             continue
         name, value = match.group(1), match.group(2)
         if name in MANAGED:

@@ -22,7 +22,7 @@ def health_script(admin_kubeconfig: str) -> str:
     """Shell lines printing ``key=value`` health facts (run as root); the clock first."""
     return rf"""export LC_ALL=C
 echo "clock=$(date +%s.%N)"
-for p in {' '.join(PATHS)}; do
+for p in {" ".join(PATHS)}; do
   df -P -k "$p" 2>/dev/null | awk -v p="$p" 'NR==2 {{print "disk." p "=" $2 " " $4 " " $6}}'
 done
 awk '/^MemTotal:/ {{print "mem.total_kib=" $2}} /^MemAvailable:/ {{print "mem.available_kib=" $2}}' /proc/meminfo
@@ -111,8 +111,11 @@ def clock_check(health: Mapping[str, HostHealth], bound: float) -> CheckResult:
     ahead, behind = (a, b) if (a.clock_offset or 0) >= (b.clock_offset or 0) else (b, a)
     text = f"{ahead.name} is {spread:.2f} s (± {uncertainty:.2f} s) ahead of {behind.name}"
     if spread - uncertainty > bound:
-        return failed(name, f"{text}; the bound is {bound:g} s (certificates and leases start failing there): "
-                      "synchronise the clocks (chrony, systemd-timesyncd)")
+        return failed(
+            name,
+            f"{text}; the bound is {bound:g} s (certificates and leases start failing there): "
+            "synchronise the clocks (chrony, systemd-timesyncd)",
+        )
     return ok(name, f"within {bound:g} s of each other (largest difference: {text})")
 
 
@@ -142,8 +145,7 @@ def headroom_check(health: HostHealth, min_free_percent: float) -> CheckResult:
             low.append(text)
     if not health.disks:
         low.append("disk space of / could not be read")
-    memory = (f"memory {health.memory_percent:.0f}% available "
-              f"({_gib(health.memory_available_kib)} of {_gib(health.memory_total_kib)} GiB)")
+    memory = f"memory {health.memory_percent:.0f}% available ({_gib(health.memory_available_kib)} of {_gib(health.memory_total_kib)} GiB)"
     parts.append(memory)
     if health.memory_percent < min_free_percent:
         low.append(memory)

@@ -111,15 +111,20 @@ class DebianFamily(HostOS):
     kubelet_defaults = "/etc/default/kubelet"
     kubernetes_repo_file = "/etc/apt/sources.list.d/kubernetes.list"
     containerd_package = "containerd"
-    preflight_packages: ClassVar[dict[str, str | None]] = {"conntrack": "conntrack", "iptables": "iptables", "socat": "socat", "ethtool": "ethtool",
-                          "ebtables": "ebtables"}
+    preflight_packages: ClassVar[dict[str, str | None]] = {
+        "conntrack": "conntrack",
+        "iptables": "iptables",
+        "socat": "socat",
+        "ethtool": "ethtool",
+        "ebtables": "ebtables",
+    }
 
     @staticmethod
     def package_facts_script() -> str:
         return (
             "for p in kubelet kubeadm kubectl containerd containerd.io; do\n"
             "  v=$(dpkg-query -W -f='${Status} ${Version}' \"$p\" 2>/dev/null | awk '$3==\"installed\" {print $4}')\n"
-            "  [ -n \"$v\" ] && echo \"pkg.$p=$v\"\n"
+            '  [ -n "$v" ] && echo "pkg.$p=$v"\n'
             "done\n"
             "echo \"held=$(apt-mark showhold 2>/dev/null | tr '\\n' ' ')\"\n"
         )
@@ -160,8 +165,13 @@ class RhelFamily(HostOS):
     docker_repo = "https://download.docker.com/linux/centos/docker-ce.repo"
     #: iptables is "iptables" on EL8 and "iptables-nft" on EL9 and Fedora: dnf installs whichever
     #: provides the file. EL9 ships no ebtables package (kubeadm only warns about it).
-    preflight_packages: ClassVar[dict[str, str | None]] = {"conntrack": "conntrack-tools", "iptables": "/usr/sbin/iptables", "socat": "socat",
-                          "ethtool": "ethtool", "ebtables": None}
+    preflight_packages: ClassVar[dict[str, str | None]] = {
+        "conntrack": "conntrack-tools",
+        "iptables": "/usr/sbin/iptables",
+        "socat": "socat",
+        "ethtool": "ethtool",
+        "ebtables": None,
+    }
 
     # Ports from the Kubernetes documentation; 8472/udp is Flannel's VXLAN.
     PORTS: ClassVar[dict[str, list[str]]] = {
@@ -173,13 +183,13 @@ class RhelFamily(HostOS):
     def package_facts_script() -> str:
         return (
             "for p in kubelet kubeadm kubectl containerd containerd.io; do\n"
-            "  v=$(rpm -q --qf '%{VERSION}-%{RELEASE}' \"$p\" 2>/dev/null) && echo \"pkg.$p=$v\"\n"
+            '  v=$(rpm -q --qf \'%{VERSION}-%{RELEASE}\' "$p" 2>/dev/null) && echo "pkg.$p=$v"\n'
             "done\n"
             "echo \"held=$(dnf -q versionlock list 2>/dev/null | sed -E 's/^([a-z.-]+)-[0-9].*/\\1/' | tr '\\n' ' ')\"\n"
-            "command -v getenforce >/dev/null && echo \"selinux=$(getenforce)\"\n"
+            'command -v getenforce >/dev/null && echo "selinux=$(getenforce)"\n'
             "echo \"selinux.config=$(sed -n 's/^SELINUX=//p' /etc/selinux/config 2>/dev/null)\"\n"
-            "echo \"firewalld=$(systemctl is-active firewalld 2>/dev/null)\"\n"
-            "systemctl -q is-active firewalld 2>/dev/null && echo \"firewalld.ports=$(firewall-cmd --list-ports 2>/dev/null)\"\n"
+            'echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"\n'
+            'systemctl -q is-active firewalld 2>/dev/null && echo "firewalld.ports=$(firewall-cmd --list-ports 2>/dev/null)"\n'
         )
 
     def kubernetes_repo(self, url: str) -> PackageRepo:
@@ -205,29 +215,30 @@ class RhelFamily(HostOS):
         return f"{{ dnf -q versionlock delete {' '.join(packages)} >/dev/null 2>&1 || true; }}"
 
     def containerd_setup(self) -> str:
-        return (
-            f"test -f /etc/yum.repos.d/docker-ce.repo || "
-            f"curl -fsSL {self.docker_repo} -o /etc/yum.repos.d/docker-ce.repo"
-        )
+        return f"test -f /etc/yum.repos.d/docker-ce.repo || curl -fsSL {self.docker_repo} -o /etc/yum.repos.d/docker-ce.repo"
 
     def prepare_steps(self, facts: RhelFacts, role: str) -> list[tuple[str, str, str]]:
         steps = []
         if facts.selinux_enforcing:
-            steps.append((
-                "SELinux permissive",
-                f"SELinux is {facts.selinux or facts.selinux_config}",
-                "{ command -v setenforce >/dev/null && setenforce 0 || true; } && "
-                "sed -i.provisioner-backup 's/^SELINUX=enforcing$/SELINUX=permissive/' /etc/selinux/config",
-            ))
+            steps.append(
+                (
+                    "SELinux permissive",
+                    f"SELinux is {facts.selinux or facts.selinux_config}",
+                    "{ command -v setenforce >/dev/null && setenforce 0 || true; } && "
+                    "sed -i.provisioner-backup 's/^SELINUX=enforcing$/SELINUX=permissive/' /etc/selinux/config",
+                )
+            )
         if facts.firewalld == "active":
             missing = [p for p in self.PORTS[role] if p not in facts.firewalld_ports]
             if missing:
                 adds = " ".join(f"--add-port={p}" for p in missing)
-                steps.append((
-                    "firewalld ports",
-                    f"firewalld is active and {', '.join(missing)} are not open",
-                    f"firewall-cmd --permanent {adds} && firewall-cmd --reload",
-                ))
+                steps.append(
+                    (
+                        "firewalld ports",
+                        f"firewalld is active and {', '.join(missing)} are not open",
+                        f"firewall-cmd --permanent {adds} && firewall-cmd --reload",
+                    )
+                )
         return steps
 
 

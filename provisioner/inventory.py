@@ -120,9 +120,7 @@ def _shown(value: object, limit: int = 60) -> str:
 def _quoted_version(value: object) -> object:
     """Refuse a version YAML read as a number: ``1.30`` would silently become ``1.3``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise ValueError(
-            f"write it as a quoted string (YAML reads {value!r} as a number, so 1.30 would become 1.3)"
-        )
+        raise ValueError(f"write it as a quoted string (YAML reads {value!r} as a number, so 1.30 would become 1.3)")
     return value
 
 
@@ -481,9 +479,7 @@ class Inventory(_Model):
 # --- loading -------------------------------------------------------------------------------
 
 
-def load_inventory(
-    path: str | os.PathLike[str], *, check_files: bool = True, limits: Limits = DEFAULT_LIMITS
-) -> Inventory:
+def load_inventory(path: str | os.PathLike[str], *, check_files: bool = True, limits: Limits = DEFAULT_LIMITS) -> Inventory:
     """Read, parse and validate an inventory file, or raise ``InventoryError`` listing problems.
 
     ``check_files`` also checks that key and airgap files exist and are readable, and that
@@ -695,9 +691,7 @@ def _not_a_key(file: Path) -> str | None:
 
 _K3S_ANSIBLE_GROUPS = frozenset({"k3s_cluster"})
 _K3S_ANSIBLE_MEMBERS = frozenset({"server", "agent", "master", "node"})
-_KUBESPRAY_GROUPS = frozenset(
-    {"kube_control_plane", "kube_node", "kube-master", "kube-node", "k8s_cluster", "k8s-cluster", "calico_rr"}
-)
+_KUBESPRAY_GROUPS = frozenset({"kube_control_plane", "kube_node", "kube-master", "kube-node", "k8s_cluster", "k8s-cluster", "calico_rr"})
 _INI_SECTION = re.compile(r"^\[([A-Za-z0-9_.-]+)(?::(?:children|vars))?\][ \t]*$", re.MULTILINE)
 
 

@@ -96,9 +96,7 @@ def rewrite(text: str, *, cluster_name: str, server: str, context_name: str | No
     data = parse(text, "the server's admin kubeconfig")
     for section, _ in SECTIONS:
         if len(data.get(section) or []) != 1:
-            raise KubeconfigError(
-                f"the server's admin kubeconfig has {len(data.get(section) or [])} {section}; expected 1"
-            )
+            raise KubeconfigError(f"the server's admin kubeconfig has {len(data.get(section) or [])} {section}; expected 1")
     context = context_name or cluster_name
     cluster = data["clusters"][0]
     cluster["name"] = cluster_name
@@ -263,8 +261,7 @@ def effective_current_context(files: list[LoadedFile]) -> str:
 
 def _identity(cluster: Any) -> tuple[str, str, str]:
     body = cluster.get("cluster") or {}
-    return (str(body.get("server", "")), str(body.get("certificate-authority-data", "")),
-            str(body.get("certificate-authority", "")))
+    return (str(body.get("server", "")), str(body.get("certificate-authority-data", "")), str(body.get("certificate-authority", "")))
 
 
 def conflicts(files: list[LoadedFile], new: Any) -> list[str]:
@@ -294,26 +291,30 @@ def conflicts(files: list[LoadedFile], new: Any) -> list[str]:
     if found is not None and _identity(found.entry) != ours:
         old = _identity(found.entry)[0] or "no server"
         what = "another server" if old != ours[0] else "the same server with another certificate authority"
-        problems.append(f'{where(found)}: cluster "{cluster["name"]}" already points to {old} ({what}); '
-                        f'{used_by("cluster", cluster["name"])}')
+        problems.append(
+            f'{where(found)}: cluster "{cluster["name"]}" already points to {old} ({what}); {used_by("cluster", cluster["name"])}'
+        )
     found = view["users"].get(user["name"])
     if found is not None and dict(found.entry.get("user") or {}) != dict(user["user"]):
-        using = [c.entry.get("context") or {} for c in view["contexts"].values()
-                 if (c.entry.get("context") or {}).get("user") == user["name"]]
+        using = [
+            c.entry.get("context") or {} for c in view["contexts"].values() if (c.entry.get("context") or {}).get("user") == user["name"]
+        ]
         if not using or not all(reaches_us(c.get("cluster")) for c in using):
-            problems.append(f'{where(found)}: user "{user["name"]}" already holds other credentials; '
-                            f'{used_by("user", user["name"])}')
+            problems.append(f'{where(found)}: user "{user["name"]}" already holds other credentials; {used_by("user", user["name"])}')
     found = view["contexts"].get(context["name"])
     if found is not None:
         body = found.entry.get("context") or {}
         if (body.get("cluster"), body.get("user")) != (cluster["name"], user["name"]):
-            problems.append(f'{where(found)}: context "{context["name"]}" already uses cluster '
-                            f'"{body.get("cluster")}" and user "{body.get("user")}"')
+            problems.append(
+                f'{where(found)}: context "{context["name"]}" already uses cluster "{body.get("cluster")}" and user "{body.get("user")}"'
+            )
     return problems
 
 
-CONFLICT_HINT = ("nothing was changed; pass --replace to overwrite these entries (the contexts named "
-                 "then reach this cluster), or write a separate file with --out")
+CONFLICT_HINT = (
+    "nothing was changed; pass --replace to overwrite these entries (the contexts named "
+    "then reach this cluster), or write a separate file with --out"
+)
 
 
 def _header(data: Any) -> Any:
@@ -384,8 +385,9 @@ def merge_files(paths: list[Path], new: Any, *, set_current: bool, replace: bool
     if not changes:
         return WriteResult(path, changed=False)
     backups = _replace_all(changes)
-    return WriteResult(path, changed=True, backup=backups.get(path), files=tuple(f.path for f, _ in changes),
-                       backups=tuple(backups.values()))
+    return WriteResult(
+        path, changed=True, backup=backups.get(path), files=tuple(f.path for f, _ in changes), backups=tuple(backups.values())
+    )
 
 
 def merge_file(path: Path, new: Any, *, set_current: bool, replace: bool = False) -> WriteResult:
@@ -484,8 +486,7 @@ def check(config: Any, *, timeout: float = 10.0) -> Check:
             covered = f" (the certificate covers: {', '.join(names)})" if names else ""
             return Check(
                 "error",
-                f"TLS verification of {server} failed: {error.verify_message}{covered}; "
-                f"add {host} to the server's tls-san",
+                f"TLS verification of {server} failed: {error.verify_message}{covered}; add {host} to the server's tls-san",
             )
         except (TimeoutError, OSError, http.client.HTTPException) as error:
             return Check("unreachable", f"{server} is not reachable from this machine: {error}")
@@ -510,9 +511,7 @@ def served_names(host: str, port: int) -> list[str]:
         pem = ssl.get_server_certificate((host, port), timeout=5)
         cert = x509.load_pem_x509_certificate(pem.encode())
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        return [str(n) for n in sans.get_values_for_type(x509.DNSName)] + [
-            str(ip) for ip in sans.get_values_for_type(x509.IPAddress)
-        ]
+        return [str(n) for n in sans.get_values_for_type(x509.DNSName)] + [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
     except Exception:  # noqa: BLE001 - only used to explain a failure
         return []
 

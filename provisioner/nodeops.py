@@ -68,12 +68,12 @@ def wait_ready_on_version(dist: Distribution, name: str, version: str | None, ti
     """Polls the node until it is Ready and its kubelet reports ``version`` (a version, or a
     prefix ending in "." such as "v1.32." for any patch release; None: any version) — a host
     counts as upgraded when its node says so, not when a file on disk is new."""
-    jsonpath = "{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type==\"Ready\")].status}"
+    jsonpath = '{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}'
     query = dist.kubectl(f"get node {shlex.quote(name)} -o jsonpath={shlex.quote(jsonpath)}")
     pattern = "*" if not version else shlex.quote(version) + ("*" if version.endswith(".") else "")
-    command = f"v=$({query} 2>/dev/null); case \"$v\" in {pattern}\" True\") echo ready;; *) echo \"$v\";; esac"
+    command = f'v=$({query} 2>/dev/null); case "$v" in {pattern}" True") echo ready;; *) echo "$v";; esac'
     on = f" on {version}{'x' if version.endswith('.') else ''}" if version else ""
     what = f"node {name} Ready{on}"
-    return Step(f"wait until {name} is Ready{on}",
-                "the next host is touched only once this one is back",
-                (Wait(command, "ready", timeout, what),))
+    return Step(
+        f"wait until {name} is Ready{on}", "the next host is touched only once this one is back", (Wait(command, "ready", timeout, what),)
+    )

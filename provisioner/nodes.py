@@ -81,9 +81,7 @@ def parse_node(item: dict[str, Any]) -> Node:
     metadata = item.get("metadata", {})
     status = item.get("status", {})
     labels = metadata.get("labels") or {}
-    roles = tuple(
-        sorted(k[len(ROLE_LABEL_PREFIX):] for k in labels if k.startswith(ROLE_LABEL_PREFIX) and k != ROLE_LABEL_PREFIX)
-    )
+    roles = tuple(sorted(k[len(ROLE_LABEL_PREFIX) :] for k in labels if k.startswith(ROLE_LABEL_PREFIX) and k != ROLE_LABEL_PREFIX))
     conditions = tuple(
         Condition(
             type=c.get("type", ""),
@@ -95,9 +93,7 @@ def parse_node(item: dict[str, Any]) -> Node:
         for c in status.get("conditions") or []
     )
     ready = next((c.status for c in conditions if c.type == "Ready"), "Unknown")
-    address = next(
-        (a.get("address", "") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), ""
-    )
+    address = next((a.get("address", "") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), "")
     return Node(
         name=metadata.get("name", ""),
         ready=ready,

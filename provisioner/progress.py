@@ -62,8 +62,12 @@ class LiveReporter(SilentReporter):
                 self._state.setdefault(name, "run")
             if not self.console.is_terminal or self._live is not None:
                 return
-        live = Live(get_renderable=self._render, console=self.console,  # draws: takes the lock
-                    refresh_per_second=self.REFRESH_PER_SECOND, transient=False)
+        live = Live(
+            get_renderable=self._render,
+            console=self.console,  # draws: takes the lock
+            refresh_per_second=self.REFRESH_PER_SECOND,
+            transient=False,
+        )
         with self._lock:
             self._live = live
         live.start()
@@ -112,7 +116,7 @@ class LiveReporter(SilentReporter):
         if len(rows) > room:
             rank = {"failed": 0, "run": 1, "ok": 2}
             busy = {name for name, _, text, state in rows if state == "run" and text != "waiting"}
-            chosen = sorted(rows, key=lambda r: (rank[r[3]] if r[3] != "run" or r[0] in busy else 3))[: room - 1]
+            chosen = sorted(rows, key=lambda r: rank[r[3]] if r[3] != "run" or r[0] in busy else 3)[: room - 1]
             keep = {r[0] for r in chosen}
             for name, _, text, state in rows:
                 if name not in keep:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from provisioner import transfer
 from provisioner.errors import (
@@ -107,9 +107,7 @@ class Remote(ABC):
 
     # --- primitives ---------------------------------------------------------------------
     @abstractmethod
-    def _execute(
-        self, command: str, *, as_root: bool, timeout: float | None
-    ) -> tuple[int | None, str, str]:
+    def _execute(self, command: str, *, as_root: bool, timeout: float | None) -> tuple[int | None, str, str]:
         """Run ``command`` with ``sh``, all of it within ``timeout`` seconds (the default when
         None); return (exit code or None on timeout, stdout, stderr)."""
 
@@ -155,9 +153,7 @@ class Remote(ABC):
         hint: str = "",
     ) -> CommandResult:
         """Run ``command`` as root (directly when the SSH user is root, else through sudo)."""
-        return self._run(
-            command, as_root=True, check=check, timeout=timeout, secret_output=secret_output, hint=hint
-        )
+        return self._run(command, as_root=True, check=check, timeout=timeout, secret_output=secret_output, hint=hint)
 
     def put(self, data: bytes | str, path: str, *, mode: int = 0o644) -> None:
         """Write a file on the host, owned by root, with ``mode``; atomic (temp file + rename).
@@ -298,7 +294,7 @@ class SSHRemote(Remote):
         transport = self._conn.transport
         if transport is None or not transport.is_active():
             raise self._lose(self._reason(transport))
-        return transport
+        return cast("paramiko.Transport", transport)
 
     def _alive(self) -> bool:
         transport = self._conn.transport
@@ -386,9 +382,7 @@ class SSHRemote(Remote):
             timer.cancel()
 
     # --- commands ---------------------------------------------------------------------------
-    def _execute(
-        self, command: str, *, as_root: bool, timeout: float | None
-    ) -> tuple[int | None, str, str]:
+    def _execute(self, command: str, *, as_root: bool, timeout: float | None) -> tuple[int | None, str, str]:
         limit = self.command_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         wrapped = f"sh -c {shlex.quote(command)}"
@@ -414,9 +408,7 @@ class SSHRemote(Remote):
             _raise_for_sudo(self.name, stderr, password is not None)
         return code, out, stderr
 
-    def _collect(
-        self, channel: paramiko.Channel, deadline: float, password: Secret | None, doing: str
-    ) -> tuple[int | None, str, str]:
+    def _collect(self, channel: paramiko.Channel, deadline: float, password: Secret | None, doing: str) -> tuple[int | None, str, str]:
         """Read the command's output until it ends (exit code), the deadline passes (None), or
         the connection dies (``ConnectionLost``). Answers sudo's prompt once with the password."""
         out, err = bytearray(), bytearray()
@@ -652,8 +644,7 @@ def _raise_for_sudo(host: str, stderr: str, had_password: bool) -> None:
     if "a password is required" in stderr or "a terminal is required" in stderr:
         raise SudoError(
             host,
-            "sudo needs a password; set ssh.sudo_password_env to the name of an environment "
-            "variable that holds it",
+            "sudo needs a password; set ssh.sudo_password_env to the name of an environment variable that holds it",
         )
     if "is not in the sudoers file" in stderr or "not allowed to execute" in stderr:
         raise SudoError(host, "the SSH user may not use sudo on this host")
@@ -720,7 +711,7 @@ def _apply_host_keys(conn: Connection, policy: str, known_hosts: Path, host: str
     """Replace Fabric's AutoAddPolicy on ``conn`` and every gateway hop, and load known_hosts."""
     hop: object = conn
     while hop is not None and hasattr(hop, "client"):
-        client = hop.client  # type: ignore[attr-defined]
+        client = hop.client
         if known_hosts.exists():
             client.get_host_keys().load(str(known_hosts))
         client.set_missing_host_key_policy(_host_key_policy(policy, known_hosts, host))
@@ -794,16 +785,14 @@ def connect(
             "someone may be intercepting the connection",
         ) from None
     except paramiko.PasswordRequiredException:
-        raise ConnectError(
-            host.name, f"the private key {options.private_key} is encrypted; load it into ssh-agent instead"
-        ) from None
+        raise ConnectError(host.name, f"the private key {options.private_key} is encrypted; load it into ssh-agent instead") from None
     except paramiko.AuthenticationException as error:
         key = f" with key {options.private_key}" if options.private_key else ""
         raise ConnectError(host.name, f"authentication failed for {target}{key}: {error}") from None
     except TimeoutError:
         raise ConnectError(host.name, f"unreachable: no answer from {target} within {options.connect_timeout or 10}s") from None
     except paramiko.ssh_exception.NoValidConnectionsError as error:
-        reasons = "; ".join(sorted({e.strerror or str(e) for e in error.errors.values()}))
+        reasons = "; ".join(sorted({getattr(e, "strerror", None) or str(e) for e in error.errors.values()}))
         raise ConnectError(host.name, f"unreachable: {target}: {reasons}") from None
     except socket.gaierror as error:
         raise ConnectError(host.name, f"cannot resolve {conn.host}: {error.strerror}") from None

@@ -86,8 +86,10 @@ def check_quorum(dist: Distribution, servers: list[str], removed: list[str], sta
         return
     staying = [s for s in servers if s not in removed]
     if not staying:
-        raise RemovalRefused(f"refusing to remove {', '.join(leaving)}: it is the cluster's last server "
-                             "(use `provisioner reset` to tear the whole cluster down)")
+        raise RemovalRefused(
+            f"refusing to remove {', '.join(leaving)}: it is the cluster's last server "
+            "(use `provisioner reset` to tear the whole cluster down)"
+        )
     members = len(servers)
     if dist.embedded_etcd(members) and members > 1:
         quorum = members // 2 + 1
@@ -96,7 +98,8 @@ def check_quorum(dist: Distribution, servers: list[str], removed: list[str], sta
             raise RemovalRefused(
                 f"refusing to remove {', '.join(leaving)}: etcd has {members} members and needs {quorum} for quorum; "
                 f"{len(healthy)} healthy would remain ({', '.join(healthy) or 'none'}). Add a server first, "
-                "or remove one server at a time from a larger cluster")
+                "or remove one server at a time from a larger cluster"
+            )
 
 
 def plan_removal(
@@ -110,8 +113,9 @@ def plan_removal(
     """Every step of removing ``targets``, or a refusal; nothing runs here."""
     by_name = {h.name: h for h in inventory.hosts}
     if state.nodes is None:
-        raise ProvisionerError(f"the API on {state.init_server.name} did not list the nodes; nothing was changed "
-                               "(check `provisioner status`)")
+        raise ProvisionerError(
+            f"the API on {state.init_server.name} did not list the nodes; nothing was changed (check `provisioner status`)"
+        )
     node_names = [n.name for n in state.nodes]
     known = list(by_name) + [n for n in node_names if n not in by_name]
     unknown = [t for t in targets if t not in known]
@@ -119,8 +123,7 @@ def plan_removal(
         raise UsageError(f"unknown node(s): {', '.join(unknown)}; known: {', '.join(known)}")
     servers = cluster_servers(inventory, state)
     check_quorum(dist, servers, list(targets), state)
-    api = next((h for h in inventory.servers if h.name not in targets and h.name in facts and dist.installed(facts[h.name])),
-               None)
+    api = next((h for h in inventory.servers if h.name not in targets and h.name in facts and dist.installed(facts[h.name])), None)
     if api is None:
         raise ProvisionerError("no reachable server outside the nodes to remove can run kubectl; nothing was changed")
     removals = []
@@ -132,8 +135,9 @@ def plan_removal(
         if node is not None:
             cordon = nodeops.cordon(dist, name, "no new pods are scheduled on it")
             drain_step = nodeops.drain(dist, name, drain, "its pods move elsewhere, as their PodDisruptionBudgets allow")
-            why = "its etcd member is removed with it" if role == "server" and dist.embedded_etcd(len(servers)) else \
-                "the cluster forgets it"
+            why = (
+                "its etcd member is removed with it" if role == "server" and dist.embedded_etcd(len(servers)) else "the cluster forgets it"
+            )
             delete = nodeops.delete_node(dist, name, why)
         uninstall: tuple[Step, ...] = ()
         skipped = ""

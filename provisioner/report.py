@@ -166,14 +166,17 @@ def plan_text(console: Console, summary: RunSummary, error: ProvisionerError | N
             elif isinstance(op, ReadValue):
                 console.print(f"       [dim]read {escape(', '.join(p.text for p in op.produces))}: {escape(op.command)}[/]")
     if plan.rollout:
-        console.print("[bold]rolling upgrade[/], one wave after the other (cordon → drain → upgrade → Ready on the "
-                      "new version → uncordon):")
+        console.print(
+            "[bold]rolling upgrade[/], one wave after the other (cordon → drain → upgrade → Ready on the new version → uncordon):"
+        )
         for number, wave in enumerate(plan.rollout, 1):
             drained = "" if all(h.drain is not None for h in wave) else " (no drain)"
             console.print(f"  {number}. {escape(', '.join(h.host.name for h in wave))}{drained}")
     if changes or cluster_steps:
-        console.print(f"{len(changes)} of {len(plan.hosts)} hosts would change."
-                      + (f" {len(cluster_steps)} cluster step(s)." if cluster_steps else ""))
+        console.print(
+            f"{len(changes)} of {len(plan.hosts)} hosts would change."
+            + (f" {len(cluster_steps)} cluster step(s)." if cluster_steps else "")
+        )
     else:
         console.print("Nothing to do.")
 
@@ -195,7 +198,8 @@ def _status_nodes(summary: RunSummary) -> list[Node]:
     nodes = {n.name: n for n in summary.nodes or []}
     ordered = []
     for host in summary.inventory_hosts:
-        ordered.append(nodes.pop(host.name, None) or Node(host.name, "Missing", (), "", ""))
+        found = nodes.pop(host.name) if host.name in nodes else None
+        ordered.append(found or Node(host.name, "Missing", (), "", ""))
     return ordered + sorted(nodes.values(), key=lambda n: n.name)
 
 
@@ -251,8 +255,9 @@ def blockers_table(blockers: list[Blocker]) -> Table:
     for column in ("PDB", "NAMESPACE", "DISRUPTIONS ALLOWED", "MIN AVAILABLE", "PODS ON THE NODE"):
         table.add_column(column)
     for b in blockers:
-        table.add_row(b.budget.name, b.budget.namespace, str(b.budget.disruptions_allowed),
-                      b.budget.min_available or "-", escape(", ".join(b.pods)))
+        table.add_row(
+            b.budget.name, b.budget.namespace, str(b.budget.disruptions_allowed), b.budget.min_available or "-", escape(", ".join(b.pods))
+        )
     return table
 
 
@@ -281,8 +286,10 @@ def remove_text(console: Console, summary: RunSummary, error: ProvisionerError |
         hosts = [n.name for n in removal.nodes if n.host is not None]
         console.print(f"[green]removed {escape(', '.join(n.name for n in removal.nodes))}[/]")
         if hosts:
-            console.print(f"next: delete {escape(', '.join(hosts))} from the inventory, or a later `up` joins "
-                          f"{'it' if len(hosts) == 1 else 'them'} again")
+            console.print(
+                f"next: delete {escape(', '.join(hosts))} from the inventory, or a later `up` joins "
+                f"{'it' if len(hosts) == 1 else 'them'} again"
+            )
     elif error is None:
         console.print("dry run: nothing was changed")
     for warning in summary.warnings:
@@ -304,8 +311,9 @@ def check_text(console: Console, summary: RunSummary, error: ProvisionerError | 
     if summary.checks:
         console.print(checks_table(summary))
         failed = sum(1 for row in summary.checks if not row.ok)
-        console.print(f"[red]{failed} of {len(summary.checks)} checks failed.[/]" if failed
-                      else f"[green]All {len(summary.checks)} checks passed.[/]")
+        console.print(
+            f"[red]{failed} of {len(summary.checks)} checks failed.[/]" if failed else f"[green]All {len(summary.checks)} checks passed.[/]"
+        )
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 

@@ -41,8 +41,8 @@ def plan_rollout(
             nodeops.uncordon(dist, host_name, "it is back on the new version"),
         )
 
-    waves = [(item(h.name),) for h in servers]
+    waves: list[tuple[RolloutHost, ...]] = [(item(h.name),) for h in servers]
     size = max(1, max_unavailable)
     for start in range(0, len(agents), size):
-        waves.append(tuple(item(h.name) for h in agents[start:start + size]))
+        waves.append(tuple(item(h.name) for h in agents[start : start + size]))
     return tuple(waves)

@@ -82,8 +82,7 @@ class Upload:
 
     def describe(self) -> dict[str, object]:
         source = str(self.local_file) if self.local_file else f"{len(self.content)} bytes"
-        return {"upload": self.path, "mode": f"{self.mode:04o}", "from": source,
-                "placeholders": [p.text for p in self.fills]}
+        return {"upload": self.path, "mode": f"{self.mode:04o}", "from": source, "placeholders": [p.text for p in self.fills]}
 
 
 @dataclass(frozen=True)
@@ -246,9 +245,12 @@ class RolloutHost:
     uncordon: Step
 
     def as_dict(self) -> dict[str, object]:
-        return {"host": self.host.name, "role": self.host.role,
-                "before": [s.as_dict() for s in (self.cordon, self.drain) if s is not None],
-                "after": [self.wait.as_dict(), self.uncordon.as_dict()]}
+        return {
+            "host": self.host.name,
+            "role": self.host.role,
+            "before": [s.as_dict() for s in (self.cordon, self.drain) if s is not None],
+            "after": [self.wait.as_dict(), self.uncordon.as_dict()],
+        }
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,10 @@ class FakeRemote(Remote):
     ) -> FakeRemote:
         """Answer commands matching ``pattern`` (a regex searched in the command)."""
         if handler is None:
+
             def handler(_remote: FakeRemote, _command: str) -> Answer:
                 return exit_code, stdout, stderr
+
         self._rules.append(_Rule(re.compile(pattern, re.DOTALL), handler))
         return self
 

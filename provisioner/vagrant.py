@@ -63,7 +63,8 @@ def parse_ssh_config(text: str) -> list[Machine]:
     machines = []
     for name in sorted(config.get_hostnames() - {"*"}, key=_natural):
         entry = config.lookup(name)
-        files = entry.get("identityfile") or []
+        found: str | list[str] = entry.get("identityfile") or []
+        files = [found] if isinstance(found, str) else list(found)
         if "hostname" not in entry or not files:
             raise VagrantError(f"`vagrant ssh-config` gave no HostName or IdentityFile for {name}")
         machines.append(Machine(name, entry["hostname"], int(entry.get("port", 22)), entry.get("user", "vagrant"), files[0]))
@@ -168,6 +169,7 @@ def vagrant_ssh_config(folder: Path) -> str:
 
 def discover(remotes: dict[str, Remote]) -> dict[str, Discovered]:
     """Ask every VM, in parallel, for its interfaces and host keys."""
+
     def ask(item: tuple[str, Remote]) -> tuple[str, Discovered]:
         name, remote = item
         return name, parse_discovery(remote.run(DISCOVERY_COMMAND, timeout=60).stdout)
@@ -220,8 +222,14 @@ def write_inventory(
             remote.close()
     known_hosts = out.with_suffix(".known_hosts")
     inventory, known = render_inventory(
-        machines, found, network=net, cluster_name=cluster_name, distribution=distribution,
-        version=version, known_hosts=known_hosts.resolve(), servers=servers,
+        machines,
+        found,
+        network=net,
+        cluster_name=cluster_name,
+        distribution=distribution,
+        version=version,
+        known_hosts=known_hosts.resolve(),
+        servers=servers,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(known_hosts, known, 0o644)

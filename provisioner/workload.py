@@ -43,8 +43,11 @@ def manifest(namespace: str, image: str) -> str:
             },
         },
     }
-    namespace_object = {"apiVersion": "v1", "kind": "Namespace",
-                        "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "provisioner-check"}}}
+    namespace_object = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "provisioner-check"}},
+    }
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": [namespace_object, deployment]}, indent=2) + "\n"
 
 
@@ -61,7 +64,7 @@ class DeploymentStatus:
 def parse_deployment(text: str) -> DeploymentStatus:
     """From ``kubectl get deployment -o json``."""
     try:
-        status = (json.loads(text).get("status") or {})
+        status = json.loads(text).get("status") or {}
     except (ValueError, AttributeError) as error:
         raise ProvisionerError(f"kubectl printed something that is not a Deployment: {error}") from None
 

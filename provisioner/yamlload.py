@@ -31,9 +31,7 @@ from ruamel.yaml.reader import ReaderError
 
 from provisioner.errors import InventoryError, Problem
 
-_STANDARD_TAGS = frozenset(
-    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")
-)
+_STANDARD_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq"))
 
 
 @dataclass(frozen=True)
@@ -108,9 +106,7 @@ def decode(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> str:
         line = data.count(b"\n", 0, error.start) + 1
         column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
         byte = data[error.start]
-        raise _refuse(
-            source, line, f"not UTF-8 text (byte 0x{byte:02x} at column {column}); save the file as UTF-8"
-        ) from None
+        raise _refuse(source, line, f"not UTF-8 text (byte 0x{byte:02x} at column {column}); save the file as UTF-8") from None
 
 
 def check_events(yaml: YAML, text: str, source: str, limits: Limits) -> None:
@@ -138,9 +134,9 @@ def check_events(yaml: YAML, text: str, source: str, limits: Limits) -> None:
         expanded = total + sum(frame[0] for frame in stack)
         if expanded > limits.max_nodes:
             raise _refuse(
-                source, line,
-                f"YAML expands to more than {limits.max_nodes} values once its aliases are expanded; "
-                "refused (an alias bomb?)",
+                source,
+                line,
+                f"YAML expands to more than {limits.max_nodes} values once its aliases are expanded; refused (an alias bomb?)",
             )
 
     for event in yaml.parse(text):

@@ -70,8 +70,7 @@ _FIRST_FIELDS = ("Package", "Version", "Architecture", "Maintainer", "Installed-
 
 def packages_stanza(fields: dict[str, str], filename: str, data: bytes) -> str:
     """One ``Packages`` entry: the control fields (Package first) plus Filename, Size and hashes."""
-    order = [k for k in _FIRST_FIELDS if k in fields] + \
-            [k for k in fields if k not in _FIRST_FIELDS and k != "Description"]
+    order = [k for k in _FIRST_FIELDS if k in fields] + [k for k in fields if k not in _FIRST_FIELDS and k != "Description"]
     lines = [f"{k}: {fields[k]}" for k in order]
     lines += [
         f"Filename: {filename}",
@@ -85,9 +84,17 @@ def packages_stanza(fields: dict[str, str], filename: str, data: bytes) -> str:
     return "\n".join(lines) + "\n"
 
 
-def release_text(files: dict[str, bytes], *, origin: str, label: str, architectures: str,
-                 suite: str | None = None, components: str | None = None,
-                 date: float | None = None, description: str = "") -> str:
+def release_text(
+    files: dict[str, bytes],
+    *,
+    origin: str,
+    label: str,
+    architectures: str,
+    suite: str | None = None,
+    components: str | None = None,
+    date: float | None = None,
+    description: str = "",
+) -> str:
     """A ``Release`` file listing ``files`` (path relative to the Release file -> content)."""
     when = time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime(date if date is not None else time.time()))
     lines = [f"Origin: {origin}", f"Label: {label}"]
@@ -169,8 +176,7 @@ class Gpg:
         fpr = self._fingerprint()
         if fpr:
             return fpr
-        self._gpg("--passphrase", "", "--pinentry-mode", "loopback",
-                  "--quick-gen-key", KEY_NAME, "ed25519", "sign", "never")
+        self._gpg("--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key", KEY_NAME, "ed25519", "sign", "never")
         fpr = self._fingerprint()
         if not fpr:
             raise LabError(f"gpg did not create the lab key in {self.home}")
@@ -194,10 +200,10 @@ class Gpg:
         release = directory / "Release"
         for name in ("InRelease", "Release.gpg"):
             (directory / name).unlink(missing_ok=True)
-        self._gpg("--local-user", fpr, "--digest-algo", "SHA256", "--clearsign",
-                  "--output", directory / "InRelease", release)
-        self._gpg("--local-user", fpr, "--digest-algo", "SHA256", "--armor", "--detach-sign",
-                  "--output", directory / "Release.gpg", release)
+        self._gpg("--local-user", fpr, "--digest-algo", "SHA256", "--clearsign", "--output", directory / "InRelease", release)
+        self._gpg(
+            "--local-user", fpr, "--digest-algo", "SHA256", "--armor", "--detach-sign", "--output", directory / "Release.gpg", release
+        )
 
 
 def deb_fields(path: Path) -> dict[str, str]:
@@ -227,8 +233,19 @@ def debian_closure(base_rootfs: Path, wanted: Iterable[str], echo: Callable[[str
     """(package, version) that ``apt-get install <wanted>`` would add to the base image, by
     simulating with this machine's apt lists against the base image's dpkg status (recommends
     included, as on hosts). Runs ``apt-get update`` once if the lists lack a package."""
-    argv = ["apt-get", "-s", "-q", "-o", f"Dir::State::status={base_rootfs / 'var/lib/dpkg/status'}",
-            "-o", "Debug::NoLocking=1", "-o", "APT::Install-Recommends=1", "install", *wanted]
+    argv = [
+        "apt-get",
+        "-s",
+        "-q",
+        "-o",
+        f"Dir::State::status={base_rootfs / 'var/lib/dpkg/status'}",
+        "-o",
+        "Debug::NoLocking=1",
+        "-o",
+        "APT::Install-Recommends=1",
+        "install",
+        *wanted,
+    ]
     proc = run(argv, check=False, timeout=300)
     if proc.returncode != 0:
         echo("apt lists on this machine lack some packages; running apt-get update")
@@ -270,9 +287,16 @@ def build_kubernetes_repo(kdir: Path, gpg: Gpg, fpr: str) -> list[Path]:
     Packages.gz, Release, InRelease, Release.gpg and Release.key (armored public key)."""
     built = debs.build_all(kdir / "all")
     release_files = write_indexes(built, kdir, kdir)
-    write_file(kdir / "Release", release_text(
-        release_files, origin="provisioner-lab", label="kubernetes-standin",
-        architectures="all amd64 arm64", description="STAND-IN Kubernetes packages for the lab (test double)"))
+    write_file(
+        kdir / "Release",
+        release_text(
+            release_files,
+            origin="provisioner-lab",
+            label="kubernetes-standin",
+            architectures="all amd64 arm64",
+            description="STAND-IN Kubernetes packages for the lab (test double)",
+        ),
+    )
     gpg.sign_release(kdir, fpr)
     write_file(kdir / "Release.key", gpg.public_key(fpr))
     return built
@@ -295,8 +319,11 @@ def ensure_repos(paths: LabPaths, base_rootfs: Path, echo: Callable[[str], None]
         kpath = kubernetes_repo_path(k8s)
         www = root / "www"
         inputs = {
-            "layout": REPO_LAYOUT, "packages": debs.specs_digest(specs), "key": fpr,
-            "base": base_rootfs.parent.name, "debian_wanted": sorted(DEBIAN_WANTED),
+            "layout": REPO_LAYOUT,
+            "packages": debs.specs_digest(specs),
+            "key": fpr,
+            "base": base_rootfs.parent.name,
+            "debian_wanted": sorted(DEBIAN_WANTED),
         }
         stamp = root / "build.json"
         try:
@@ -329,10 +356,18 @@ def ensure_repos(paths: LabPaths, base_rootfs: Path, echo: Callable[[str], None]
             os.link(f, ddir / "pool" / f"{fields['Package']}_{version}_{fields['Architecture']}.deb")
         suite_dir = ddir / "dists" / base_image.SUITE
         idx = write_indexes(sorted(ddir.glob("pool/*.deb")), suite_dir / f"main/binary-{arch}", ddir)
-        write_file(suite_dir / "Release", release_text(
-            {f"main/binary-{arch}/{k}": v for k, v in idx.items()}, origin="provisioner-lab",
-            label="debian-subset", suite=base_image.SUITE, components="main", architectures=arch,
-            description="Subset of Debian for the lab (real Debian packages, re-signed by the lab key)"))
+        write_file(
+            suite_dir / "Release",
+            release_text(
+                {f"main/binary-{arch}/{k}": v for k, v in idx.items()},
+                origin="provisioner-lab",
+                label="debian-subset",
+                suite=base_image.SUITE,
+                components="main",
+                architectures=arch,
+                description="Subset of Debian for the lab (real Debian packages, re-signed by the lab key)",
+            ),
+        )
         gpg.sign_release(suite_dir, fpr)
         write_file(tmp_www / KEY_FILE, public)
         old = root / f".old-www-{os.getpid()}"
@@ -340,8 +375,12 @@ def ensure_repos(paths: LabPaths, base_rootfs: Path, echo: Callable[[str], None]
             os.rename(www, old)
         os.rename(tmp_www, www)
         shutil.rmtree(old, ignore_errors=True)
-        write_file(stamp, json.dumps({"inputs": inputs, "debian": [f"{n}={v}" for n, v in closure],
-                                      "build_seconds": round(time.monotonic() - t0, 1)}, indent=2) + "\n")
-        echo(f"apt repositories built in {time.monotonic() - t0:.1f} s: {len(built)} stand-in, "
-             f"{len(files)} Debian package(s)")
+        write_file(
+            stamp,
+            json.dumps(
+                {"inputs": inputs, "debian": [f"{n}={v}" for n, v in closure], "build_seconds": round(time.monotonic() - t0, 1)}, indent=2
+            )
+            + "\n",
+        )
+        echo(f"apt repositories built in {time.monotonic() - t0:.1f} s: {len(built)} stand-in, {len(files)} Debian package(s)")
         return Repos(www, kpath, k8s, fpr)

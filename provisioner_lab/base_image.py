@@ -116,8 +116,7 @@ def ensure_base_image(cache_root: Path, echo: Callable[[str], None] = print) -> 
             # debootstrap inherits the lock: if we die, no other build starts while it still runs
             _debootstrap(partial / "rootfs", cache_root / "last-build.log", lock_fd)
             _configure(partial / "rootfs")
-            info = {**image_spec(), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "build_seconds": round(time.monotonic() - t0, 1)}
+            info = {**image_spec(), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(time.monotonic() - t0, 1)}
             write_file(partial / "ready.json", json.dumps(info, indent=2) + "\n")
             os.rename(partial, final)
         except BaseException:
@@ -177,8 +176,21 @@ def _configure(root: Path) -> None:
     write_file(resolv, "# provisioner lab: no DNS, no internet\n")
     write_file(root / "etc/hostname", "localhost\n")
     # The non-root user: sudo with a password (set per host in the overlay, locked here).
-    run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash",
-         "--groups", "sudo", "--comment", "provisioner lab user", LAB_USER])
+    run(
+        [
+            "chroot",
+            root,
+            "useradd",
+            "--create-home",
+            "--shell",
+            "/bin/bash",
+            "--groups",
+            "sudo",
+            "--comment",
+            "provisioner lab user",
+            LAB_USER,
+        ]
+    )
     write_file(root / "etc/sudoers.d/provisioner-lab", "Defaults lecture=never\n", mode=0o440)
     # Smaller image: package caches are not needed by hosts that have no route to a mirror.
     for cache in (root / "var/cache/apt/archives").glob("*.deb"):

@@ -39,26 +39,55 @@ def lab() -> None:
 @click.option("--servers", type=click.IntRange(min=0), default=1, show_default=True, help="Server hosts.")
 @click.option("--agents", type=click.IntRange(min=0), default=2, show_default=True, help="Agent hosts.")
 @click.option("--name", default="lab", show_default=True, help="Lab name (prefix of the host names).")
-@click.option("--inventory", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Inventory to write [default: ./<name>.yaml]; known_hosts and ssh_config go next to it.")
-@click.option("--user", type=click.Choice(USERS), default="root", show_default=True,
-              help="SSH user written into the inventory (lab: sudo with a password).")
-@click.option("--distribution", type=click.Choice(DISTRIBUTIONS), default=None,
-              help="Distribution the inventory asks for: k3s (stand-in, air-gap files) or kubeadm "
-                   "(stand-in packages from the lab's local apt repository) [default: the lab's "
-                   "own; k3s for a new lab].")
-@click.option("--boot-concurrency", type=click.IntRange(min=1), default=BOOT_CONCURRENCY, show_default=True,
-              help="Hosts booting at once.")
-@click.option("--raise-limits", is_flag=True,
-              help="Raise fs.inotify.max_user_instances/max_user_watches when too low for the hosts "
-                   "(otherwise lab up refuses and names the sysctl).")
-def up(servers: int, agents: int, name: str, inventory: Path | None, user: str, distribution: str | None,
-       boot_concurrency: int, raise_limits: bool) -> None:
+@click.option(
+    "--inventory",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Inventory to write [default: ./<name>.yaml]; known_hosts and ssh_config go next to it.",
+)
+@click.option(
+    "--user",
+    type=click.Choice(USERS),
+    default="root",
+    show_default=True,
+    help="SSH user written into the inventory (lab: sudo with a password).",
+)
+@click.option(
+    "--distribution",
+    type=click.Choice(DISTRIBUTIONS),
+    default=None,
+    help="Distribution the inventory asks for: k3s (stand-in, air-gap files) or kubeadm "
+    "(stand-in packages from the lab's local apt repository) [default: the lab's "
+    "own; k3s for a new lab].",
+)
+@click.option("--boot-concurrency", type=click.IntRange(min=1), default=BOOT_CONCURRENCY, show_default=True, help="Hosts booting at once.")
+@click.option(
+    "--raise-limits",
+    is_flag=True,
+    help="Raise fs.inotify.max_user_instances/max_user_watches when too low for the hosts (otherwise lab up refuses and names the sysctl).",
+)
+def up(
+    servers: int,
+    agents: int,
+    name: str,
+    inventory: Path | None,
+    user: str,
+    distribution: str | None,
+    boot_concurrency: int,
+    raise_limits: bool,
+) -> None:
     """Boot (or grow) a lab and write its inventory, known_hosts and ssh_config."""
     lab_ = _make_lab(name)
     try:
-        hosts = lab_.up(servers=servers, agents=agents, inventory=inventory, user=user, distribution=distribution,
-                        boot_concurrency=boot_concurrency, raise_limits=raise_limits)
+        hosts = lab_.up(
+            servers=servers,
+            agents=agents,
+            inventory=inventory,
+            user=user,
+            distribution=distribution,
+            boot_concurrency=boot_concurrency,
+            raise_limits=raise_limits,
+        )
     except LabError as exc:
         raise _fail(exc) from exc
     for h in hosts:
@@ -70,7 +99,7 @@ def up(servers: int, agents: int, name: str, inventory: Path | None, user: str, 
     click.echo(f"known_hosts: {st.known_hosts}")
     click.echo(f"ssh:         ssh -F {st.ssh_config} {hosts[0].name if hosts else ''}".rstrip())
     if user != "root":
-        click.echo(f"sudo:        export PROVISIONER_SUDO_PASSWORD=\"$(cat {lab_.sudo_password_file})\"")
+        click.echo(f'sudo:        export PROVISIONER_SUDO_PASSWORD="$(cat {lab_.sudo_password_file})"')
     if st.package_repo:
         click.echo(f"packages:    {st.package_repo} (stand-in kubelet/kubeadm/kubectl)")
 

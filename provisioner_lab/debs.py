@@ -125,7 +125,7 @@ class PackageSpec:
 
 
 def kubernetes_version() -> str:
-    """"1.31.4" from the kubelet stand-in's ``STANDIN_VERSION = "v1.31.4"``."""
+    """ "1.31.4" from the kubelet stand-in's ``STANDIN_VERSION = "v1.31.4"``."""
     return kubelet_version.STANDIN_VERSION.lstrip("v")
 
 
@@ -135,7 +135,7 @@ def deb_version(k8s_version: str) -> str:
 
 
 def minor_series(k8s_version: str) -> str:
-    """"1.31" from "1.31.4"."""
+    """ "1.31" from "1.31.4"."""
     return ".".join(k8s_version.split(".")[:2])
 
 
@@ -165,19 +165,22 @@ def package_specs() -> list[PackageSpec]:
     """The three stand-in packages (kubelet, kubeadm, kubectl) at the stand-ins' version."""
     k8s = kubernetes_version()
     version = deb_version(k8s)
-    note = (f"STAND-IN for testing, NOT the real Kubernetes {k8s}: built by the provisioner's\n"
-            "on-machine lab (provisioner_lab/standin) so that the provisioner's apt and kubeadm\n"
-            "steps run on lab hosts without internet access. Never install it elsewhere.")
+    note = (
+        f"STAND-IN for testing, NOT the real Kubernetes {k8s}: built by the provisioner's\n"
+        "on-machine lab (provisioner_lab/standin) so that the provisioner's apt and kubeadm\n"
+        "steps run on lab hosts without internet access. Never install it elsewhere."
+    )
     doc = lambda name: DebFile(f"usr/share/doc/{name}/README.standin", (note + "\n").encode())  # noqa: E731
     kubelet = PackageSpec(
-        name="kubelet", version=version,
+        name="kubelet",
+        version=version,
         # as the real package: iptables is only recommended (the provisioner installs with
         # --no-install-recommends) and conntrack is no longer a dependency since 1.32, so the
         # hosts get them only when the provisioner installs them for kubeadm's preflight
         depends=("python3", "python3-cryptography", "python3-yaml", "iproute2", "mount"),
         summary="Kubernetes node agent (STAND-IN for testing, not the real kubelet)",
         description=note + "\n\nRuns no containers: registers its Node, heartbeats, and runs the\n"
-                           "stand-in API server for the kube-apiserver static pod manifest.",
+        "stand-in API server for the kube-apiserver static pod manifest.",
         files=(
             DebFile("usr/bin/kubelet", zipapps.executable("kubelet"), 0o755),
             DebFile("usr/lib/systemd/system/kubelet.service", KUBELET_SERVICE.encode()),
@@ -188,18 +191,21 @@ def package_specs() -> list[PackageSpec]:
         dirs=("etc/kubernetes/manifests",),
     )
     kubeadm = PackageSpec(
-        name="kubeadm", version=version,
+        name="kubeadm",
+        version=version,
         depends=(f"kubelet (>= {minor_series(k8s)}.0)", f"kubectl (>= {minor_series(k8s)}.0)"),
         summary="Kubernetes cluster bootstrapping tool (STAND-IN for testing, not the real kubeadm)",
         description=note + "\n\nHonours init/join --config, token create --print-join-command, reset.",
         files=(DebFile("usr/bin/kubeadm", zipapps.executable("kubeadm"), 0o755), doc("kubeadm")),
     )
     kubectl = PackageSpec(
-        name="kubectl", version=version, depends=("kubernetes-client",),
+        name="kubectl",
+        version=version,
+        depends=("kubernetes-client",),
         summary="Kubernetes command-line tool (STAND-IN for testing: Debian's kubectl)",
         description=note + "\n\nShips no binary: it depends on Debian's kubernetes-client, a real\n"
-                           "kubectl (1.20), so that `apt-get install kubectl` and\n"
-                           "`dpkg-query -W kubectl` behave as with the real package.",
+        "kubectl (1.20), so that `apt-get install kubectl` and\n"
+        "`dpkg-query -W kubectl` behave as with the real package.",
         files=(doc("kubectl"),),
     )
     return [kubelet, kubeadm, kubectl]

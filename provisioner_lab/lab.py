@@ -181,15 +181,25 @@ class Lab:
     def ssh_argv(self, address: str, *, user: str = "root", connect_timeout: int = 5) -> list[str]:
         """System ssh arguments up to the destination: the lab key, its known_hosts, BatchMode."""
         return [
-            "ssh", "-F", "/dev/null",
-            "-i", os.fspath(self.key_path),
-            "-o", "IdentitiesOnly=yes",
-            "-o", "BatchMode=yes",
-            "-o", f"UserKnownHostsFile={self.lab_known_hosts}",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", f"ConnectTimeout={connect_timeout}",
-            "-o", "LogLevel=ERROR",
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            os.fspath(self.key_path),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={self.lab_known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"ConnectTimeout={connect_timeout}",
+            "-o",
+            "LogLevel=ERROR",
             f"{user}@{address}",
         ]
 
@@ -239,8 +249,7 @@ class Lab:
                     if not h.running:
                         reach[h.name] = False
         return [
-            {"name": h.name, "role": h.role, "address": h.address, "running": h.running, "pid": h.pid, "ssh": reach[h.name]}
-            for h in hosts
+            {"name": h.name, "role": h.role, "address": h.address, "running": h.running, "pid": h.pid, "ssh": reach[h.name]} for h in hosts
         ]
 
     @classmethod
@@ -379,9 +388,7 @@ class Lab:
         with file_lock(self.paths.machine_lock):
             for entry in AddressRegistry(self.paths.address_dir).owned_by_others(self.state_file).values():
                 if entry.get("lab") == self.name:
-                    raise LabError(
-                        f"a lab named {self.name!r} already runs from {Path(entry['state']).parent}; pick another --name"
-                    )
+                    raise LabError(f"a lab named {self.name!r} already runs from {Path(entry['state']).parent}; pick another --name")
 
     def _base_for(self, st: LabState | None) -> Path:
         """Base rootfs for this lab: the one its hosts already use, else the current (built if needed)."""
@@ -391,8 +398,7 @@ class Lab:
                 return base
             if st.hosts:
                 raise LabError(
-                    f"lab {self.name}: its base image {base.parent} is gone; "
-                    f"`provisioner lab down --name {self.name}` and up again"
+                    f"lab {self.name}: its base image {base.parent} is gone; `provisioner lab down --name {self.name}` and up again"
                 )
         return base_image.ensure_base_image(self.paths.cache_root, echo=self.echo)
 
@@ -431,8 +437,9 @@ class Lab:
                 self.echo("created bridge br-lab (10.231.0.1/24)")
         return st
 
-    def _boot_all(self, hosts: list[HostRecord], launch: Callable[[HostRecord], None], timeout: float,
-                  concurrency: int) -> dict[str, tuple[str, float, tuple[str, ...], str]]:
+    def _boot_all(
+        self, hosts: list[HostRecord], launch: Callable[[HostRecord], None], timeout: float, concurrency: int
+    ) -> dict[str, tuple[str, float, tuple[str, ...], str]]:
         """Boot ``hosts`` with at most ``concurrency`` booting at once: ``launch`` runs here, one
         host after the other; the waits for ssh run in threads. Returns {name: (state, seconds,
         failed units, error)}."""
@@ -470,7 +477,9 @@ class Lab:
             try:
                 proc = subprocess.run(
                     [*self.ssh_argv(h.address, connect_timeout=2), "--", "systemctl is-system-running --wait"],
-                    stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    text=True,
                     timeout=max(1.0, deadline - time.monotonic()),
                 )
             except subprocess.TimeoutExpired:
@@ -482,7 +491,10 @@ class Lab:
                 if state == "degraded":
                     out = subprocess.run(
                         [*self.ssh_argv(h.address), "--", "systemctl --failed --plain --no-legend"],
-                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+                        stdin=subprocess.DEVNULL,
+                        capture_output=True,
+                        text=True,
+                        timeout=30,
                     ).stdout
                     failed = tuple(line.split()[0] for line in out.splitlines() if line.split())
                 err = "" if state in ("running", "degraded") else f"system state {state}"
@@ -499,9 +511,16 @@ class Lab:
         assert st.inventory and st.known_hosts and st.ssh_config
         if st.distribution == "kubeadm":
             inventory = files.inventory_text(
-                lab=self.name, hosts=st.hosts, version=debs.minor_series(debs.kubernetes_version()),
-                k3s_binary=None, install_script=None, user=st.user, private_key=self.key_path,
-                known_hosts=Path(st.known_hosts), distribution="kubeadm", package_repo=st.package_repo,
+                lab=self.name,
+                hosts=st.hosts,
+                version=debs.minor_series(debs.kubernetes_version()),
+                k3s_binary=None,
+                install_script=None,
+                user=st.user,
+                private_key=self.key_path,
+                known_hosts=Path(st.known_hosts),
+                distribution="kubeadm",
+                package_repo=st.package_repo,
             )
         else:
             # the k3s stand-in as the hosts get it: one zipapp, built from the package's modules
@@ -509,8 +528,14 @@ class Lab:
             script = zipapps.install_script()
             version = zipapps.STANDINS["k3s"].version
             inventory = files.inventory_text(
-                lab=self.name, hosts=st.hosts, version=version, k3s_binary=k3s, install_script=script,
-                user=st.user, private_key=self.key_path, known_hosts=Path(st.known_hosts),
+                lab=self.name,
+                hosts=st.hosts,
+                version=version,
+                k3s_binary=k3s,
+                install_script=script,
+                user=st.user,
+                private_key=self.key_path,
+                known_hosts=Path(st.known_hosts),
             )
         texts = {
             Path(st.inventory): inventory,

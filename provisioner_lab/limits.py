@@ -52,8 +52,10 @@ class Shortfall:
     hosts: int
 
     def message(self) -> str:
-        return (f"{self.sysctl} is {self.current}, but booting {self.hosts} host(s) needs {self.needed} "
-                f"({self.in_use} in use by root now + {self.per_host} per host + headroom)")
+        return (
+            f"{self.sysctl} is {self.current}, but booting {self.hosts} host(s) needs {self.needed} "
+            f"({self.in_use} in use by root now + {self.per_host} per host + headroom)"
+        )
 
 
 def shortfalls(inotify: Inotify, hosts: int) -> list[Shortfall]:
@@ -63,12 +65,10 @@ def shortfalls(inotify: Inotify, hosts: int) -> list[Shortfall]:
     out = []
     need = inotify.instances_in_use + INSTANCES_PER_HOST * hosts + HEADROOM_INSTANCES
     if inotify.max_instances < need:
-        out.append(Shortfall(SYSCTL_INSTANCES, inotify.max_instances, need, inotify.instances_in_use,
-                             INSTANCES_PER_HOST, hosts))
+        out.append(Shortfall(SYSCTL_INSTANCES, inotify.max_instances, need, inotify.instances_in_use, INSTANCES_PER_HOST, hosts))
     need = inotify.watches_in_use + WATCHES_PER_HOST * hosts + HEADROOM_WATCHES
     if inotify.max_watches < need:
-        out.append(Shortfall(SYSCTL_WATCHES, inotify.max_watches, need, inotify.watches_in_use,
-                             WATCHES_PER_HOST, hosts))
+        out.append(Shortfall(SYSCTL_WATCHES, inotify.max_watches, need, inotify.watches_in_use, WATCHES_PER_HOST, hosts))
     return out
 
 
@@ -106,8 +106,9 @@ def read_inotify(proc: Path = Path("/proc"), uid: int = 0) -> Inotify:
     )
 
 
-def ensure_inotify(hosts: int, *, raise_limits: bool, echo: Callable[[str], None],
-                   read: Callable[[], Inotify] = read_inotify, proc: Path = Path("/proc")) -> None:
+def ensure_inotify(
+    hosts: int, *, raise_limits: bool, echo: Callable[[str], None], read: Callable[[], Inotify] = read_inotify, proc: Path = Path("/proc")
+) -> None:
     """Make sure ``hosts`` more lab hosts can boot. Changes: with ``raise_limits``, writes each
     short sysctl (to what is needed) under ``proc``/sys; without it, refuses with the sysctl to
     raise. Already done: the limits suffice (nothing written)."""

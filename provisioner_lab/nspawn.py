@@ -159,11 +159,7 @@ def network_file(address: str) -> str:
 
 def hosts_file(name: str, address: str) -> str:
     """/etc/hosts with localhost and the host's own name on its lab address."""
-    return (
-        "127.0.0.1\tlocalhost\n"
-        "::1\tlocalhost ip6-localhost ip6-loopback\n"
-        f"{address}\t{name}\n"
-    )
+    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{address}\t{name}\n"
 
 
 def prepare_identity(base: Path, hd: HostDir, host: HostRecord, authorized_key: str, lab_password_hash: str) -> str:

@@ -24,9 +24,7 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,19}$|^[a-z][a-z0-9-]{0,18}[a-z0-9]$")
 def check_lab_name(name: str) -> str:
     """Return ``name`` if it can prefix host names (lowercase letters, digits, '-'; at most 20 chars)."""
     if not _NAME_RE.match(name):
-        raise ValueError(
-            f"lab name {name!r}: use 1-20 lowercase letters, digits or '-', starting with a letter"
-        )
+        raise ValueError(f"lab name {name!r}: use 1-20 lowercase letters, digits or '-', starting with a letter")
     return name
 
 

@@ -130,8 +130,7 @@ def _answers(bind: str, port: int) -> bool:
         return False
 
 
-def ensure_server(paths: LabPaths, www: Path, user: Path, echo: Callable[[str], None] = print,
-                  bind: str = HOST_SIDE_ADDRESS) -> int:
+def ensure_server(paths: LabPaths, www: Path, user: Path, echo: Callable[[str], None] = print, bind: str = HOST_SIDE_ADDRESS) -> int:
     """Make sure a repository server serves ``www`` on ``bind`` and record ``user`` (a lab's
     state file) as using it; return its port.
 
@@ -156,10 +155,27 @@ def ensure_server(paths: LabPaths, www: Path, user: Path, echo: Callable[[str], 
         log = rec_path.with_suffix(".log")
         with open(log, "ab") as out:
             subprocess.run(
-                ["setsid", "-f", sys.executable, "-m", "provisioner_lab.reposerver", "--bind", bind,
-                 "--port", str(port), "--root", os.fspath(www), "--pid-file", os.fspath(pid_file)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=True,
-                close_fds=True, env={**os.environ, "PYTHONPATH": _package_parent()},
+                [
+                    "setsid",
+                    "-f",
+                    sys.executable,
+                    "-m",
+                    "provisioner_lab.reposerver",
+                    "--bind",
+                    bind,
+                    "--port",
+                    str(port),
+                    "--root",
+                    os.fspath(www),
+                    "--pid-file",
+                    os.fspath(pid_file),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+                close_fds=True,
+                env={**os.environ, "PYTHONPATH": _package_parent()},
             )
         deadline = time.monotonic() + 15
         new_pid = None
@@ -170,8 +186,11 @@ def ensure_server(paths: LabPaths, www: Path, user: Path, echo: Callable[[str], 
             time.sleep(0.1)
         else:
             raise LabError(f"the lab apt repository server did not start on {bind}:{port}; see {log}")
-        write_file(rec_path, json.dumps({"pid": new_pid, "port": port, "bind": bind, "www": os.fspath(www),
-                                         "users": users}, indent=2) + "\n", mode=0o600)
+        write_file(
+            rec_path,
+            json.dumps({"pid": new_pid, "port": port, "bind": bind, "www": os.fspath(www), "users": users}, indent=2) + "\n",
+            mode=0o600,
+        )
         echo(f"apt repository server: http://{bind}:{port}/ (pid {new_pid})")
         return port
 

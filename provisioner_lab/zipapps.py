@@ -37,6 +37,7 @@ STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 HOST_PYTHON = "/usr/bin/python3"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
+
 def k3s_prelude(version: str) -> str:
     """The k3s stand-in's sh prelude, answering ``--version`` with ``version``."""
     return K3S_PRELUDE_TEMPLATE.replace("@VERSION@", version)
@@ -76,22 +77,26 @@ class Standin:
         return k3s_prelude(version) if self.name == "k3s" else self.prelude
 
     def main_py(self) -> str:
-        return (f'"""{self.name} STAND-IN (a TEST DOUBLE): entry of this zipapp, built by '
-                f'provisioner_lab/zipapps.py."""\n'
-                f"import sys\n\nfrom standin.{self.name}.cli import main\n\nsys.exit(main(sys.argv))\n")
+        return (
+            f'"""{self.name} STAND-IN (a TEST DOUBLE): entry of this zipapp, built by '
+            f'provisioner_lab/zipapps.py."""\n'
+            f"import sys\n\nfrom standin.{self.name}.cli import main\n\nsys.exit(main(sys.argv))\n"
+        )
 
 
 def _python_prelude(name: str) -> str:
-    return (f"#!{HOST_PYTHON}\n# {name} STAND-IN (a TEST DOUBLE, not the real {name}): a Python zipapp built by "
-            f"provisioner_lab/zipapps.py from provisioner_lab/standin/.\n")
+    return (
+        f"#!{HOST_PYTHON}\n# {name} STAND-IN (a TEST DOUBLE, not the real {name}): a Python zipapp built by "
+        f"provisioner_lab/zipapps.py from provisioner_lab/standin/.\n"
+    )
 
 
 STANDINS: dict[str, Standin] = {
     "k3s": Standin("k3s", ("k3s",), k3s_version.STANDIN_VERSION, K3S_PRELUDE, "k3s/version.py"),
-    "kubelet": Standin("kubelet", ("k3s", "kubelet"), kubelet_version.STANDIN_VERSION, _python_prelude("kubelet"),
-                       "kubelet/version.py"),
-    "kubeadm": Standin("kubeadm", ("k3s", "kubelet", "kubeadm"), kubelet_version.STANDIN_VERSION,
-                       _python_prelude("kubeadm"), "kubelet/version.py"),
+    "kubelet": Standin("kubelet", ("k3s", "kubelet"), kubelet_version.STANDIN_VERSION, _python_prelude("kubelet"), "kubelet/version.py"),
+    "kubeadm": Standin(
+        "kubeadm", ("k3s", "kubelet", "kubeadm"), kubelet_version.STANDIN_VERSION, _python_prelude("kubeadm"), "kubelet/version.py"
+    ),
 }
 
 
@@ -116,8 +121,7 @@ def archive(name: str, version: str | None = None) -> bytes:
     spec = STANDINS[name]
     if version is not None and not re.fullmatch(r"v\d+\.\d+\.\d+[0-9A-Za-z.+-]*", version):
         raise ValueError(f"not a version a stand-in can claim: {version!r}")
-    entries = [_entry("__main__.py", spec.main_py().encode()),
-               _entry("standin/__init__.py", (STANDIN_DIR / "__init__.py").read_bytes())]
+    entries = [_entry("__main__.py", spec.main_py().encode()), _entry("standin/__init__.py", (STANDIN_DIR / "__init__.py").read_bytes())]
     for package in spec.packages:
         for path in sorted((STANDIN_DIR / package).glob("*.py")):
             data = path.read_bytes()

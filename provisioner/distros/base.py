@@ -53,9 +53,7 @@ class ClusterState:
     addons: dict[str, str | None] = field(default_factory=dict)
 
     #: ``nodes`` by name, for the list it was built from (planning asks once per host).
-    _by_name: tuple[list[Node] | None, dict[str, Node]] = field(
-        default=(None, {}), init=False, repr=False, compare=False
-    )
+    _by_name: tuple[list[Node] | None, dict[str, Node]] = field(default=(None, {}), init=False, repr=False, compare=False)
 
     def node(self, name: str) -> Node | None:
         """The Node called ``name``, if the API listed it; a lookup, not a scan of the list."""
@@ -188,10 +186,14 @@ class Distribution(ABC):
             command = self.delete_node_command(name)
             if state.nodes is None:  # the API did not answer while reading state: delete if present
                 check = self.kubectl(f"get node {shlex.quote(name)}")
-                stale.append(Step(f"delete the Node object {name} if it exists",
-                                  "the API did not list the nodes before the run; a reinstalled host is refused "
-                                  "under the name of a node that still exists",
-                                  (Command(f"if {check} >/dev/null 2>&1; then {command}; fi", 90),)))
+                stale.append(
+                    Step(
+                        f"delete the Node object {name} if it exists",
+                        "the API did not list the nodes before the run; a reinstalled host is refused "
+                        "under the name of a node that still exists",
+                        (Command(f"if {check} >/dev/null 2>&1; then {command}; fi", 90),),
+                    )
+                )
                 continue
             node = state.node(name)
             if node is None:
@@ -201,8 +203,13 @@ class Distribution(ABC):
                     f"node {name} is Ready at {node.internal_ip}, a different machine than {host.address}; "
                     "it is deleted because the inventory gives the name to this host"
                 )
-            stale.append(Step(f"delete the stale Node object {name}", f"{name} joins anew, its Node object is left "
-                              "from an earlier install", (Command(command, 90),)))
+            stale.append(
+                Step(
+                    f"delete the stale Node object {name}",
+                    f"{name} joins anew, its Node object is left from an earlier install",
+                    (Command(command, 90),),
+                )
+            )
         return ClusterPlan(tuple(self.addon_steps(state)), join_secret, tuple(stale), tuple(warnings))
 
     def wait_api_step(self, host: Host) -> Step:
@@ -211,8 +218,15 @@ class Distribution(ABC):
         return Step(
             "wait for the Kubernetes API",
             f"later steps need the API on {host.name}",
-            (Wait(self.kubectl("get --raw=/readyz"), "ok", self.timeout, f"the Kubernetes API ({self.name})",
-                  journal_unit=self.service_unit(host)),),
+            (
+                Wait(
+                    self.kubectl("get --raw=/readyz"),
+                    "ok",
+                    self.timeout,
+                    f"the Kubernetes API ({self.name})",
+                    journal_unit=self.service_unit(host),
+                ),
+            ),
         )
 
     @abstractmethod

@@ -19,12 +19,13 @@ import hashlib
 import shlex
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioner import templates
 from provisioner.distros.base import ClusterState, Distribution, sha256_text
 from provisioner.flags import flags_to_config
-from provisioner.inventory import Host
+from provisioner.inventory import Host, K3sCluster
 from provisioner.secrets import Secret
 from provisioner.steps import (
     Action,
@@ -103,9 +104,14 @@ class K3s(Distribution):
     name = "k3s"
     admin_kubeconfig = ADMIN_KUBECONFIG
 
+    @property
+    def cluster(self) -> K3sCluster:
+        """The inventory's cluster settings, typed as this distribution's model."""
+        return self.inventory.cluster_as(K3sCluster)
+
     # --- facts --------------------------------------------------------------------------
     def fact_script(self) -> str:
-        airgap = self.inventory.cluster.airgap
+        airgap = self.cluster.airgap
         lines = [
             f"if [ -x {BIN} ]; then",
             f"  echo \"k3s.version=$({BIN} --version 2>/dev/null | awk 'NR==1 {{print $3}}')\"",
@@ -116,25 +122,21 @@ class K3s(Distribution):
             "fi",
             "for unit in k3s k3s-agent; do",
             "  if [ -f /etc/systemd/system/$unit.service ]; then",
-            "    echo \"k3s.unit.$unit=$(systemctl is-active $unit 2>/dev/null)\"",
+            '    echo "k3s.unit.$unit=$(systemctl is-active $unit 2>/dev/null)"',
             "  fi",
             "done",
             f"[ -f {CONFIG} ] && echo \"k3s.config_sha256=$(sha256sum {CONFIG} | cut -d' ' -f1)\"",
         ]
         if airgap is not None:
-            lines.append(
-                f"[ -f {INSTALLER} ] && echo \"k3s.installer_sha256=$(sha256sum {INSTALLER} | cut -d' ' -f1)\""
-            )
+            lines.append(f"[ -f {INSTALLER} ] && echo \"k3s.installer_sha256=$(sha256sum {INSTALLER} | cut -d' ' -f1)\"")
             if airgap.images is not None:
                 image = f"{IMAGES_DIR}/{airgap.images.name}"
-                lines.append(
-                    f"[ -f {shlex.quote(image)} ] && echo \"k3s.images_sha256=$(sha256sum {shlex.quote(image)} | cut -d' ' -f1)\""
-                )
+                lines.append(f"[ -f {shlex.quote(image)} ] && echo \"k3s.images_sha256=$(sha256sum {shlex.quote(image)} | cut -d' ' -f1)\"")
         lines += [
-            "echo \"firewalld=$(systemctl is-active firewalld 2>/dev/null)\"",
+            'echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"',
             "if systemctl -q is-active firewalld 2>/dev/null; then",
-            "  echo \"firewalld.ports=$(firewall-cmd --list-ports 2>/dev/null)\"",
-            "  echo \"firewalld.trusted=$(firewall-cmd --zone=trusted --list-sources 2>/dev/null)\"",
+            '  echo "firewalld.ports=$(firewall-cmd --list-ports 2>/dev/null)"',
+            '  echo "firewalld.trusted=$(firewall-cmd --zone=trusted --list-sources 2>/dev/null)"',
             "fi",
             "true",
         ]
@@ -155,7 +157,7 @@ class K3s(Distribution):
 
     def check_hosts(self, facts: dict[str, HostFacts]) -> list[str]:
         problems = []
-        online = self.inventory.cluster.airgap is None
+        online = self.cluster.airgap is None
         for host in self.inventory.hosts:
             f = facts[host.name]
             k = k3s_facts(f)
@@ -201,10 +203,11 @@ class K3s(Distribution):
     # --- configuration --------------------------------------------------------------------
     def render_config(self, host: Host, init_server: Host, token: str | None) -> str:
         """The config.yaml for ``host``; ``token`` is the text to put in it (or None)."""
-        cluster = self.inventory.cluster
+        cluster = self.cluster
         is_init = host.name == init_server.name
         extra, _ = flags_to_config(cluster.server_args if host.role == "server" else cluster.agent_args)
-        user_sans = extra.pop("tls-san", [])
+        given = extra.pop("tls-san", [])
+        user_sans = [given] if isinstance(given, str) else [str(s) for s in given] if isinstance(given, list) else []
         sans: list[str] = []
         for san in [cluster.api_endpoint, init_server.address if is_init else None, host.address, host.node_ip, *user_sans]:
             if san and san not in sans:
@@ -225,7 +228,7 @@ class K3s(Distribution):
 
     @cached_property
     def _airgap_hashes(self) -> dict[str, str]:
-        airgap = self.inventory.cluster.airgap
+        airgap = self.cluster.airgap
         if airgap is None:
             return {}
         hashes = {
@@ -276,7 +279,7 @@ class K3s(Distribution):
         unit = UNITS[host.role]
         reasons: list[str] = []
         action = Action.NOTHING
-        wanted = self.inventory.cluster.version
+        wanted = self.cluster.version
         if wanted and k.version != wanted:
             reasons.append(f"runs {k.version or 'an unknown version'}, the inventory wants {wanted}")
             action = Action.UPGRADE
@@ -295,8 +298,9 @@ class K3s(Distribution):
             action = action if action is Action.UPGRADE else Action.RECONFIGURE
         node = state.node(host.name)
         if action is Action.NOTHING and node is not None and k.version and node.version and node.version != k.version:
-            reasons.append(f"node {host.name} still runs {node.version} but {BIN} is {k.version}: "
-                           f"{unit} was not restarted after the upgrade")
+            reasons.append(
+                f"node {host.name} still runs {node.version} but {BIN} is {k.version}: {unit} was not restarted after the upgrade"
+            )
             action = Action.UPGRADE
         if action is Action.NOTHING:
             if not k.active:
@@ -317,17 +321,24 @@ class K3s(Distribution):
         then a restart (reconfigure, restart) or the install script (install, join, upgrade).
         This is where a k3s agent joins: its config names the server and the token placeholder."""
         unit = UNITS[host.role]
-        restart = Step(f"restart {unit}", f"{unit} picks up its config" if action is Action.RECONFIGURE
-                       else f"{unit} is down or its node is not Ready",
-                       (self._service_command(host, f"systemctl reset-failed {unit} 2>/dev/null; systemctl restart {unit}"),))
+        restart = Step(
+            f"restart {unit}",
+            f"{unit} picks up its config" if action is Action.RECONFIGURE else f"{unit} is down or its node is not Ready",
+            (self._service_command(host, f"systemctl reset-failed {unit} 2>/dev/null; systemctl restart {unit}"),),
+        )
         if action is Action.NOTHING:
             return []
         if action is Action.RESTART:
             return [restart]
         steps = []
         if config_changed:
-            steps.append(Step(f"upload {CONFIG}", "its content differs from the rendered config"
-                              if k.config_sha256 else "the host has no config yet", (config,)))
+            steps.append(
+                Step(
+                    f"upload {CONFIG}",
+                    "its content differs from the rendered config" if k.config_sha256 else "the host has no config yet",
+                    (config,),
+                )
+            )
         if action is Action.RECONFIGURE:
             return steps + [restart]
         replaced = self.replaced_artefacts(k)
@@ -353,15 +364,19 @@ class K3s(Distribution):
         if missing_ports:
             commands.append("firewall-cmd --permanent " + " ".join(f"--add-port={p}" for p in missing_ports))
         if missing_sources:
-            commands.append("firewall-cmd --permanent --zone=trusted "
-                            + " ".join(f"--add-source={shlex.quote(c)}" for c in missing_sources))
+            commands.append(
+                "firewall-cmd --permanent --zone=trusted " + " ".join(f"--add-source={shlex.quote(c)}" for c in missing_sources)
+            )
         commands.append("firewall-cmd --reload")
-        return Step("firewalld: open k3s ports", f"firewalld is active and {', '.join(missing_ports + missing_sources)} "
-                    "are not open", (Command(" && ".join(commands), 120),))
+        return Step(
+            "firewalld: open k3s ports",
+            f"firewalld is active and {', '.join(missing_ports + missing_sources)} are not open",
+            (Command(" && ".join(commands), 120),),
+        )
 
     def cluster_cidrs(self) -> list[str]:
         """The pod and service networks: the servers' --cluster-cidr/--service-cidr, or k3s' defaults."""
-        config, _ = flags_to_config(self.inventory.cluster.server_args)
+        config, _ = flags_to_config(self.cluster.server_args)
         cidrs: list[str] = []
         for key, default in zip(("cluster-cidr", "service-cidr"), DEFAULT_CIDRS, strict=True):
             values = config.get(key) or [default]
@@ -370,7 +385,7 @@ class K3s(Distribution):
         return cidrs
 
     def _version_differs(self, k: K3sFacts) -> bool:
-        wanted = self.inventory.cluster.version
+        wanted = self.cluster.version
         return bool(wanted) and k.version != wanted
 
     def replaced_artefacts(self, k: K3sFacts) -> list[str]:
@@ -389,8 +404,8 @@ class K3s(Distribution):
         binary and a started unit. The script itself skips the restart when binary, unit and
         environment are the same as when it started, so ``force_restart`` is set whenever this
         plan changes what it cannot see (the config, an uploaded binary or images)."""
-        cluster = self.inventory.cluster
-        env = {"INSTALL_K3S_EXEC": host.role}
+        cluster = self.cluster
+        env: dict[str, str] = {"INSTALL_K3S_EXEC": host.role}
         if cluster.version:
             env["INSTALL_K3S_VERSION"] = cluster.version
         elif cluster.channel:
@@ -402,27 +417,39 @@ class K3s(Distribution):
         if airgap is not None:
             hashes = self._airgap_hashes
             if k.binary_sha256 != hashes["binary"]:
-                steps.append(Step(f"upload {BIN}", "the host's binary differs from cluster.airgap.k3s_binary",
-                                  (Upload(BIN, mode=0o755, local_file=airgap.k3s_binary),)))
+                steps.append(
+                    Step(
+                        f"upload {BIN}",
+                        "the host's binary differs from cluster.airgap.k3s_binary",
+                        (Upload(BIN, mode=0o755, local_file=airgap.k3s_binary),),
+                    )
+                )
             if airgap.images is not None and k.images_sha256 != hashes["images"]:
                 path = f"{IMAGES_DIR}/{airgap.images.name}"
-                steps.append(Step(f"upload {path}", "the host's images differ from cluster.airgap.images",
-                                  (Upload(path, mode=0o644, local_file=airgap.images),)))
+                steps.append(
+                    Step(
+                        f"upload {path}",
+                        "the host's images differ from cluster.airgap.images",
+                        (Upload(path, mode=0o644, local_file=airgap.images),),
+                    )
+                )
             if k.installer_sha256 != hashes["installer"]:
-                steps.append(Step(f"upload {INSTALLER}", "the host's install script differs from cluster.airgap.install_script",
-                                  (Upload(INSTALLER, mode=0o755, local_file=airgap.install_script),)))
+                steps.append(
+                    Step(
+                        f"upload {INSTALLER}",
+                        "the host's install script differs from cluster.airgap.install_script",
+                        (Upload(INSTALLER, mode=0o755, local_file=airgap.install_script),),
+                    )
+                )
             env["INSTALL_K3S_SKIP_DOWNLOAD"] = "true"
             env["INSTALL_K3S_SKIP_SELINUX_RPM"] = "true"
             fetch = ""
         else:
             url = shlex.quote(cluster.install_script_url)
-            fetch = (
-                "mkdir -p /var/lib/provisioner && "
-                f"{{ curl -sfL {url} -o {INSTALLER} || wget -qO {INSTALLER} {url}; }} && "
-            )
+            fetch = f"mkdir -p /var/lib/provisioner && {{ curl -sfL {url} -o {INSTALLER} || wget -qO {INSTALLER} {url}; }} && "
         assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in sorted(env.items()))
         command = f"{fetch}env {assignments} timeout {int(self.timeout)} sh {INSTALLER}"
-        reason = ("k3s is not installed" if not k.installed else "another version, binary or config is wanted")
+        reason = "k3s is not installed" if not k.installed else "another version, binary or config is wanted"
         # online, the install script downloads the binary into /usr/local/bin
         space = () if airgap is not None else ((BIN_DIR, DOWNLOAD_SPACE),)
         steps.append(Step(f"run the install script as {host.role}", reason, (self._service_command(host, command, space),)))
@@ -437,8 +464,16 @@ class K3s(Distribution):
         return Step(
             f"read the join token from {init_server.name}",
             "hosts join with the token of the new server",
-            (ReadValue(f"cat {NODE_TOKEN}", (JOIN_TOKEN,), _token, f"{NODE_TOKEN} did not appear within {self.timeout:.0f}s",
-                       timeout=60, retry_for=self.timeout),),
+            (
+                ReadValue(
+                    f"cat {NODE_TOKEN}",
+                    (JOIN_TOKEN,),
+                    _token,
+                    f"{NODE_TOKEN} did not appear within {self.timeout:.0f}s",
+                    timeout=60,
+                    retry_for=self.timeout,
+                ),
+            ),
         )
 
     def service_unit(self, host: Host) -> str:
@@ -453,10 +488,14 @@ class K3s(Distribution):
         steps = []
         if k.role is not None:
             script = f"/usr/local/bin/{UNITS[k.role]}-uninstall.sh"
-            steps.append(Step(f"run {script}", f"the k3s installer wrote it when {host.name} was installed as {k.role}",
-                              (Command(script, 300, hint=f"the script is what the k3s installer left on {host.name}"),)))
-        steps.append(Step("remove the files provisioner wrote", f"{CONFIG} and {INSTALLER}",
-                          (Command(f"rm -f {CONFIG} {INSTALLER}", 60),)))
+            steps.append(
+                Step(
+                    f"run {script}",
+                    f"the k3s installer wrote it when {host.name} was installed as {k.role}",
+                    (Command(script, 300, hint=f"the script is what the k3s installer left on {host.name}"),),
+                )
+            )
+        steps.append(Step("remove the files provisioner wrote", f"{CONFIG} and {INSTALLER}", (Command(f"rm -f {CONFIG} {INSTALLER}", 60),)))
         return steps
 
     def embedded_etcd(self, servers: int) -> bool:
@@ -465,7 +504,7 @@ class K3s(Distribution):
         return servers > 1
 
     def upgraded_version(self) -> str | None:
-        return self.inventory.cluster.version
+        return self.cluster.version
 
 
 def k3s_facts(facts: HostFacts) -> K3sFacts:
@@ -479,9 +518,9 @@ def _token(output: str) -> tuple[str, ...] | None:
     return (token,) if token else None
 
 
-def _file_sha256(path: object) -> str:
+def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:  # type: ignore[arg-type]
+    with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from provisioner import hostos, templates
 from provisioner.distros.base import ClusterState, Distribution, sha256_text
 from provisioner.errors import HostError, ProvisionerError
-from provisioner.inventory import Host, is_ip
+from provisioner.inventory import Host, KubeadmCluster, is_ip
 from provisioner.steps import (
     Action,
     Command,
@@ -67,8 +67,15 @@ KUBE_PACKAGES_SPACE = 150 * 1000 * 1000
 BOOTSTRAP_TOKEN = Placeholder("kubeadm-bootstrap-token", "<bootstrap token from the first control plane>")
 CA_HASH = Placeholder("kubeadm-ca-hash", "<CA hash of the first control plane>", secret=False)
 KUBEADM_VERSION = Placeholder("kubeadm-version", "<version of the installed kubeadm>", secret=False)
-WATCHED_FILES = (MODULES_FILE, SYSCTL_FILE, CONTAINERD_CONFIG, "/etc/default/kubelet", "/etc/sysconfig/kubelet",
-                 "/etc/apt/sources.list.d/kubernetes.list", "/etc/yum.repos.d/kubernetes.repo")
+WATCHED_FILES = (
+    MODULES_FILE,
+    SYSCTL_FILE,
+    CONTAINERD_CONFIG,
+    "/etc/default/kubelet",
+    "/etc/sysconfig/kubelet",
+    "/etc/apt/sources.list.d/kubernetes.list",
+    "/etc/yum.repos.d/kubernetes.repo",
+)
 
 
 @dataclass(frozen=True)
@@ -135,24 +142,27 @@ class Kubeadm(Distribution):
     name = "kubeadm"
     admin_kubeconfig = ADMIN_CONF
 
+    @property
+    def cluster(self) -> KubeadmCluster:
+        """The inventory's cluster settings, typed as this distribution's model."""
+        return self.inventory.cluster_as(KubeadmCluster)
+
     # --- facts ------------------------------------------------------------------------------
     def fact_script(self) -> str:
         files = " ".join(WATCHED_FILES)
         return (
             "grep -qw overlay /proc/filesystems && echo module.overlay=yes\n"
             "[ -d /proc/sys/net/bridge ] && echo module.br_netfilter=yes\n"
-            + "".join(f"echo \"sysctl.{k}=$(sysctl -n {k} 2>/dev/null)\"\n" for k in SYSCTLS)
+            + "".join(f'echo "sysctl.{k}=$(sysctl -n {k} 2>/dev/null)"\n' for k in SYSCTLS)
             + "echo \"swap.devices=$(awk 'NR>1' /proc/swaps | wc -l)\"\n"
-            "echo \"swap.fstab=$(awk '!/^[[:space:]]*#/ && $3==\"swap\"' /etc/fstab 2>/dev/null | wc -l)\"\n"
-            f"for f in {files}; do [ -f \"$f\" ] && echo \"file:$f=$(sha256sum \"$f\" | cut -d' ' -f1)\"; done\n"
+            'echo "swap.fstab=$(awk \'!/^[[:space:]]*#/ && $3=="swap"\' /etc/fstab 2>/dev/null | wc -l)"\n'
+            f'for f in {files}; do [ -f "$f" ] && echo "file:$f=$(sha256sum "$f" | cut -d\' \' -f1)"; done\n'
             "[ -s /etc/apt/keyrings/kubernetes-apt-keyring.asc ] && echo key.kubernetes=yes\n"
             "command -v containerd >/dev/null 2>&1 && echo \"containerd.version=$(containerd --version 2>/dev/null | awk '{print $3}')\"\n"
-            "for s in containerd kubelet; do echo \"service.$s=$(systemctl is-active $s 2>/dev/null)\"; done\n"
+            'for s in containerd kubelet; do echo "service.$s=$(systemctl is-active $s 2>/dev/null)"; done\n'
             f"echo \"commands=$(for c in {' '.join(PREFLIGHT_COMMANDS)}; do command -v $c >/dev/null 2>&1 && printf '%s ' $c; done)\"\n"
             f"[ -f {ADMIN_CONF} ] && echo kubeadm.admin_conf=yes\n"
-            f"[ -f {KUBELET_CONF} ] && echo kubeadm.kubelet_conf=yes\n"
-            + hostos.package_facts_script()
-            + "true\n"
+            f"[ -f {KUBELET_CONF} ] && echo kubeadm.kubelet_conf=yes\n" + hostos.package_facts_script() + "true\n"
         )
 
     def parse_facts(self, values: dict[str, str]) -> KubeadmFacts:
@@ -184,8 +194,7 @@ class Kubeadm(Distribution):
         problems = []
         if len(self.inventory.servers) > 1:
             problems.append(
-                "kubeadm: one control plane is supported; more than one host has role server "
-                "(HA control planes are not implemented yet)"
+                "kubeadm: one control plane is supported; more than one host has role server (HA control planes are not implemented yet)"
             )
         for host in self.inventory.hosts:
             f = facts[host.name]
@@ -204,10 +213,7 @@ class Kubeadm(Distribution):
             if f.os.family == "debian" and not k.repo_key and "curl" not in f.tools:
                 problems.append(f"{host.name}: curl is needed to fetch the Kubernetes repository key; install it")
             if "k3s" in f.kubernetes:
-                problems.append(
-                    f"{host.name}: runs k3s; remove it (k3s-uninstall.sh or k3s-agent-uninstall.sh) before "
-                    "installing kubeadm"
-                )
+                problems.append(f"{host.name}: runs k3s; remove it (k3s-uninstall.sh or k3s-agent-uninstall.sh) before installing kubeadm")
             if k.role is not None and k.role != host.role:
                 what = "a control plane" if k.role == "server" else "a worker"
                 problems.append(
@@ -222,7 +228,7 @@ class Kubeadm(Distribution):
     def upgrade_problems(self, facts: dict[str, HostFacts]) -> list[str]:
         """kubeadm upgrades one minor at a time and never down: a host two minors behind the
         inventory, or ahead of it, is refused with the path to take."""
-        wanted = parse_version(self.inventory.cluster.version or "")
+        wanted = parse_version(self.cluster.version or "")
         if wanted is None:
             return []
         problems = []
@@ -234,12 +240,14 @@ class Kubeadm(Distribution):
             if wanted[:2] < installed[:2] or (len(wanted) == 3 and wanted < installed):
                 problems.append(
                     f"{host.name}: runs Kubernetes {_dotted(installed)}; the inventory wants {_dotted(wanted)}, a downgrade, "
-                    "which kubeadm does not do (set the version back, or rebuild with `provisioner reset`)")
+                    "which kubeadm does not do (set the version back, or rebuild with `provisioner reset`)"
+                )
             elif wanted[1] > installed[1] + 1 or wanted[0] != installed[0]:
                 path = " → ".join(f"{installed[0]}.{m}" for m in range(installed[1], wanted[1] + 1))
                 problems.append(
                     f"{host.name}: runs Kubernetes {_dotted(installed)}; kubeadm upgrades one minor at a time: "
-                    f"{path} (set version to {installed[0]}.{installed[1] + 1} first, run up, then the next)")
+                    f"{path} (set version to {installed[0]}.{installed[1] + 1} first, run up, then the next)"
+                )
         return problems
 
     # --- cluster state ---------------------------------------------------------------------------
@@ -250,7 +258,7 @@ class Kubeadm(Distribution):
 
     def version_problem(self, kubelet_version: str) -> str | None:
         """The inventory's "1.31" matches any patch release, "1.31.4" only that one."""
-        wanted = (self.inventory.cluster.version or "").lstrip("v")
+        wanted = (self.cluster.version or "").lstrip("v")
         if not wanted or version_matches(kubelet_version.lstrip("v"), wanted):
             return None
         return f"runs {kubelet_version or 'an unknown version'}, the inventory wants {wanted}"
@@ -268,13 +276,13 @@ class Kubeadm(Distribution):
     # --- rendered files ----------------------------------------------------------------------------
     @property
     def minor(self) -> str:
-        version = (self.inventory.cluster.version or "").lstrip("v")
+        version = (self.cluster.version or "").lstrip("v")
         return ".".join(version.split(".")[:2])
 
     def package_repo(self, os: hostos.HostOS) -> str:
         """The repository URL: the inventory's mirror, or pkgs.k8s.io for the minor and OS family."""
-        if self.inventory.cluster.package_repo:
-            url = self.inventory.cluster.package_repo
+        if self.cluster.package_repo:
+            url = self.cluster.package_repo
             return url if url.endswith("/") else url + "/"
         kind = "deb" if os.family == "debian" else "rpm"
         return f"https://pkgs.k8s.io/core:/stable:/v{self.minor}/{kind}/"
@@ -296,7 +304,7 @@ class Kubeadm(Distribution):
         return templates.render(name, pause_image=PAUSE_IMAGE)
 
     def init_config(self, host: Host, kubernetes_version: str) -> str:
-        cluster = self.inventory.cluster
+        cluster = self.cluster
         advertise = host.node_ip or (host.address if is_ip(host.address) else None)
         sans: list[str] = []
         for san in (cluster.api_endpoint, host.address, host.node_ip):
@@ -320,7 +328,7 @@ class Kubeadm(Distribution):
     def join_config(self, host: Host, init_server: Host, token: str, ca_cert_hashes: tuple[str, ...]) -> str:
         return templates.render(
             "kubeadm/join.yaml.j2",
-            cluster_name=self.inventory.cluster.name,
+            cluster_name=self.cluster.name,
             node_name=host.name,
             api_version=self.api_version(),
             control_plane_endpoint=self.api_host_port(init_server),
@@ -331,7 +339,7 @@ class Kubeadm(Distribution):
 
     def flannel_manifest(self) -> tuple[str, str]:
         """The Flannel manifest and its fingerprint (the hash of the rendering without it)."""
-        cluster = self.inventory.cluster
+        cluster = self.cluster
         ifaces: list[str] = []
         for host in self.inventory.hosts:
             if host.flannel_iface and host.flannel_iface not in ifaces:
@@ -400,27 +408,33 @@ class Kubeadm(Distribution):
             ops: list[Operation] = [Upload(MODULES_FILE, modules)]
             if missing_modules:
                 ops.append(Command(" && ".join(f"modprobe {m}" for m in missing_modules), 60))
-            steps.append(Step(
-                "kernel modules",
-                f"{', '.join(missing_modules)} not loaded" if missing_modules else f"{MODULES_FILE} is missing or differs",
-                tuple(ops),
-            ))
+            steps.append(
+                Step(
+                    "kernel modules",
+                    f"{', '.join(missing_modules)} not loaded" if missing_modules else f"{MODULES_FILE} is missing or differs",
+                    tuple(ops),
+                )
+            )
 
         sysctls = templates.render("kubeadm/sysctl-k8s.conf.j2")
         wrong = [key for key in SYSCTLS if k.sysctls.get(key) != "1"]
         if wrong or k.files.get(SYSCTL_FILE) != sha256_text(sysctls):
-            steps.append(Step(
-                "sysctls",
-                f"{', '.join(wrong)} not 1" if wrong else f"{SYSCTL_FILE} is missing or differs",
-                (Upload(SYSCTL_FILE, sysctls), Command(f"sysctl -q -p {SYSCTL_FILE}", 60)),
-            ))
+            steps.append(
+                Step(
+                    "sysctls",
+                    f"{', '.join(wrong)} not 1" if wrong else f"{SYSCTL_FILE} is missing or differs",
+                    (Upload(SYSCTL_FILE, sysctls), Command(f"sysctl -q -p {SYSCTL_FILE}", 60)),
+                )
+            )
 
         if k.swap_devices or k.fstab_swap:
-            steps.append(Step(
-                "swap off",
-                f"{k.swap_devices} swap device(s) active, {k.fstab_swap} swap line(s) in /etc/fstab",
-                (Command(SWAP_OFF, 120),),
-            ))
+            steps.append(
+                Step(
+                    "swap off",
+                    f"{k.swap_devices} swap device(s) active, {k.fstab_swap} swap line(s) in /etc/fstab",
+                    (Command(SWAP_OFF, 120),),
+                )
+            )
 
         for title, reason, command in os_.prepare_steps(k.os_facts, host.role):
             steps.append(Step(title, reason, (Command(command, PACKAGE_TIMEOUT),)))
@@ -428,11 +442,13 @@ class Kubeadm(Distribution):
         if os_.containerd_package not in k.packages:
             setup = os_.containerd_setup()
             install = os_.install([os_.containerd_package])
-            steps.append(Step(
-                "install containerd", "containerd is not installed",
-                (Command(f"{setup} && {install}" if setup else install, PACKAGE_TIMEOUT,
-                         space=((PACKAGES_DIR, CONTAINERD_SPACE),)),),
-            ))
+            steps.append(
+                Step(
+                    "install containerd",
+                    "containerd is not installed",
+                    (Command(f"{setup} && {install}" if setup else install, PACKAGE_TIMEOUT, space=((PACKAGES_DIR, CONTAINERD_SPACE),)),),
+                )
+            )
         steps += self._containerd_config_steps(k)
 
         repo = os_.kubernetes_repo(self.package_repo(os_))
@@ -441,20 +457,25 @@ class Kubeadm(Distribution):
             repo_ops: list[Operation] = [Upload(p, t) for p, t in repo.files.items()]
             if repo.key_command:
                 repo_ops.append(Command(repo.key_command, 120))
-            steps.append(Step(
-                "Kubernetes package repository",
-                f"{os_.kubernetes_repo_file} is missing or does not point at {self.package_repo(os_)}"
-                if repo_files_differ else "the repository key is missing",
-                tuple(repo_ops),
-            ))
+            steps.append(
+                Step(
+                    "Kubernetes package repository",
+                    f"{os_.kubernetes_repo_file} is missing or does not point at {self.package_repo(os_)}"
+                    if repo_files_differ
+                    else "the repository key is missing",
+                    tuple(repo_ops),
+                )
+            )
 
         steps += self._preflight_tools_step(k, os_)
 
-        wanted = self.inventory.cluster.version
+        wanted = self.cluster.version
         missing = [p for p in KUBE_PACKAGES if p not in k.packages]
-        mismatched = [] if k.installed or not wanted else [
-            p for p in KUBE_PACKAGES if p in k.packages and not version_matches(k.packages[p], wanted)
-        ]
+        mismatched = (
+            []
+            if k.installed or not wanted
+            else [p for p in KUBE_PACKAGES if p in k.packages and not version_matches(k.packages[p], wanted)]
+        )
         unheld = [p for p in KUBE_PACKAGES if p not in k.held]
         if missing or mismatched or unheld:
             exact = wanted if wanted and wanted.count(".") == 2 else None
@@ -467,8 +488,13 @@ class Kubeadm(Distribution):
             if unheld and not missing and not mismatched:
                 parts.append(f"{', '.join(unheld)} not held")
             command = f"{os_.install(specs)} && {os_.hold(KUBE_PACKAGES)} && systemctl enable kubelet"
-            steps.append(Step("kubelet, kubeadm, kubectl", "; ".join(parts),
-                              (Command(command, PACKAGE_TIMEOUT, space=((PACKAGES_DIR, KUBE_PACKAGES_SPACE),)),)))
+            steps.append(
+                Step(
+                    "kubelet, kubeadm, kubectl",
+                    "; ".join(parts),
+                    (Command(command, PACKAGE_TIMEOUT, space=((PACKAGES_DIR, KUBE_PACKAGES_SPACE),)),),
+                )
+            )
 
         defaults = self.kubelet_defaults(host)
         if k.files.get(os_.kubelet_defaults) != sha256_text(defaults):
@@ -486,10 +512,13 @@ class Kubeadm(Distribution):
         if not missing:
             return []
         packages = [os_.preflight_packages[c] for c in missing]
-        return [Step(
-            "networking tools for kubeadm", f"{', '.join(missing)} not found (kubeadm's preflight looks for them)",
-            (Command(os_.install([p for p in packages if p]), PACKAGE_TIMEOUT),),
-        )]
+        return [
+            Step(
+                "networking tools for kubeadm",
+                f"{', '.join(missing)} not found (kubeadm's preflight looks for them)",
+                (Command(os_.install([p for p in packages if p]), PACKAGE_TIMEOUT),),
+            )
+        ]
 
     def _containerd_config_steps(self, k: KubeadmFacts) -> list[Step]:
         """containerd's config with the systemd cgroup driver; its layout depends on containerd's
@@ -506,19 +535,22 @@ class Kubeadm(Distribution):
             v1, v2 = f"{CONTAINERD_CONFIG}.provisioner-1.x", f"{CONTAINERD_CONFIG}.provisioner-2.x"
             pick = (
                 f"case \"$(containerd --version | awk '{{print $3}}')\" in v1.*|1.*) src={v1};; *) src={v2};; esac && "
-                f"cp \"$src\" {CONTAINERD_CONFIG} && chmod 0644 {CONTAINERD_CONFIG} && rm -f {v1} {v2}"
+                f'cp "$src" {CONTAINERD_CONFIG} && chmod 0644 {CONTAINERD_CONFIG} && rm -f {v1} {v2}'
             )
-            return [Step(
-                "configure containerd",
-                "containerd is being installed; the config for its version (1.x or 2.x) is chosen on the host",
-                (Upload(v1, self.containerd_config(1)), Upload(v2, self.containerd_config(2)), Command(pick, 60), restart),
-            )]
+            return [
+                Step(
+                    "configure containerd",
+                    "containerd is being installed; the config for its version (1.x or 2.x) is chosen on the host",
+                    (Upload(v1, self.containerd_config(1)), Upload(v2, self.containerd_config(2)), Command(pick, 60), restart),
+                )
+            ]
         config = self.containerd_config(generation)
         config_differs = k.files.get(CONTAINERD_CONFIG) != sha256_text(config)
         if not config_differs and k.services.get("containerd") == "active":
             return []
         reason = (
-            f"{CONTAINERD_CONFIG} is missing or differs (systemd cgroup driver)" if config_differs
+            f"{CONTAINERD_CONFIG} is missing or differs (systemd cgroup driver)"
+            if config_differs
             else f"containerd is {k.services.get('containerd') or 'not running'}"
         )
         ops: list[Operation] = [Upload(CONTAINERD_CONFIG, config)] if config_differs else []
@@ -527,7 +559,7 @@ class Kubeadm(Distribution):
     def _init_config_ops(self, host: Host, *, show: bool) -> list[Operation]:
         """The 0600 InitConfiguration upload; with a minor version in the inventory the config
         names the kubeadm version the repository installed, read on the host first."""
-        version = self.inventory.cluster.version or ""
+        version = self.cluster.version or ""
         ops: list[Operation] = []
         if version.count(".") == 2:
             kubernetes_version = f"v{version}"
@@ -535,8 +567,15 @@ class Kubeadm(Distribution):
         else:
             kubernetes_version = KUBEADM_VERSION.text
             fills = (KUBEADM_VERSION,)
-            ops.append(ReadValue("kubeadm version -o short", (KUBEADM_VERSION,), _kubeadm_version,
-                                 "`kubeadm version -o short` did not print a version", timeout=60))
+            ops.append(
+                ReadValue(
+                    "kubeadm version -o short",
+                    (KUBEADM_VERSION,),
+                    _kubeadm_version,
+                    "`kubeadm version -o short` did not print a version",
+                    timeout=60,
+                )
+            )
         ops.append(Upload(INIT_CONFIG, self.init_config(host, kubernetes_version), 0o600, fills, show=show))
         return ops
 
@@ -544,10 +583,18 @@ class Kubeadm(Distribution):
         """Pull the control-plane images before ``kubeadm init``, with the package timeout: on a
         slow link init would otherwise wait for them inside its own control-plane timeout, with
         nothing to show. Already done: containerd has them, and kubeadm pulls nothing."""
-        return Step("pull the control-plane images", f"kubeadm init needs them; pulled first (up to {PACKAGE_TIMEOUT}s)",
-                    (*self._init_config_ops(host, show=False),
-                     Command(f"kubeadm config images pull --config {INIT_CONFIG}", PACKAGE_TIMEOUT,
-                             hint=f"the images come from registry.k8s.io; see `journalctl -u containerd` on {host.name}")))
+        return Step(
+            "pull the control-plane images",
+            f"kubeadm init needs them; pulled first (up to {PACKAGE_TIMEOUT}s)",
+            (
+                *self._init_config_ops(host, show=False),
+                Command(
+                    f"kubeadm config images pull --config {INIT_CONFIG}",
+                    PACKAGE_TIMEOUT,
+                    hint=f"the images come from registry.k8s.io; see `journalctl -u containerd` on {host.name}",
+                ),
+            ),
+        )
 
     def init_step(self, host: Host) -> Step:
         """kubeadm init from a 0600 config file; preflight errors verbatim; a failure after
@@ -561,15 +608,22 @@ class Kubeadm(Distribution):
         token and CA hash (placeholders until the first server made them), removed right after."""
         config = self.join_config(host, init_server, BOOTSTRAP_TOKEN.text, (CA_HASH.text,))
         command = f"join --config {JOIN_CONFIG}; rc=$?; rm -f {JOIN_CONFIG}; exit $rc"
-        return Step("kubeadm join", "not part of the cluster yet", (
-            Upload(JOIN_CONFIG, config, 0o600, (BOOTSTRAP_TOKEN, CA_HASH)),
-            self._kubeadm_command(host, command, "join"),
-        ))
+        return Step(
+            "kubeadm join",
+            "not part of the cluster yet",
+            (
+                Upload(JOIN_CONFIG, config, 0o600, (BOOTSTRAP_TOKEN, CA_HASH)),
+                self._kubeadm_command(host, command, "join"),
+            ),
+        )
 
     def _kubeadm_command(self, host: Host, args: str, what: str) -> Command:
         return Command(
-            f"kubeadm {args}", self.timeout + 60, cleanup="kubeadm reset -f",
-            hint=f"see `journalctl -u kubelet` on {host.name}", check_output=partial(_preflight_errors, what),
+            f"kubeadm {args}",
+            self.timeout + 60,
+            cleanup="kubeadm reset -f",
+            hint=f"see `journalctl -u kubelet` on {host.name}",
+            check_output=partial(_preflight_errors, what),
         )
 
     def join_secret_step(self, init_server: Host) -> Step:
@@ -577,8 +631,15 @@ class Kubeadm(Distribution):
         return Step(
             f"create a bootstrap token on {init_server.name}",
             "workers join with a fresh, short-lived token",
-            (ReadValue("kubeadm token create --ttl 15m0s --print-join-command", (BOOTSTRAP_TOKEN, CA_HASH), _join_command,
-                       "`kubeadm token create --print-join-command` printed no token and CA hash", timeout=60),),
+            (
+                ReadValue(
+                    "kubeadm token create --ttl 15m0s --print-join-command",
+                    (BOOTSTRAP_TOKEN, CA_HASH),
+                    _join_command,
+                    "`kubeadm token create --print-join-command` printed no token and CA hash",
+                    timeout=60,
+                ),
+            ),
         )
 
     def addon_steps(self, state: ClusterState) -> list[Step]:
@@ -587,10 +648,17 @@ class Kubeadm(Distribution):
         if current == fingerprint:
             return []
         reason = "not applied yet" if current is None else "its manifest changed"
-        version = self.inventory.cluster.flannel_version
-        return [Step(f"Flannel {version}", reason, (
-            Upload(FLANNEL_MANIFEST, manifest), Command(self.kubectl(f"apply -f {FLANNEL_MANIFEST}"), PACKAGE_TIMEOUT),
-        ))]
+        version = self.cluster.flannel_version
+        return [
+            Step(
+                f"Flannel {version}",
+                reason,
+                (
+                    Upload(FLANNEL_MANIFEST, manifest),
+                    Command(self.kubectl(f"apply -f {FLANNEL_MANIFEST}"), PACKAGE_TIMEOUT),
+                ),
+            )
+        ]
 
     def service_unit(self, host: Host) -> str:
         return "kubelet"
@@ -608,25 +676,41 @@ class Kubeadm(Distribution):
         assert os_ is not None, "unsupported OS families are refused while validating hosts"
         steps = []
         if "kubeadm" in k.packages:
-            steps.append(Step("kubeadm reset -f", "undoes kubeadm init/join (and removes the etcd member of a control plane)",
-                              (Command("kubeadm reset -f", self.timeout + 60, hint=f"see `journalctl -u kubelet` on {host.name}"),)))
-        steps.append(Step("CNI config and interfaces", "kubeadm reset leaves /etc/cni/net.d, cni0 and flannel.1",
-                          (Command(CNI_CLEANUP, 60),)))
-        steps.append(Step("iptables chains of kube-proxy and Flannel", "kubeadm reset does not clean iptables",
-                          (Command(IPTABLES_CLEANUP, 120),)))
-        steps.append(Step("kubelet flags and provisioner files", f"{os_.kubelet_defaults} and {WORKDIR} were written by provisioner",
-                          (Command(f"rm -f {os_.kubelet_defaults} && rm -rf {WORKDIR}", 60),)))
+            steps.append(
+                Step(
+                    "kubeadm reset -f",
+                    "undoes kubeadm init/join (and removes the etcd member of a control plane)",
+                    (Command("kubeadm reset -f", self.timeout + 60, hint=f"see `journalctl -u kubelet` on {host.name}"),),
+                )
+            )
+        steps.append(
+            Step("CNI config and interfaces", "kubeadm reset leaves /etc/cni/net.d, cni0 and flannel.1", (Command(CNI_CLEANUP, 60),))
+        )
+        steps.append(
+            Step("iptables chains of kube-proxy and Flannel", "kubeadm reset does not clean iptables", (Command(IPTABLES_CLEANUP, 120),))
+        )
+        steps.append(
+            Step(
+                "kubelet flags and provisioner files",
+                f"{os_.kubelet_defaults} and {WORKDIR} were written by provisioner",
+                (Command(f"rm -f {os_.kubelet_defaults} && rm -rf {WORKDIR}", 60),),
+            )
+        )
         held = sorted(set(KUBE_PACKAGES) & k.held)
         if held:
-            steps.append(Step("release the package hold", f"{', '.join(held)} are held at the cluster's version",
-                              (Command(os_.unhold(KUBE_PACKAGES), 120),)))
+            steps.append(
+                Step(
+                    "release the package hold",
+                    f"{', '.join(held)} are held at the cluster's version",
+                    (Command(os_.unhold(KUBE_PACKAGES), 120),),
+                )
+            )
         return steps
 
     def needs_upgrade(self, k: KubeadmFacts) -> bool:
         """A joined host whose kubelet or kubeadm package is not at the inventory's version."""
-        wanted = self.inventory.cluster.version
-        return bool(wanted) and any(
-            p in k.packages and not version_matches(k.packages[p], wanted) for p in ("kubelet", "kubeadm"))
+        wanted = self.cluster.version
+        return bool(wanted) and any(p in k.packages and not version_matches(k.packages[p], wanted) for p in ("kubelet", "kubeadm"))
 
     def upgrade_steps(self, host: Host, f: HostFacts, *, first: bool) -> list[Step]:
         """The kubeadm upgrade of one host, after its repository points at the new minor (the
@@ -637,30 +721,66 @@ class Kubeadm(Distribution):
         kubeadm (``kubeadm version -o short`` on the host)."""
         os_ = hostos.for_facts(f)
         assert os_ is not None, "unsupported OS families are refused while validating hosts"
-        wanted = (self.inventory.cluster.version or "").lstrip("v")
+        wanted = (self.cluster.version or "").lstrip("v")
         exact = wanted if wanted.count(".") == 2 else None
         target = f"v{exact}" if exact else '"$(kubeadm version -o short)"'
         k = kubeadm_facts(f)
-        steps = [Step(f"kubeadm {wanted}", f"kubeadm {k.packages.get('kubeadm', '?')} is installed",
-                      (Command(f"{os_.unhold(['kubeadm'])} && {os_.install([os_.pin('kubeadm', exact)])} && "
-                               f"{os_.hold(['kubeadm'])}", PACKAGE_TIMEOUT),))]
+        steps = [
+            Step(
+                f"kubeadm {wanted}",
+                f"kubeadm {k.packages.get('kubeadm', '?')} is installed",
+                (
+                    Command(
+                        f"{os_.unhold(['kubeadm'])} && {os_.install([os_.pin('kubeadm', exact)])} && {os_.hold(['kubeadm'])}",
+                        PACKAGE_TIMEOUT,
+                    ),
+                ),
+            )
+        ]
         if first:
-            steps.append(Step("kubeadm upgrade plan", "kubeadm checks that the cluster can go to the new version",
-                              (Command(f"kubeadm upgrade plan {target}", self.timeout,
-                                       hint=f"see `kubeadm upgrade plan` on {host.name}"),)))
-            steps.append(Step("kubeadm upgrade apply", "the first control plane upgrades the cluster's components",
-                              (Command(f"kubeadm upgrade apply {target} -y", self.timeout + PACKAGE_TIMEOUT,
-                                       hint=f"see `journalctl -u kubelet` on {host.name}"),)))
+            steps.append(
+                Step(
+                    "kubeadm upgrade plan",
+                    "kubeadm checks that the cluster can go to the new version",
+                    (Command(f"kubeadm upgrade plan {target}", self.timeout, hint=f"see `kubeadm upgrade plan` on {host.name}"),),
+                )
+            )
+            steps.append(
+                Step(
+                    "kubeadm upgrade apply",
+                    "the first control plane upgrades the cluster's components",
+                    (
+                        Command(
+                            f"kubeadm upgrade apply {target} -y",
+                            self.timeout + PACKAGE_TIMEOUT,
+                            hint=f"see `journalctl -u kubelet` on {host.name}",
+                        ),
+                    ),
+                )
+            )
         else:
-            steps.append(Step("kubeadm upgrade node", "the node takes the new kubelet configuration",
-                              (Command("kubeadm upgrade node", self.timeout + 60,
-                                       hint=f"see `journalctl -u kubelet` on {host.name}"),)))
+            steps.append(
+                Step(
+                    "kubeadm upgrade node",
+                    "the node takes the new kubelet configuration",
+                    (Command("kubeadm upgrade node", self.timeout + 60, hint=f"see `journalctl -u kubelet` on {host.name}"),),
+                )
+            )
         pair = ["kubelet", "kubectl"]
-        steps.append(Step(f"kubelet and kubectl {wanted}", f"kubelet {k.packages.get('kubelet', '?')} is installed", (
-            Command(f"{os_.unhold(pair)} && {os_.install([os_.pin(p, exact) for p in pair], refresh=False)} && "
-                    f"{os_.hold(pair)} && systemctl daemon-reload && systemctl restart kubelet", PACKAGE_TIMEOUT,
-                    journal_unit="kubelet"),
-        )))
+        steps.append(
+            Step(
+                f"kubelet and kubectl {wanted}",
+                f"kubelet {k.packages.get('kubelet', '?')} is installed",
+                (
+                    Command(
+                        f"{os_.unhold(pair)} && {os_.install([os_.pin(p, exact) for p in pair], refresh=False)} && "
+                        f"{os_.hold(pair)} && systemctl daemon-reload && systemctl restart kubelet",
+                        PACKAGE_TIMEOUT,
+                        journal_unit="kubelet",
+                    ),
+                ),
+            )
+        )
         return steps
 
     def embedded_etcd(self, servers: int) -> bool:
@@ -668,7 +788,7 @@ class Kubeadm(Distribution):
         return True
 
     def upgraded_version(self) -> str | None:
-        version = (self.inventory.cluster.version or "").lstrip("v")
+        version = (self.cluster.version or "").lstrip("v")
         if not version:
             return None
         return f"v{version}" if version.count(".") == 2 else f"v{version}."
@@ -711,15 +831,14 @@ def _kubeadm_version(output: str) -> tuple[str, ...] | None:
 
 # What `kubeadm reset` tells the user to clean by hand: CNI config, interfaces, iptables chains.
 CNI_CLEANUP = (
-    "rm -rf /etc/cni/net.d && "
-    "for link in cni0 flannel.1; do if ip link show \"$link\" >/dev/null 2>&1; then ip link delete \"$link\"; fi; done"
+    'rm -rf /etc/cni/net.d && for link in cni0 flannel.1; do if ip link show "$link" >/dev/null 2>&1; then ip link delete "$link"; fi; done'
 )
 # Rules and chains whose text names kube-proxy's, Flannel's or the CNI plugins' chains are dropped;
 # every other rule is restored as it was.
 IPTABLES_CLEANUP = (
     "for tool in iptables ip6tables; do "
-    "command -v \"$tool-save\" >/dev/null 2>&1 || continue; "
-    "\"$tool-save\" | grep -v -E 'KUBE-|FLANNEL|CNI-' | \"$tool-restore\" || exit 1; "
+    'command -v "$tool-save" >/dev/null 2>&1 || continue; '
+    '"$tool-save" | grep -v -E \'KUBE-|FLANNEL|CNI-\' | "$tool-restore" || exit 1; '
     "done"
 )
 

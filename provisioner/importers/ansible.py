@@ -300,10 +300,7 @@ def _line(mapping: Any, key: Any) -> int | None:
 
 
 def _vars_from_mapping(mapping: Any, file: str, scope: str) -> dict[str, Var]:
-    return {
-        str(name): Var(str(name), plain(value), Origin(file, _line(mapping, name), scope))
-        for name, value in mapping.items()
-    }
+    return {str(name): Var(str(name), plain(value), Origin(file, _line(mapping, name), scope)) for name, value in mapping.items()}
 
 
 def parse_yaml(inventory: AnsibleInventory, text: str) -> None:
@@ -338,11 +335,15 @@ def parse_yaml(inventory: AnsibleInventory, text: str) -> None:
         hosts = body.get("hosts")
         if hosts is not None:
             if not isinstance(hosts, CommentedMap):
-                raise not_an_inventory(label, f"not an Ansible inventory: {name}.hosts must map host names to their vars", _line(body, "hosts"))
+                raise not_an_inventory(
+                    label, f"not an Ansible inventory: {name}.hosts must map host names to their vars", _line(body, "hosts")
+                )
             for pattern, host_body in hosts.items():
                 host_line = _line(hosts, pattern)
                 if host_body is not None and not isinstance(host_body, CommentedMap):
-                    raise not_an_inventory(label, f"not an Ansible inventory: host {pattern!r} must map variable names to values", host_line)
+                    raise not_an_inventory(
+                        label, f"not an Ansible inventory: host {pattern!r} must map variable names to values", host_line
+                    )
                 for host in expand_host_pattern(str(pattern)):
                     variables = _vars_from_mapping(host_body, label, f"host {host}") if host_body else {}
                     inventory.add_host(host, name, variables, Origin(label, host_line, f"group {name}"))
@@ -354,7 +355,9 @@ def parse_yaml(inventory: AnsibleInventory, text: str) -> None:
         children = body.get("children")
         if children is not None:
             if not isinstance(children, CommentedMap):
-                raise not_an_inventory(label, f"not an Ansible inventory: {name}.children must map group names to groups", _line(body, "children"))
+                raise not_an_inventory(
+                    label, f"not an Ansible inventory: {name}.children must map group names to groups", _line(body, "children")
+                )
             for child, child_body in children.items():
                 group(str(child), child_body, name, _line(children, child))
 
@@ -379,7 +382,9 @@ def parse_json(inventory: AnsibleInventory, text: str) -> None:
         if name == "_meta":
             continue
         if not isinstance(body, dict) or not set(body) <= _GROUP_KEYS:
-            raise not_an_inventory(label, f"not the JSON of ansible-inventory --list: group {name!r} holds more than hosts, vars and children")
+            raise not_an_inventory(
+                label, f"not the JSON of ansible-inventory --list: group {name!r} holds more than hosts, vars and children"
+            )
         inventory.group(name)
         for child in body.get("children") or []:
             inventory.add_child(name, str(child))
@@ -392,9 +397,7 @@ def parse_json(inventory: AnsibleInventory, text: str) -> None:
             raise not_an_inventory(label, f"not the JSON of ansible-inventory --list: hostvars of {host!r} must be an object")
         if host not in inventory.host_vars:
             inventory.add_host(host, "ungrouped", {}, Origin(label, None, "_meta.hostvars"))
-        inventory.host_vars[host].update(
-            {var: Var(var, value, Origin(label, None, f"host {host}")) for var, value in variables.items()}
-        )
+        inventory.host_vars[host].update({var: Var(var, value, Origin(label, None, f"host {host}")) for var, value in variables.items()})
 
 
 def load_vars_folders(inventory: AnsibleInventory, base: Path) -> None:

@@ -84,9 +84,7 @@ def _host_line(inventory: AnsibleInventory, group: str, line: str, number: int) 
         variables[name] = _literal(value)
     for host in expand_host_pattern(pattern):
         origin = Origin(label, number, f"host {host}")
-        inventory.add_host(
-            host, group, {k: Var(k, v, origin) for k, v in variables.items()}, Origin(label, number, f"group {group}")
-        )
+        inventory.add_host(host, group, {k: Var(k, v, origin) for k, v in variables.items()}, Origin(label, number, f"group {group}"))
 
 
 def _split(line: str, label: str, number: int) -> list[str]:

@@ -21,7 +21,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from provisioner.errors import UsageError
 from provisioner.importers.ansible import Note
-from provisioner.inventory import Host, Inventory, SSHOptions
+from provisioner.inventory import Host, Inventory, K3sCluster, SSHOptions
 
 DEFAULT_INSTALL_SCRIPT = "https://get.k3s.io"
 NODE_NAME_TEMPLATE = "--node-name={{ inventory_hostname }}"
@@ -48,12 +48,20 @@ def export_k3s_ansible(inventory: Inventory, source: str) -> tuple[str, list[Not
     group_vars["extra_server_args"] = _args(cluster.server_args + [NODE_NAME_TEMPLATE])
     group_vars["extra_agent_args"] = _args(cluster.agent_args + [NODE_NAME_TEMPLATE])
     if cluster.install_script_url != DEFAULT_INSTALL_SCRIPT:
-        notes.append(Note("cluster.install_script_url", source, "k3s-ansible downloads the install script from get.k3s.io; not carried over"))
+        notes.append(
+            Note("cluster.install_script_url", source, "k3s-ansible downloads the install script from get.k3s.io; not carried over")
+        )
     if cluster.airgap is not None:
         folder = _airgap_dir(inventory)
         if folder is None:
-            notes.append(Note("cluster.airgap", source, "k3s-ansible's airgap_dir needs k3s, k3s-install.sh and k3s-airgap-images-* "
-                              "in one folder: put them together and set airgap_dir by hand"))
+            notes.append(
+                Note(
+                    "cluster.airgap",
+                    source,
+                    "k3s-ansible's airgap_dir needs k3s, k3s-install.sh and k3s-airgap-images-* "
+                    "in one folder: put them together and set airgap_dir by hand",
+                )
+            )
         else:
             group_vars["airgap_dir"] = str(folder)
     group_vars.update(_ssh_vars(inventory.ssh, None))
@@ -100,7 +108,8 @@ def _args(flags: list[str]) -> str:
 
 def _airgap_dir(inventory: Inventory) -> Path | None:
     """The folder holding the air-gap files under k3s-ansible's names, or None."""
-    airgap = inventory.cluster.airgap
+    cluster = inventory.cluster
+    airgap = cluster.airgap if isinstance(cluster, K3sCluster) else None
     assert airgap is not None
     folder = airgap.k3s_binary.parent
     ok = (

@@ -102,13 +102,25 @@ def import_k3s_ansible(path: Path, *, name: str | None = None) -> ImportResult:
         if given is not None and given.value != host:
             draft_name = Sourced(node_name(str(given.value), notes, given.source or where), given.source)
         elif given is None and is_ip(host):
-            notes.append(Note(host, where, "named by its address: k3s-ansible let k3s name the node after the machine's "
-                              "hostname, the provisioner names it after the inventory; on an existing cluster, rename the host "
-                              "to its current node name before `up`"))
+            notes.append(
+                Note(
+                    host,
+                    where,
+                    "named by its address: k3s-ansible let k3s name the node after the machine's "
+                    "hostname, the provisioner names it after the inventory; on an existing cluster, rename the host "
+                    "to its current node name before `up`",
+                )
+            )
         if draft_name.value in names.values():
             raise not_an_inventory(inventory.label, f"two hosts would both be node {draft_name.value!r}; rename one")
         names[host] = draft_name.value
-        draft_host = DraftHost(name=draft_name, address=host_address(resolved, host), role=Sourced(role), **moved)
+        draft_host = DraftHost(
+            name=draft_name,
+            address=host_address(resolved, host),
+            role=Sourced(role),
+            node_ip=moved.get("node_ip"),
+            flannel_iface=moved.get("flannel_iface"),
+        )
         draft.hosts.append(draft_host)
         per_host_ssh[draft_name.value] = host_ssh(resolved, host, passwords)
         role_flags[role].append((host, flags, flag_vars))
@@ -259,7 +271,9 @@ def _agreed_flags(resolved: Resolved, entries: list[tuple[str, list[str], list[V
     host, flags, variables = with_flags[0]
     for other_host, other_flags, other_vars in entries:
         if other_flags != flags and other_vars:
-            resolved.note(other_vars[0], f"gives {other_host} other k3s flags than {host}; the provisioner sets them once per role: used {host}'s")
+            resolved.note(
+                other_vars[0], f"gives {other_host} other k3s flags than {host}; the provisioner sets them once per role: used {host}'s"
+            )
     config_ok: list[str] = []
     for flag in flags:
         _, problems = flags_to_config(config_ok + [flag])

@@ -108,8 +108,14 @@ def import_kubespray(path: Path, *, name: str | None = None, version: str | None
     if bastions:
         _bastion(inventory, bastions[0], draft, notes)
     if len(servers) > 1:
-        notes.append(Note(cp_group, inventory.label, f"{len(servers)} control-plane hosts: the provisioner's kubeadm supports one "
-                          "control plane for now, so `up` refuses this inventory until all but one are agents"))
+        notes.append(
+            Note(
+                cp_group,
+                inventory.label,
+                f"{len(servers)} control-plane hosts: the provisioner's kubeadm supports one "
+                "control plane for now, so `up` refuses this inventory until all but one are agents",
+            )
+        )
     resolved.report_leftovers(UNSUPPORTED)
 
     text = render(draft)
@@ -117,13 +123,26 @@ def import_kubespray(path: Path, *, name: str | None = None, version: str | None
     return ImportResult(text, notes)
 
 
-def _note_groups(inventory: AnsibleInventory, servers: list[str], agents: list[str], bastions: list[str],
-                 nodes: list[str], cp_group: str, notes: list[Note]) -> None:
+def _note_groups(
+    inventory: AnsibleInventory,
+    servers: list[str],
+    agents: list[str],
+    bastions: list[str],
+    nodes: list[str],
+    cp_group: str,
+    notes: list[Note],
+) -> None:
     label = inventory.label
     for host in servers:
         if host in nodes:
-            notes.append(Note(host, str(inventory.host_origin[host]), f"in {cp_group} and kube_node: imported as a server; kubespray let "
-                              "it run workloads, kubeadm keeps the control-plane taint (remove it with kubectl taint if wanted)"))
+            notes.append(
+                Note(
+                    host,
+                    str(inventory.host_origin[host]),
+                    f"in {cp_group} and kube_node: imported as a server; kubespray let "
+                    "it run workloads, kubeadm keeps the control-plane taint (remove it with kubectl taint if wanted)",
+                )
+            )
     etcd = inventory.members("etcd")
     if etcd:
         notes.append(Note("etcd", label, "group noted only: kubeadm runs etcd on the control-plane host"))
@@ -142,8 +161,11 @@ def _version(resolved: Resolved, draft: Draft, wanted: str | None) -> None:
         draft.cluster["version"] = Sourced(wanted.lstrip("v"), "from --version")
         return
     if resolved.usable(var, "cluster.version") is None:
-        raise not_an_inventory(resolved.inventory.label, "kube_version is not set in the inventory or its group_vars "
-                               "(kubespray takes its release's default): pass --version, e.g. --version 1.31.4")
+        raise not_an_inventory(
+            resolved.inventory.label,
+            "kube_version is not set in the inventory or its group_vars "
+            "(kubespray takes its release's default): pass --version, e.g. --version 1.31.4",
+        )
     assert var is not None
     match = _VERSION.match(str(var.value))
     if not match:

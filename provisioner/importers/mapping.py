@@ -183,11 +183,28 @@ def folder_name(inventory: AnsibleInventory, fallback: str) -> str:
 # --- connection variables ----------------------------------------------------------------
 
 CONNECTION_VARS = (
-    "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port", "ansible_user", "ansible_ssh_user",
-    "ansible_ssh_private_key_file", "ansible_private_key_file", "ansible_become_password", "ansible_become_pass",
-    "ansible_sudo_pass", "ansible_sudo_password", "ansible_ssh_common_args", "ansible_ssh_extra_args",
-    "ansible_ssh_timeout", "ansible_timeout", "ansible_password", "ansible_ssh_pass", "ansible_become",
-    "ansible_become_method", "ansible_become_user", "ansible_connection",
+    "ansible_host",
+    "ansible_ssh_host",
+    "ansible_port",
+    "ansible_ssh_port",
+    "ansible_user",
+    "ansible_ssh_user",
+    "ansible_ssh_private_key_file",
+    "ansible_private_key_file",
+    "ansible_become_password",
+    "ansible_become_pass",
+    "ansible_sudo_pass",
+    "ansible_sudo_password",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+    "ansible_ssh_timeout",
+    "ansible_timeout",
+    "ansible_password",
+    "ansible_ssh_pass",
+    "ansible_become",
+    "ansible_become_method",
+    "ansible_become_user",
+    "ansible_connection",
 )
 _POLICY = {"yes": "strict", "accept-new": "accept-new", "no": "off", "off": "off"}
 
@@ -237,8 +254,13 @@ def host_ssh(resolved: Resolved, host: str, distinct_password: bool) -> dict[str
             name = SUDO_PASSWORD_ENV
             if distinct_password:
                 name += "_" + re.sub(r"[^A-Z0-9]", "_", host.upper())
-            out["sudo_password_env"] = Sourced(name, f"from {password.origin.place}: {password.name} (the password itself is not written here)")
-            r.note(password, f"the password is never written into the inventory: export {name}=<the password> before `up` (ssh.sudo_password_env)")
+            out["sudo_password_env"] = Sourced(
+                name, f"from {password.origin.place}: {password.name} (the password itself is not written here)"
+            )
+            r.note(
+                password,
+                f"the password is never written into the inventory: export {name}=<the password> before `up` (ssh.sudo_password_env)",
+            )
     if (var := r.get(host, "ansible_password", "ansible_ssh_pass")) is not None:
         r.note(var, "SSH password logins are not supported: use a key (ssh.private_key or your agent); the password is not written")
     if (var := r.get(host, "ansible_become")) is not None and str(var.value).lower() in ("false", "no", "0"):

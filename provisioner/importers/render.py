@@ -12,11 +12,26 @@ from ruamel.yaml.error import YAMLError
 from provisioner.importers.mapping import Draft, Sourced
 
 _CLUSTER_ORDER = (
-    "name", "distribution", "version", "channel", "api_endpoint", "server_args", "agent_args", "airgap",
-    "pod_network_cidr", "service_cidr",
+    "name",
+    "distribution",
+    "version",
+    "channel",
+    "api_endpoint",
+    "server_args",
+    "agent_args",
+    "airgap",
+    "pod_network_cidr",
+    "service_cidr",
 )
 _SSH_ORDER = (
-    "user", "port", "private_key", "host_key_policy", "known_hosts", "sudo_password_env", "proxy_jump", "connect_timeout",
+    "user",
+    "port",
+    "private_key",
+    "host_key_policy",
+    "known_hosts",
+    "sudo_password_env",
+    "proxy_jump",
+    "connect_timeout",
 )
 
 

@@ -80,6 +80,7 @@ class Options:
     @property
     def drain(self) -> DrainOptions:
         return DrainOptions(self.drain_timeout, self.delete_emptydir_data, self.force)
+
     check: CheckOptions | None = None  # `check`, `up --check`: what to prove about the running cluster
 
 

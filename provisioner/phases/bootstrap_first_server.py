@@ -21,8 +21,7 @@ class BootstrapFirstServer(Phase):
     def run(self, ctx: Context) -> None:
         init = ctx.init_server
         plan = ctx.plan.hosts[init.name]
-        ctx.each([init], lambda host: ctx.execute(host, plan.steps), step=f"{plan.action.value}: {init.role}",
-                 done="API ready")
+        ctx.each([init], lambda host: ctx.execute(host, plan.steps), step=f"{plan.action.value}: {init.role}", done="API ready")
         if init.name in ctx.failures:
             raise HostsFailed({init.name: ctx.failures[init.name]})
         ctx.outcome(init).result = Result.CHANGED

@@ -59,11 +59,14 @@ class CheckCluster(Phase):
             rows.append(failed(f"kubectl on {server.name}", f"`kubectl get nodes` failed: {listing.error}"))
         else:
             ctx.results.nodes = listing.nodes
-            rows.extend(node_checks(
-                listing.nodes, [h.name for h in ctx.inputs.inventory.hosts],
-                version_problem=dist.version_problem,
-                allow_cordoned=options.allow_cordoned if options else (),
-            ))
+            rows.extend(
+                node_checks(
+                    listing.nodes,
+                    [h.name for h in ctx.inputs.inventory.hosts],
+                    version_problem=dist.version_problem,
+                    allow_cordoned=options.allow_cordoned if options else (),
+                )
+            )
         rows.extend([api_row] if api_row else [])
         rows.append(self._read(ctx, server, "get pods -n kube-system -o json", "kube-system pods", system_pods_check))
         for namespace, name in dist.system_daemonsets:
@@ -73,8 +76,7 @@ class CheckCluster(Phase):
         ctx.inputs.reporter.done(server.name, "checked")
 
     @staticmethod
-    def _read(ctx: Context, server: Host, args: str, name: str,
-              judge: Callable[[str], CheckResult]) -> CheckResult:
+    def _read(ctx: Context, server: Host, args: str, name: str, judge: Callable[[str], CheckResult]) -> CheckResult:
         result = ctx.remote(server).sudo(ctx.inputs.distribution.kubectl(args), check=False, timeout=30)
         if not result.ok:
             return failed(name, f"`kubectl {args}` failed: {(result.stderr.strip().splitlines() or ['no output'])[-1]}")

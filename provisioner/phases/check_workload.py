@@ -91,8 +91,13 @@ class CheckWorkload(Phase):
             if status.available >= SCALED and status.updated >= SCALED:
                 break
             if time.monotonic() >= deadline:
-                return [failed("workload nginx 2 → 4", f"{status.available}/{SCALED} replicas available "
-                               f"({status.ready} ready) after {ctx.inputs.options.timeout:.0f}s, image {options.image}")]
+                return [
+                    failed(
+                        "workload nginx 2 → 4",
+                        f"{status.available}/{SCALED} replicas available "
+                        f"({status.ready} ready) after {ctx.inputs.options.timeout:.0f}s, image {options.image}",
+                    )
+                ]
             time.sleep(POLL_SECONDS)
         seconds = time.monotonic() - started
         rows = [ok("workload nginx 2 → 4", f"{SCALED}/{SCALED} replicas available after {seconds:.0f}s, image {options.image}")]
@@ -112,8 +117,7 @@ class CheckWorkload(Phase):
         """Delete the namespace and wait until it is gone (bounded)."""
         ctx.inputs.reporter.step(remote.name, f"workload: deleting {namespace}")
         name = "workload namespace removed"
-        command = ctx.inputs.distribution.kubectl(
-            f"delete namespace {shlex.quote(namespace)} --ignore-not-found --wait=true --timeout=60s")
+        command = ctx.inputs.distribution.kubectl(f"delete namespace {shlex.quote(namespace)} --ignore-not-found --wait=true --timeout=60s")
         try:
             remote.sudo(f"rm -f /tmp/{namespace}.json; {command}", timeout=KUBECTL_SECONDS + 30)
         except ProvisionerError as error:
@@ -128,5 +132,6 @@ class CheckWorkload(Phase):
         try:
             remote.sudo(f"setsid -f sh -c {shlex.quote(inner)} </dev/null >/dev/null 2>&1", timeout=10)
         except Exception as error:  # noqa: BLE001 - we are ending anyway; the log says what was left
-            ctx.warn(f"could not start the removal of namespace {namespace}: {error}; "
-                     f"remove it with `kubectl delete namespace {namespace}`")
+            ctx.warn(
+                f"could not start the removal of namespace {namespace}: {error}; remove it with `kubectl delete namespace {namespace}`"
+            )

@@ -19,7 +19,10 @@ class Connect(Phase):
         inputs = ctx.inputs
         inputs.reporter.begin([(h.name, h.role) for h in inputs.hosts])
         connected = ctx.each(
-            inputs.hosts, lambda host: inputs.connector(inputs.inventory, host), step="connecting", done="connected",
+            inputs.hosts,
+            lambda host: inputs.connector(inputs.inventory, host),
+            step="connecting",
+            done="connected",
             limit=inputs.options.connect_concurrency,
         )
         ctx.results.remotes.update(connected)

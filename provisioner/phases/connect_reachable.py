@@ -16,8 +16,7 @@ class ConnectReachable(Phase):
     def run(self, ctx: Context) -> None:
         inputs = ctx.inputs
         inputs.reporter.begin([(h.name, h.role) for h in inputs.hosts])
-        connected = ctx.each(inputs.hosts, lambda host: inputs.connector(inputs.inventory, host),
-                             step="connecting", done="connected")
+        connected = ctx.each(inputs.hosts, lambda host: inputs.connector(inputs.inventory, host), step="connecting", done="connected")
         ctx.results.remotes.update(connected)
         failed = dict(ctx.failures)
         ctx.failures.clear()
@@ -25,5 +24,6 @@ class ConnectReachable(Phase):
             ctx.results.unreachable[name] = str(error)
             ctx.warn(f"{name} does not answer over SSH; going on without it ({error})")
         if not any(h.name in connected for h in inputs.inventory.servers):
-            raise HostsFailed({name: error for name, error in failed.items()} or
-                              {"servers": ProvisionerError("no server in the inventory")})
+            raise HostsFailed(
+                {name: error for name, error in failed.items()} or {"servers": ProvisionerError("no server in the inventory")}
+            )

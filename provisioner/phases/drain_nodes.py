@@ -50,7 +50,8 @@ def drain_node(ctx: Context, api: Host, node: str, step: Step, timeout: float) -
             for b in found:
                 ctx.inputs.reporter.note(
                     f"drain of {node} waits for PDB {b.budget.namespace}/{b.budget.name} "
-                    f"(disruptionsAllowed={b.budget.disruptions_allowed}; covers {', '.join(b.pods)})")
+                    f"(disruptionsAllowed={b.budget.disruptions_allowed}; covers {', '.join(b.pods)})"
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DrainBlocked(node, timeout, found, str(error)) from None

@@ -26,9 +26,11 @@ class GatherHealth(Phase):
             received = time.time()
             return parse_health(host.name, parse_key_values(result.stdout), sent=sent, received=received)
 
-        ctx.results.health.update(ctx.each(
-            [h for h in ctx.inputs.hosts if h.name in ctx.results.remotes],
-            gather,
-            step="reading clock, disk and memory",
-            done="health read",
-        ))
+        ctx.results.health.update(
+            ctx.each(
+                [h for h in ctx.inputs.hosts if h.name in ctx.results.remotes],
+                gather,
+                step="reading clock, disk and memory",
+                done="health read",
+            )
+        )

@@ -33,8 +33,10 @@ class GetKubeconfig(Phase):
         )
         if options.merge:
             written = kubeconfig.merge_files(
-                kubeconfig.kubeconfig_files(options.kubeconfig_out), config,
-                set_current=options.set_current, replace=options.replace,
+                kubeconfig.kubeconfig_files(options.kubeconfig_out),
+                config,
+                set_current=options.set_current,
+                replace=options.replace,
             )
         else:
             target = options.kubeconfig_out or Path(f"{inputs.inventory.cluster.name}.kubeconfig")

@@ -16,8 +16,7 @@ class _Join(Phase):
         return [
             plans[h.name].host
             for h in ctx.inputs.inventory.hosts
-            if h.role == self.role and h.name != ctx.init_server.name and plans[h.name].action.changes
-            and h.name not in ctx.plan.rolled
+            if h.role == self.role and h.name != ctx.init_server.name and plans[h.name].action.changes and h.name not in ctx.plan.rolled
         ]
 
     def should_run(self, ctx: Context) -> bool:

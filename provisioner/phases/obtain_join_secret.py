@@ -23,7 +23,6 @@ class ObtainJoinSecret(Phase):
         init = ctx.init_server
         step = ctx.plan.cluster.join_secret
         assert step is not None
-        ctx.each([init], lambda host: ctx.execute(host, [step], cluster=True),
-                 step="reading the join secret", done="join secret ready")
+        ctx.each([init], lambda host: ctx.execute(host, [step], cluster=True), step="reading the join secret", done="join secret ready")
         if init.name in ctx.failures:
             raise HostsFailed({init.name: ctx.failures[init.name]})

@@ -21,8 +21,14 @@ class PlanHosts(Phase):
         try:
             hosts = dist.plan(ctx.results.facts, ctx.state)
             options = ctx.inputs.options
-            rollout = plan_rollout(dist, hosts, ctx.state, drain=None if options.no_drain else options.drain,
-                                   max_unavailable=options.max_unavailable, wait_timeout=options.timeout)
+            rollout = plan_rollout(
+                dist,
+                hosts,
+                ctx.state,
+                drain=None if options.no_drain else options.drain,
+                max_unavailable=options.max_unavailable,
+                wait_timeout=options.timeout,
+            )
             plan = RunPlan(hosts, dist.cluster_plan(hosts, ctx.state), rollout)
         except jinja2.TemplateError as error:
             raise ProvisionerError(f"template error: {error}") from None
@@ -30,8 +36,10 @@ class PlanHosts(Phase):
         inventory_names = {h.name for h in ctx.inputs.inventory.hosts}
         for node in ctx.state.nodes or []:
             if node.name not in inventory_names:
-                ctx.warn(f"node {node.name} is in the cluster but not in inventory: remove it with "
-                         f"`provisioner remove -i INVENTORY {node.name}` (nothing deletes it on its own)")
+                ctx.warn(
+                    f"node {node.name} is in the cluster but not in inventory: remove it with "
+                    f"`provisioner remove -i INVENTORY {node.name}` (nothing deletes it on its own)"
+                )
         for name, host_plan in plan.hosts.items():
             ctx.outcome(name).action = host_plan.action
             ctx.inputs.reporter.step(name, "up to date" if not host_plan.action.changes else f"to {host_plan.action.value}")

@@ -15,8 +15,9 @@ class PlanRemoval(Phase):
 
     def run(self, ctx: Context) -> None:
         inputs = ctx.inputs
-        plan = plan_removal(inputs.options.targets, inputs.inventory, inputs.distribution, ctx.state,
-                            ctx.results.facts, inputs.options.drain)
+        plan = plan_removal(
+            inputs.options.targets, inputs.inventory, inputs.distribution, ctx.state, ctx.results.facts, inputs.options.drain
+        )
         ctx.results.removal = plan
         for node in plan.nodes:
             ctx.inputs.reporter.step(node.name, "to remove" + (f" ({node.skipped})" if node.skipped else ""))

@@ -38,8 +38,9 @@ def select_context(path: Path, context: str) -> dict[str, object]:
     try:
         text = path.read_text()
     except OSError as error:
-        raise KubeconfigError(f"cannot read the kubeconfig {path}: {error.strerror or error} "
-                              "(write it with `provisioner kubeconfig`, or pass --kubeconfig)") from None
+        raise KubeconfigError(
+            f"cannot read the kubeconfig {path}: {error.strerror or error} (write it with `provisioner kubeconfig`, or pass --kubeconfig)"
+        ) from None
     data = kubeconfig.parse(text, str(path))
 
     def entry(section: str, key: str, wanted: object) -> object:

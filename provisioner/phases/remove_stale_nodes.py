@@ -20,7 +20,11 @@ class RemoveStaleNodes(Phase):
         init = ctx.init_server
         for warning in ctx.plan.cluster.warnings:
             ctx.warn(warning)
-        ctx.each([init], lambda host: ctx.execute(host, ctx.plan.cluster.stale_nodes, cluster=True),
-                 step="deleting stale node objects", done="stale node objects deleted")
+        ctx.each(
+            [init],
+            lambda host: ctx.execute(host, ctx.plan.cluster.stale_nodes, cluster=True),
+            step="deleting stale node objects",
+            done="stale node objects deleted",
+        )
         if init.name in ctx.failures:
             raise HostsFailed({init.name: ctx.failures[init.name]})

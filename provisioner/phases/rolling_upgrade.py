@@ -72,13 +72,14 @@ class RollingUpgrade(Phase):
                 failed = current.host.name if current is not None else next(iter(ctx.failures), wave[0].host.name)
                 cause = ctx.failures.get(failed, error)
                 done = set(ctx.results.upgraded) | {failed}
-                untouched = [n for n in order[order.index(wave[0].host.name):] if n not in done]
+                untouched = [n for n in order[order.index(wave[0].host.name) :] if n not in done]
                 ctx.outcome(failed).result = Result.FAILED
                 raise RolloutStopped(failed, cause, untouched) from None
 
     @staticmethod
     def _upgrade(ctx: Context, wave: tuple[RolloutHost, ...]) -> None:
         """The wave's planned upgrade steps, its hosts in parallel; the first failure stops it."""
+
         def upgrade(host: Host) -> None:
             ctx.outcome(host).result = Result.CHANGED
             ctx.execute(host, ctx.plan.hosts[host.name].steps)

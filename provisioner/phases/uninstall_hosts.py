@@ -14,8 +14,10 @@ class UninstallSkipped(ProvisionerError):
 
     def __init__(self, hosts: dict[str, str]) -> None:
         self.hosts = hosts
-        super().__init__(f"uninstall skipped on {', '.join(hosts)} (unreachable); the Node objects were removed. "
-                         "Uninstall by hand or rerun when the host answers; --unreachable-ok accepts this")
+        super().__init__(
+            f"uninstall skipped on {', '.join(hosts)} (unreachable); the Node objects were removed. "
+            "Uninstall by hand or rerun when the host answers; --unreachable-ok accepts this"
+        )
 
     def lines(self) -> list[str]:
         return [str(self)] + [f"  {name}: {reason}" for name, reason in self.hosts.items()]

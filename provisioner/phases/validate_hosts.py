@@ -28,9 +28,7 @@ class ValidateHosts(Phase):
                 by_machine_id[host_facts.machine_id].append(name)
         for hostname, names in by_hostname.items():
             if len(names) > 1:
-                ctx.inputs.reporter.note(
-                    f"{', '.join(names)} share the hostname {hostname!r}; they join under their inventory names"
-                )
+                ctx.inputs.reporter.note(f"{', '.join(names)} share the hostname {hostname!r}; they join under their inventory names")
         for machine_id, names in by_machine_id.items():
             if len(names) > 1:
                 ctx.warn(

@@ -48,13 +48,20 @@ class WaitReady(Phase):
         ctx.results.nodes = nodes
         state = readiness(nodes, expected)
         rows = [n.as_dict() for n in state.not_ready] + [
-            {"name": name, "status": "missing", "ready": False, "roles": [], "version": "", "address": "",
-             "reason": "NotRegistered", "message": "no Node object with this name"}
+            {
+                "name": name,
+                "status": "missing",
+                "ready": False,
+                "roles": [],
+                "version": "",
+                "address": "",
+                "reason": "NotRegistered",
+                "message": "no Node object with this name",
+            }
             for name in state.missing
         ]
         raise NotReadyError(
-            f"{len(rows)} of {len(expected)} nodes not Ready after {timeout:.0f}s: "
-            + ", ".join(r["name"] for r in rows),
+            f"{len(rows)} of {len(expected)} nodes not Ready after {timeout:.0f}s: " + ", ".join(r["name"] for r in rows),
             rows,
         )
 

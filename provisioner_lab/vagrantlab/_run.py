@@ -22,8 +22,7 @@ def run(
     """Run a command with stdin closed; with check, raise VagrantLabError naming it and its last line."""
     args = [os.fspath(a) for a in argv]
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL)
     except FileNotFoundError as exc:
         raise VagrantLabError(f"command not found: {args[0]}") from exc
     if check and proc.returncode != 0:

@@ -56,8 +56,7 @@ VAGRANT_PUBLIC_KEY = Path("/usr/share/rubygems-integration/all/gems/vagrant-2.3.
 #: Fixed so the box is the same for the same recipe; each VM is a copy-on-write clone of it.
 ROOT_UUID = "5a7e1d4c-0b0b-4e5d-8a1e-7b6f0c0ffee1"
 
-_MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer",
-                 "man-db.timer", "getty@tty1.service")
+_MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer", "man-db.timer", "getty@tty1.service")
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,12 @@ def rootfs_name() -> str:
 
 def box_name() -> str:
     """``provisioner-bookworm-<hash>``: changes with the package list or this recipe's source."""
-    recipe = {"rootfs": rootfs_name(), "version": RECIPE_VERSION, "disk_gib": DISK_GIB,
-              "source": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
+    recipe = {
+        "rootfs": rootfs_name(),
+        "version": RECIPE_VERSION,
+        "disk_gib": DISK_GIB,
+        "source": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+    }
     return f"provisioner-{SUITE}-{_digest(recipe)}"
 
 
@@ -166,8 +169,7 @@ def _build_box(rootfs: Path, target: Path) -> None:
         package = work / "box"
         package.mkdir()
         run(["qemu-img", "convert", "-O", "qcow2", raw, package / "box.img"], timeout=1800)
-        (package / "metadata.json").write_text(
-            json.dumps({"provider": "libvirt", "format": "qcow2", "virtual_size": DISK_GIB}) + "\n")
+        (package / "metadata.json").write_text(json.dumps({"provider": "libvirt", "format": "qcow2", "virtual_size": DISK_GIB}) + "\n")
         (package / "Vagrantfile").write_text(BOX_VAGRANTFILE)
         partial = target.with_name(f".partial-{target.name}")
         run(["tar", "-C", package, "-cf", partial, "metadata.json", "Vagrantfile", "box.img"], timeout=1800)
@@ -203,8 +205,10 @@ def _configure(root: Path) -> None:
     _write(root / "etc/hosts", "127.0.0.1 localhost\n127.0.1.1 bookworm\n::1 localhost ip6-localhost ip6-loopback\n")
     # Network: DHCP on every Ethernet NIC unless a lower-numbered file (Vagrant writes
     # 50-vagrant-<nic>.network for its private networks) says otherwise.
-    _write(root / "etc/systemd/network/99-dhcp.network",
-           "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n")
+    _write(
+        root / "etc/systemd/network/99-dhcp.network",
+        "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+    )
     resolv = root / "etc/resolv.conf"
     if resolv.is_symlink():
         resolv.unlink()
@@ -214,8 +218,10 @@ def _configure(root: Path) -> None:
     # SSH: no host keys in the box; each VM makes its own on first boot, before sshd's own check.
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
-    _write(root / "etc/systemd/system/ssh.service.d/host-keys.conf",
-           "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n")
+    _write(
+        root / "etc/systemd/system/ssh.service.d/host-keys.conf",
+        "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n",
+    )
     _write(root / "etc/ssh/sshd_config.d/vagrant.conf", "UseDNS no\nPasswordAuthentication no\n")
     # Identity: each VM makes its own machine-id on first boot.
     _write(root / "etc/machine-id", "")
@@ -223,8 +229,7 @@ def _configure(root: Path) -> None:
     if dbus_id.exists() or dbus_id.is_symlink():
         dbus_id.unlink()
     # The vagrant user: Vagrant's insecure key (Vagrant replaces it on first `up`), sudo without password.
-    run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo",
-         "--comment", "vagrant", "vagrant"])
+    run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", "--comment", "vagrant", "vagrant"])
     ssh_dir = root / "home/vagrant/.ssh"
     _write(ssh_dir / "authorized_keys", VAGRANT_PUBLIC_KEY.read_text(), mode=0o600)
     ssh_dir.chmod(0o700)
@@ -237,14 +242,17 @@ def _configure(root: Path) -> None:
         raise VagrantLabError(f"no kernel or initrd in {root / 'boot'}; was linux-image installed?")
     shutil.copytree(GRUB_DIR, root / "boot/grub/i386-pc", dirs_exist_ok=True)
     kernel, initrd = f"/boot/{kernels[-1].name}", f"/boot/{initrds[-1].name}"
-    _write(root / "boot/grub/grub.cfg", (
-        "set timeout=0\n"
-        "insmod part_msdos\ninsmod ext2\n"
-        f"search --no-floppy --fs-uuid --set=root {ROOT_UUID}\n"
-        f"linux {kernel} root=UUID={ROOT_UUID} ro console=tty0 console=ttyS0,115200 quiet\n"
-        f"initrd {initrd}\n"
-        "boot\n"
-    ))
+    _write(
+        root / "boot/grub/grub.cfg",
+        (
+            "set timeout=0\n"
+            "insmod part_msdos\ninsmod ext2\n"
+            f"search --no-floppy --fs-uuid --set=root {ROOT_UUID}\n"
+            f"linux {kernel} root=UUID={ROOT_UUID} ro console=tty0 console=ttyS0,115200 quiet\n"
+            f"initrd {initrd}\n"
+            "boot\n"
+        ),
+    )
     # Smaller box: no package caches (the VMs have no mirror to use them with).
     for deb in (root / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
@@ -265,12 +273,46 @@ def _make_disk(tree: Path, raw: Path) -> None:
     with raw.open("wb") as f:
         f.truncate(size)
     sectors = size // 512 - PARTITION_START
-    run(["mkfs.ext4", "-q", "-F", "-L", "root", "-U", ROOT_UUID, "-d", tree,
-         "-E", f"offset={PARTITION_START * 512}", raw, f"{sectors // 8}"], timeout=1800)
+    run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "root",
+            "-U",
+            ROOT_UUID,
+            "-d",
+            tree,
+            "-E",
+            f"offset={PARTITION_START * 512}",
+            raw,
+            f"{sectors // 8}",
+        ],
+        timeout=1800,
+    )
     core = raw.with_name("core.img")
-    run(["grub-mkimage", "-O", "i386-pc", "-o", core, "-p", "(hd0,msdos1)/boot/grub",
-         "biosdisk", "part_msdos", "ext2", "normal", "linux", "search", "search_fs_uuid", "configfile",
-         "echo", "test"])
+    run(
+        [
+            "grub-mkimage",
+            "-O",
+            "i386-pc",
+            "-o",
+            core,
+            "-p",
+            "(hd0,msdos1)/boot/grub",
+            "biosdisk",
+            "part_msdos",
+            "ext2",
+            "normal",
+            "linux",
+            "search",
+            "search_fs_uuid",
+            "configfile",
+            "echo",
+            "test",
+        ]
+    )
     core_bytes = core.read_bytes()
     if len(core_bytes) > (PARTITION_START - 1) * 512:
         raise VagrantLabError(f"GRUB core.img is {len(core_bytes)} bytes; it does not fit before the partition")

@@ -23,8 +23,16 @@ from provisioner_lab.vagrantlab._run import VagrantLabError, run
 
 URI = "qemu:///system"
 SOCKET = Path("/run/libvirt/libvirt-sock")
-PACKAGES: tuple[str, ...] = ("qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients",
-                             "dnsmasq-base", "iptables", "vagrant", "vagrant-libvirt")
+PACKAGES: tuple[str, ...] = (
+    "qemu-system-x86",
+    "qemu-utils",
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "dnsmasq-base",
+    "iptables",
+    "vagrant",
+    "vagrant-libvirt",
+)
 
 QEMU_CONF = """\
 # Written by provisioner_lab.vagrantlab for its private libvirtd only.
@@ -67,14 +75,16 @@ class Libvirtd:
         logs.mkdir(exist_ok=True)
         (self.config / "qemu.conf").write_text(QEMU_CONF)
         (self.config / "libvirtd.conf").write_text(
-            'unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\nauth_unix_rw = "none"\n'
-            f'log_outputs = "3:file:{logs}/libvirtd.log"\n')
+            f'unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\nauth_unix_rw = "none"\nlog_outputs = "3:file:{logs}/libvirtd.log"\n'
+        )
         (self.config / "virtlogd.conf").write_text(f'log_outputs = "3:file:{logs}/virtlogd.log"\n')
         for name in ("virtlogd", "libvirtd"):
             script = f'mount --bind "$1" /etc/libvirt && exec {name} --config "$1/{name}.conf"'
             proc = subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(self.config)],
-                stdin=subprocess.DEVNULL, stdout=(logs / f"{name}.out").open("ab"), stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=(logs / f"{name}.out").open("ab"),
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             self.pids[name] = proc.pid

@@ -64,8 +64,10 @@ def wait_ready_state(env: LabEnv, server: str, node: str, ready: bool, seconds: 
     state = "?"
     while time.monotonic() < deadline:
         nodes = json.loads(env.ssh(server, "k3s kubectl get nodes -o json"))["items"]
-        state = next((c["status"] for n in nodes if n["metadata"]["name"] == node
-                      for c in n["status"]["conditions"] if c["type"] == "Ready"), "missing")
+        state = next(
+            (c["status"] for n in nodes if n["metadata"]["name"] == node for c in n["status"]["conditions"] if c["type"] == "Ready"),
+            "missing",
+        )
         if (state == "True") == ready:
             return
         time.sleep(3)

@@ -81,8 +81,12 @@ def test_growing_the_lab_by_one_host_and_rerunning_changes_only_the_new_host(lab
     run = lab_env.provisioner("up", "-o", "json", "--timeout", "120")
     assert run.code == 0, run.stderr
     results = {h["name"]: (h["action"], h["result"]) for h in run.json()["hosts"]}
-    assert results == {SERVER: ("nothing", "unchanged"), AGENT1: ("nothing", "unchanged"),
-                       AGENT2: ("nothing", "unchanged"), AGENT3: ("join", "changed")}
+    assert results == {
+        SERVER: ("nothing", "unchanged"),
+        AGENT1: ("nothing", "unchanged"),
+        AGENT2: ("nothing", "unchanged"),
+        AGENT3: ("join", "changed"),
+    }
     assert {h: lab_env.unit_state(h) for h in before} == before
     assert sorted(n["name"] for n in run.json()["nodes"] if n["ready"]) == [AGENT1, AGENT2, AGENT3, SERVER]
 

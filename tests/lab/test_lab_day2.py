@@ -39,8 +39,9 @@ def run(env: LabEnv, *args: str, inventory: Path | None = None, timeout: float =
     """`provisioner <command> -i <inventory> ...` with the kubeconfig files inside the lab folder."""
     path = inventory or env.inventory
     added = () if args[0] in ("up", "plan", "status", "kubeconfig") else ("-i", str(path))  # the helper adds -i for these
-    result = env.provisioner(args[0], *added, *args[1:], inventory=path, timeout=timeout,
-                             env={"KUBECONFIG": str(env.workdir / "merged.kubeconfig")})
+    result = env.provisioner(
+        args[0], *added, *args[1:], inventory=path, timeout=timeout, env={"KUBECONFIG": str(env.workdir / "merged.kubeconfig")}
+    )
     return result.code, result.stdout, result.stderr
 
 
@@ -66,8 +67,14 @@ def test_remove_of_an_agent_deletes_its_node_uninstalls_k3s_and_up_joins_it_agai
     TIMINGS["remove one agent"] = round(time.monotonic() - started, 1)
     assert code == 0, out + err
     assert agent not in nodes(day2)
-    assert day2.ssh(agent, "test -e /usr/local/bin/k3s || test -e /etc/systemd/system/k3s-agent.service "
-                           "|| test -e /etc/rancher/k3s/config.yaml && echo left || echo gone").strip() == "gone"
+    assert (
+        day2.ssh(
+            agent,
+            "test -e /usr/local/bin/k3s || test -e /etc/systemd/system/k3s-agent.service "
+            "|| test -e /etc/rancher/k3s/config.yaml && echo left || echo gone",
+        ).strip()
+        == "gone"
+    )
     assert "delete" in out and agent in out
     code, out, err = run(day2, "up", "--timeout", "180", "-o", "json")
     assert code == 0, out + err
@@ -142,8 +149,7 @@ def test_remove_with_a_pdb_that_allows_one_moves_the_pods_and_removes_the_node(d
     assert code == 0, out + err
 
 
-def test_a_rolling_upgrade_of_one_plus_three_keeps_at_most_one_node_cordoned_and_ends_ready_on_the_new_version(
-        day2: LabEnv) -> None:
+def test_a_rolling_upgrade_of_one_plus_three_keeps_at_most_one_node_cordoned_and_ends_ready_on_the_new_version(day2: LabEnv) -> None:
     binary = zipapps.build_cached("k3s", day2.workdir / "standin", NEW_VERSION)
 
     def change(data: dict) -> None:  # type: ignore[type-arg]
@@ -192,14 +198,21 @@ def test_a_rolling_upgrade_of_one_plus_three_keeps_at_most_one_node_cordoned_and
 def test_reset_then_up_builds_a_fresh_cluster_with_a_new_ca_on_the_same_hosts(day2: LabEnv) -> None:
     inventory = day2.workdir / "upgraded.yaml"
     before = day2.ssh(SERVER, "cat /var/lib/rancher/k3s/server/node-token").strip()
-    refused = subprocess.run([*_cli(day2), "reset", "-i", str(inventory)], stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, cwd=day2.workdir, timeout=120)
+    refused = subprocess.run(
+        [*_cli(day2), "reset", "-i", str(inventory)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=day2.workdir,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "--yes" in refused.stderr
     code, out, err = run(day2, "reset", "--yes", inventory=inventory)
     assert code == 0, out + err
     for host in (SERVER, *AGENTS):
-        assert day2.ssh(host, "test -e /usr/local/bin/k3s || test -d /var/lib/rancher/k3s && echo left || echo gone"
-                        ).strip() == "gone", host
+        assert day2.ssh(host, "test -e /usr/local/bin/k3s || test -d /var/lib/rancher/k3s && echo left || echo gone").strip() == "gone", (
+            host
+        )
     written = day2.workdir / f"{LAB_NAME}.kubeconfig"
     assert json.dumps(json.loads(json.dumps(_yaml(written)))).count(LAB_NAME) == 0
     code, out, err = run(day2, "up", "--timeout", "180", inventory=inventory)

@@ -65,8 +65,11 @@ def test_a_full_config_directory_keeps_the_old_config_and_the_running_agent_and_
         assert first.code == 0, first.stdout + first.stderr
         before = env.ssh(agent, f"cat {CONFIG}")
         # a 64 KiB tmpfs over the config directory, holding the current config, filled up
-        env.ssh(agent, f"cp -a {CONFIG} /root/config.yaml && mount -t tmpfs -o size=64k,mode=0755 tmpfs /etc/rancher/k3s"
-                       f" && cp -a /root/config.yaml {CONFIG} && (dd if=/dev/zero of=/etc/rancher/k3s/filler bs=4k || true)")
+        env.ssh(
+            agent,
+            f"cp -a {CONFIG} /root/config.yaml && mount -t tmpfs -o size=64k,mode=0755 tmpfs /etc/rancher/k3s"
+            f" && cp -a /root/config.yaml {CONFIG} && (dd if=/dev/zero of=/etc/rancher/k3s/filler bs=4k || true)",
+        )
         assert env.ssh(agent, "df -Pk /etc/rancher/k3s | awk 'NR==2 {print $4}'").strip() == "0"
         address = next(h.address for h in env.lab.hosts() if h.name == agent)
 

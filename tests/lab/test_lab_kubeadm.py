@@ -42,7 +42,9 @@ def test_plan_on_a_fresh_kubeadm_lab_lists_preparation_init_join_and_flannel(kad
     hosts = {h["host"]: h for h in data["hosts"]}
     assert {n: h["action"] for n, h in hosts.items()} == {CP: "install", W1: "join", W2: "join"}
     assert hosts[CP]["steps"][-2:] == ["kubeadm init", "wait for the Kubernetes API"] and hosts[W1]["steps"][-1] == "kubeadm join"
-    assert {"install containerd", "configure containerd", "Kubernetes package repository", "kubelet, kubeadm, kubectl"} <= set(hosts[W1]["steps"])
+    assert {"install containerd", "configure containerd", "Kubernetes package repository", "kubelet, kubeadm, kubectl"} <= set(
+        hosts[W1]["steps"]
+    )
     assert [s["title"] for s in data["cluster_steps"]] == ["Flannel v0.26.1"]
     assert kadm.ssh(W1, "command -v kubeadm containerd || true").strip() == ""  # nothing installed by plan
 

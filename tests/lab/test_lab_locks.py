@@ -27,11 +27,9 @@ AGENT = f"{LAB_NAME}-agent1"
 
 def start_up(env: LabEnv, log: Path, inventory: Path | None = None) -> subprocess.Popen[str]:
     """`provisioner up` in the background, the way ``LabEnv.provisioner`` runs it."""
-    command = [sys.executable, "-m", "provisioner", "--log-file", str(log), "up", "-i", str(inventory or env.inventory),
-               "--timeout", "120"]
+    command = [sys.executable, "-m", "provisioner", "--log-file", str(log), "up", "-i", str(inventory or env.inventory), "--timeout", "120"]
     full_env = dict(os.environ, XDG_STATE_HOME=str(env.workdir / "state"), COLUMNS="200")
-    return subprocess.Popen(command, cwd=env.workdir, env=full_env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(command, cwd=env.workdir, env=full_env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def wait_for_log(log: Path, text: str, run: subprocess.Popen[str], timeout: float = 240) -> None:

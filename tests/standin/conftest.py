@@ -33,8 +33,7 @@ def server(tmp_path_factory):
     root = base / "server"
     (root / "etc/rancher/k3s").mkdir(parents=True)
     (root / "etc/rancher/k3s/config.yaml").write_text(SERVER_CONFIG)
-    srv = start_server(root, base / "kube-cache", ["--node-name", "standin-server",
-                                                   "--tls-san", "cli.standin.test"])
+    srv = start_server(root, base / "kube-cache", ["--node-name", "standin-server", "--tls-san", "cli.standin.test"])
     yield srv
     srv.proc.stop()
 
@@ -44,8 +43,7 @@ def processes():
     """Start stand-in processes; every one is stopped (by PID) at teardown."""
     started: list[StandinProcess] = []
 
-    def start(root: Path, args: list[str], env: dict[str, str] | None = None,
-              name: str = "k3s") -> StandinProcess:
+    def start(root: Path, args: list[str], env: dict[str, str] | None = None, name: str = "k3s") -> StandinProcess:
         root.mkdir(parents=True, exist_ok=True)
         p = StandinProcess(root, args, env=env, name=name)
         started.append(p)
@@ -58,12 +56,17 @@ def processes():
 
 @pytest.fixture
 def start_agent(processes, tmp_path):
-    def start(server: Server, node_name: str, token: str | None = None,
-              args: list[str] | None = None, env: dict[str, str] | None = None,
-              root: Path | None = None) -> StandinProcess:
+    def start(
+        server: Server,
+        node_name: str,
+        token: str | None = None,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        root: Path | None = None,
+    ) -> StandinProcess:
         root = root or tmp_path / node_name
-        full_env = {"K3S_URL": server.url, "K3S_TOKEN": token or server.token,
-                    "K3S_NODE_NAME": node_name}
+        full_env = {"K3S_URL": server.url, "K3S_TOKEN": token or server.token, "K3S_NODE_NAME": node_name}
         full_env.update(env or {})
         return processes(root, ["agent", *(args or [])], env=full_env, name="agent")
+
     return start

@@ -35,7 +35,7 @@ KUBELET = zipapps.build("kubelet", BUILD_DIR)
 K8S_VERSION = "v1.31.4"
 FLANNEL_MANIFEST = Path(__file__).resolve().parent / "data" / "kube-flannel-test.yaml"
 
-_FAKE_SYSTEMCTL = r'''#!/usr/bin/python3
+_FAKE_SYSTEMCTL = r"""#!/usr/bin/python3
 # Fake systemctl for the stand-in tests: records calls; manages the kubelet stand-in of
 # this test host like kubelet.service with the kubeadm drop-in would.
 import os, shlex, signal, subprocess, sys, time
@@ -99,18 +99,24 @@ log = open(os.path.join(HOST, "kubelet.log"), "ab")
 p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                      start_new_session=True)
 open(pidfile, "w").write(str(p.pid))
-'''
+"""
 
 
 class KubeadmHost:
     """One test "host": ``<dir>/root`` (K3S_STANDIN_ROOT) and ``<dir>/bin`` (PATH)."""
 
     #: Commands kubeadm's preflight looks for in PATH (kubernetes/kubernetes checks_linux.go).
-    PREFLIGHT_COMMANDS = ("conntrack", "ip", "iptables", "mount", "nsenter", "ebtables", "ethtool", "socat",
-                          "tc", "touch")
+    PREFLIGHT_COMMANDS = ("conntrack", "ip", "iptables", "mount", "nsenter", "ebtables", "ethtool", "socat", "tc", "touch")
 
-    def __init__(self, dirpath: Path, name: str, env: dict[str, str] | None = None,
-                 containerd: bool = True, sysctls: str = "1", missing: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        dirpath: Path,
+        name: str,
+        env: dict[str, str] | None = None,
+        containerd: bool = True,
+        sysctls: str = "1",
+        missing: tuple[str, ...] | None = None,
+    ) -> None:
         """``missing``: the preflight commands this host lacks; then its PATH is only its own
         directories (else the system's PATH, with stand-ins after it for what this machine lacks)."""
         self.dir = dirpath
@@ -127,9 +133,11 @@ class KubeadmHost:
                 (self.tools / command).write_text("#!/bin/sh\nexit 0\n")
                 (self.tools / command).chmod(0o755)
         fake = self.bin / "systemctl"
-        fake.write_text(_FAKE_SYSTEMCTL.replace("@HOST@", repr(str(dirpath)))
-                        .replace("@PYTHON@", repr(SYSTEM_PYTHON))
-                        .replace("@KUBELET@", repr(str(KUBELET))))
+        fake.write_text(
+            _FAKE_SYSTEMCTL.replace("@HOST@", repr(str(dirpath)))
+            .replace("@PYTHON@", repr(SYSTEM_PYTHON))
+            .replace("@KUBELET@", repr(str(KUBELET)))
+        )
         fake.chmod(0o755)
         wrapper = self.bin / "kubelet"
         wrapper.write_text(f'#!/bin/sh\nexec {SYSTEM_PYTHON} {KUBELET} "$@"\n')
@@ -158,23 +166,20 @@ class KubeadmHost:
         return path
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("K3S_", "KUBECONFIG", "NOTIFY_SOCKET", "KUBEADM_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("K3S_", "KUBECONFIG", "NOTIFY_SOCKET", "KUBEADM_"))}
         env.update(FAST_ENV)
-        path = (f"{self.bin}:{self.tools}" if self.missing is not None
-                else f"{self.bin}:{env.get('PATH', '/usr/bin:/bin')}:{self.tools}")
-        env.update({"K3S_STANDIN_ROOT": str(self.root), "PATH": path,
-                    "KUBEADM_STANDIN_WAIT_SECONDS": "60"})
+        path = f"{self.bin}:{self.tools}" if self.missing is not None else f"{self.bin}:{env.get('PATH', '/usr/bin:/bin')}:{self.tools}"
+        env.update({"K3S_STANDIN_ROOT": str(self.root), "PATH": path, "KUBEADM_STANDIN_WAIT_SECONDS": "60"})
         env.update(self.extra_env)
         return env
 
     def kubeadm(self, *args: str, timeout: float = 120, preexec=None) -> subprocess.CompletedProcess:
-        return subprocess.run([SYSTEM_PYTHON, str(KUBEADM), *args], env=self.env(),
-                              capture_output=True, text=True, timeout=timeout, preexec_fn=preexec)
+        return subprocess.run(
+            [SYSTEM_PYTHON, str(KUBEADM), *args], env=self.env(), capture_output=True, text=True, timeout=timeout, preexec_fn=preexec
+        )
 
     def kubelet(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run([SYSTEM_PYTHON, str(KUBELET), *args], env=self.env(),
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([SYSTEM_PYTHON, str(KUBELET), *args], env=self.env(), capture_output=True, text=True, timeout=timeout)
 
     def systemctl_calls(self) -> list[str]:
         log = self.dir / "systemctl.log"
@@ -205,19 +210,27 @@ class KubeadmHost:
         if self.kubelet_pid() is not None:
             os.kill(pid, signal.SIGKILL)
 
-    def kubectl(self, *args: str, kubectl: str | None = None, check: bool = True,
-                timeout: float = 60, kubeconfig: str = "/etc/kubernetes/admin.conf"
-                ) -> subprocess.CompletedProcess:
+    def kubectl(
+        self,
+        *args: str,
+        kubectl: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        kubeconfig: str = "/etc/kubernetes/admin.conf",
+    ) -> subprocess.CompletedProcess:
         exe = kubectl or find_kubectl()
         assert exe, "kubectl is required"
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         env["HOME"] = str(self.cache)
-        res = subprocess.run([exe, "--kubeconfig", str(self.path(kubeconfig)), "--cache-dir",
-                              str(self.cache / exe.replace("/", "_")), *args],
-                             capture_output=True, text=True, timeout=timeout, env=env)
+        res = subprocess.run(
+            [exe, "--kubeconfig", str(self.path(kubeconfig)), "--cache-dir", str(self.cache / exe.replace("/", "_")), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
         if check and res.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n"
-                                 f"{res.stdout}\n{res.stderr}")
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res
 
     def node(self, name: str) -> dict | None:
@@ -225,8 +238,14 @@ class KubeadmHost:
         return json.loads(res.stdout) if res.returncode == 0 else None
 
 
-def init_config(name: str, port: int, version: str = "v1beta4", address: str = "127.0.0.1",
-                node_ip: str | None = None, pod_subnet: str = "10.244.0.0/16") -> str:
+def init_config(
+    name: str,
+    port: int,
+    version: str = "v1beta4",
+    address: str = "127.0.0.1",
+    node_ip: str | None = None,
+    pod_subnet: str = "10.244.0.0/16",
+) -> str:
     """The kubeadm-init.yaml the provisioner writes (v1beta4 or v1beta3 shapes), with the API
     bound to loopback on a free port for the test."""
     if version == "v1beta4":
@@ -235,36 +254,37 @@ def init_config(name: str, port: int, version: str = "v1beta4", address: str = "
     else:
         kubelet_args = f"\n    node-ip: {node_ip}" if node_ip else " {}"
         api_args = "\n    bind-address: 127.0.0.1"
-    return (f"apiVersion: kubeadm.k8s.io/{version}\n"
-            "kind: InitConfiguration\n"
-            "nodeRegistration:\n"
-            f"  name: {name}\n"
-            "  criSocket: unix:///run/containerd/containerd.sock\n"
-            f"  kubeletExtraArgs:{kubelet_args}\n"
-            "localAPIEndpoint:\n"
-            f"  advertiseAddress: {address}\n"
-            f"  bindPort: {port}\n"
-            "---\n"
-            f"apiVersion: kubeadm.k8s.io/{version}\n"
-            "kind: ClusterConfiguration\n"
-            f"kubernetesVersion: {K8S_VERSION}\n"
-            f'controlPlaneEndpoint: "{address}:{port}"\n'
-            "networking:\n"
-            f"  podSubnet: {pod_subnet}\n"
-            "  serviceSubnet: 10.96.0.0/12\n"
-            "apiServer:\n"
-            "  certSANs:\n"
-            "  - api.standin.test\n"
-            "  - 192.0.2.10\n"
-            f"  extraArgs:{api_args}\n"
-            "---\n"
-            "apiVersion: kubelet.config.k8s.io/v1beta1\n"
-            "kind: KubeletConfiguration\n"
-            "cgroupDriver: systemd\n")
+    return (
+        f"apiVersion: kubeadm.k8s.io/{version}\n"
+        "kind: InitConfiguration\n"
+        "nodeRegistration:\n"
+        f"  name: {name}\n"
+        "  criSocket: unix:///run/containerd/containerd.sock\n"
+        f"  kubeletExtraArgs:{kubelet_args}\n"
+        "localAPIEndpoint:\n"
+        f"  advertiseAddress: {address}\n"
+        f"  bindPort: {port}\n"
+        "---\n"
+        f"apiVersion: kubeadm.k8s.io/{version}\n"
+        "kind: ClusterConfiguration\n"
+        f"kubernetesVersion: {K8S_VERSION}\n"
+        f'controlPlaneEndpoint: "{address}:{port}"\n'
+        "networking:\n"
+        f"  podSubnet: {pod_subnet}\n"
+        "  serviceSubnet: 10.96.0.0/12\n"
+        "apiServer:\n"
+        "  certSANs:\n"
+        "  - api.standin.test\n"
+        "  - 192.0.2.10\n"
+        f"  extraArgs:{api_args}\n"
+        "---\n"
+        "apiVersion: kubelet.config.k8s.io/v1beta1\n"
+        "kind: KubeletConfiguration\n"
+        "cgroupDriver: systemd\n"
+    )
 
 
-def join_config(name: str, endpoint: str, token: str, ca_hash: str,
-                version: str = "v1beta4") -> str:
+def join_config(name: str, endpoint: str, token: str, ca_hash: str, version: str = "v1beta4") -> str:
     return textwrap.dedent(f"""\
         apiVersion: kubeadm.k8s.io/{version}
         kind: JoinConfiguration
@@ -284,5 +304,4 @@ def parse_join_command(out: str) -> tuple[str, str, str]:
     """(endpoint, token, hash) from `kubeadm join <ep> --token <t> --discovery-token-ca-cert-hash <h>`."""
     words = out.replace("\\\n", " ").split()
     i = words.index("join")
-    return words[i + 1], words[words.index("--token") + 1], \
-        words[words.index("--discovery-token-ca-cert-hash") + 1]
+    return words[i + 1], words[words.index("--token") + 1], words[words.index("--discovery-token-ca-cert-hash") + 1]

@@ -54,8 +54,7 @@ FAST_ENV = {
 
 
 def find_kubectl() -> str | None:
-    for candidate in (os.environ.get("STANDIN_TEST_KUBECTL"), shutil.which("kubectl"),
-                      "/usr/bin/kubectl"):
+    for candidate in (os.environ.get("STANDIN_TEST_KUBECTL"), shutil.which("kubectl"), "/usr/bin/kubectl"):
         if candidate and os.access(candidate, os.X_OK):
             if os.path.realpath(candidate) != os.path.realpath(STANDIN):
                 return candidate
@@ -65,8 +64,7 @@ def find_kubectl() -> str | None:
 def _prerequisite_problem(need_kubectl: bool) -> str | None:
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         return f"{SYSTEM_PYTHON} is missing"
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import cryptography, yaml"],
-                           capture_output=True, text=True)
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import cryptography, yaml"], capture_output=True, text=True)
     if probe.returncode != 0:
         return f"{SYSTEM_PYTHON} lacks python3-cryptography or python3-yaml"
     if need_kubectl and find_kubectl() is None:
@@ -132,22 +130,20 @@ class Notify:
 class StandinProcess:
     """One `k3s server` or `k3s agent` run of the stand-in, started with Debian's python."""
 
-    def __init__(self, root: Path, args: list[str], env: dict[str, str] | None = None,
-                 name: str = "k3s", binary: Path = STANDIN) -> None:
+    def __init__(self, root: Path, args: list[str], env: dict[str, str] | None = None, name: str = "k3s", binary: Path = STANDIN) -> None:
         self.root = root
         self.args = args
         self.notify = Notify()
         self.log_path = root.parent / f"{root.name}-{name}-{uuid.uuid4().hex[:6]}.log"
-        full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("K3S_", "KUBECONFIG", "NOTIFY_SOCKET"))}
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("K3S_", "KUBECONFIG", "NOTIFY_SOCKET"))}
         full_env.update(FAST_ENV)
         full_env.update(env or {})
         full_env["K3S_STANDIN_ROOT"] = str(root)
         full_env["NOTIFY_SOCKET"] = self.notify.env
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(binary), *args], env=full_env,
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(binary), *args], env=full_env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     @property
     def pid(self) -> int:
@@ -160,8 +156,7 @@ class StandinProcess:
     def wait_ready(self, timeout: float = 20) -> None:
         if not self.notify.wait_ready(timeout):
             self.stop()
-            raise AssertionError(f"stand-in {self.args[:1]} sent no READY=1 within {timeout}s; "
-                                 f"exit={self.proc.poll()}\n{self.log()}")
+            raise AssertionError(f"stand-in {self.args[:1]} sent no READY=1 within {timeout}s; exit={self.proc.poll()}\n{self.log()}")
 
     def wait_exit(self, timeout: float = 15) -> int:
         return self.proc.wait(timeout=timeout)
@@ -187,8 +182,7 @@ class StandinProcess:
 class Server:
     """A running stand-in server and helpers to talk to it."""
 
-    def __init__(self, root: Path, port: int, proc: StandinProcess, cache: Path,
-                 data_dir: str = "/var/lib/rancher/k3s") -> None:
+    def __init__(self, root: Path, port: int, proc: StandinProcess, cache: Path, data_dir: str = "/var/lib/rancher/k3s") -> None:
         self.root, self.port, self.proc, self.cache = root, port, proc, cache
         self.url = f"https://127.0.0.1:{port}"
         self.kubeconfig = root / "etc/rancher/k3s/k3s.yaml"
@@ -199,18 +193,15 @@ class Server:
     def token(self) -> str:
         return (self.server_dir / "node-token").read_text().strip()
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 30,
-                kubeconfig: Path | None = None) -> subprocess.CompletedProcess:
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 30, kubeconfig: Path | None = None) -> subprocess.CompletedProcess:
         kubectl = find_kubectl()
         assert kubectl, "kubectl is required"
-        cmd = [kubectl, "--kubeconfig", str(kubeconfig or self.kubeconfig), "--cache-dir",
-               str(self.cache), *args]
+        cmd = [kubectl, "--kubeconfig", str(kubeconfig or self.kubeconfig), "--cache-dir", str(self.cache), *args]
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         env["HOME"] = str(self.cache)
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if check and res.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n"
-                                 f"{res.stderr}")
+            raise AssertionError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res
 
     def kubectl_json(self, *args: str) -> dict:
@@ -223,16 +214,13 @@ class Server:
     def ssl_context(self, client_cert: bool = True) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.tls / "server-ca.crt"))
         if client_cert:
-            ctx.load_cert_chain(str(self.tls / "client-admin.crt"),
-                                str(self.tls / "client-admin.key"))
+            ctx.load_cert_chain(str(self.tls / "client-admin.crt"), str(self.tls / "client-admin.key"))
         return ctx
 
-    def request(self, method: str, path: str, client_cert: bool = True,
-                headers: dict | None = None, body: bytes | None = None):
+    def request(self, method: str, path: str, client_cert: bool = True, headers: dict | None = None, body: bytes | None = None):
         import http.client
 
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
-                                           context=self.ssl_context(client_cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.ssl_context(client_cert))
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()
@@ -261,12 +249,16 @@ def node_ready_status(node: dict | None) -> str | None:
     return None
 
 
-def start_server(root: Path, cache: Path, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, port: int | None = None,
-                 data_dir: str = "/var/lib/rancher/k3s") -> Server:
+def start_server(
+    root: Path,
+    cache: Path,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    data_dir: str = "/var/lib/rancher/k3s",
+) -> Server:
     port = port or free_port()
-    args = ["server", f"--https-listen-port={port}", "--bind-address", "127.0.0.1",
-            *(extra_args or [])]
+    args = ["server", f"--https-listen-port={port}", "--bind-address", "127.0.0.1", *(extra_args or [])]
     proc = StandinProcess(root, args, env=env, name="server")
     proc.wait_ready()
     return Server(root, port, proc, cache, data_dir)

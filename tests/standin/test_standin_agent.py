@@ -10,8 +10,7 @@ import time
 
 from standin_helpers import TEST_SECRET, VERSION, assert_no_secret, node_ready_status, start_server, wait_until
 
-REJECTED = ("Node password rejected, duplicate hostname or contents of "
-            "'/etc/rancher/node/password' may not match server node-passwd entry")
+REJECTED = "Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-passwd entry"
 
 
 def table_row(server, name):
@@ -22,10 +21,20 @@ def table_row(server, name):
 
 
 def test_agent_joins_with_full_token_and_becomes_ready(server, start_agent):
-    agent = start_agent(server, "agent-full", args=["--node-label", "standin-test/pool=a",
-                                                    "--node-taint", "dedicated=test:NoSchedule",
-                                                    "--node-external-ip", "203.0.113.7",
-                                                    "--node-ip", "192.0.2.55"])
+    agent = start_agent(
+        server,
+        "agent-full",
+        args=[
+            "--node-label",
+            "standin-test/pool=a",
+            "--node-taint",
+            "dedicated=test:NoSchedule",
+            "--node-external-ip",
+            "203.0.113.7",
+            "--node-ip",
+            "192.0.2.55",
+        ],
+    )
     agent.wait_ready()  # READY=1 only after the first registration
     wait = server.kubectl("wait", "--for=condition=Ready", "node/agent-full", "--timeout=15s")
     assert "condition met" in wait.stdout
@@ -42,13 +51,10 @@ def test_agent_joins_with_full_token_and_becomes_ready(server, start_agent):
     assert node["spec"]["podCIDR"] != server.node("standin-server")["spec"]["podCIDR"]
     pw = agent.root / "etc/rancher/node/password"
     assert stat.S_IMODE(pw.stat().st_mode) == 0o600 and len(pw.read_text().strip()) >= 16
-    secret = server.kubectl_json("get", "secret", "-n", "kube-system",
-                                 "agent-full.node-password.k3s")
+    secret = server.kubectl_json("get", "secret", "-n", "kube-system", "agent-full.node-password.k3s")
     assert pw.read_text().strip() not in json.dumps(secret)  # only a hash is stored
-    assert (agent.root / "var/lib/rancher/k3s/agent/server-ca.crt").read_bytes() == \
-        (server.tls / "server-ca.crt").read_bytes()
-    assert_no_secret(agent.log() + server.proc.log() + json.dumps(node), TEST_SECRET,
-                     pw.read_text().strip())
+    assert (agent.root / "var/lib/rancher/k3s/agent/server-ca.crt").read_bytes() == (server.tls / "server-ca.crt").read_bytes()
+    assert_no_secret(agent.log() + server.proc.log() + json.dumps(node), TEST_SECRET, pw.read_text().strip())
 
 
 def test_agent_reads_server_and_bare_token_from_config_yaml(server, processes, tmp_path):
@@ -56,7 +62,8 @@ def test_agent_reads_server_and_bare_token_from_config_yaml(server, processes, t
     (root / "etc/rancher/k3s").mkdir(parents=True)
     (root / "etc/rancher/k3s/config.yaml").write_text(
         f"server: {server.url}\ntoken: {TEST_SECRET}\nnode-name: agent-config\n"
-        "node-label:\n  - standin-test/from=config\nflannel-iface: lo\n")
+        "node-label:\n  - standin-test/from=config\nflannel-iface: lo\n"
+    )
     agent = processes(root, ["agent"], name="agent")
     agent.wait_ready()
     node = server.node("agent-config")
@@ -87,13 +94,10 @@ def test_agent_with_a_wrong_secret_is_unauthorized_and_never_ready(server, start
     assert server.node("agent-badsecret") is None
 
 
-def test_duplicate_node_name_with_another_password_is_rejected_until_node_deleted(
-        server, start_agent, tmp_path):
-    first = start_agent(server, "agent-dup", root=tmp_path / "host-a",
-                        args=["--node-label", "standin-test/host=a"])
+def test_duplicate_node_name_with_another_password_is_rejected_until_node_deleted(server, start_agent, tmp_path):
+    first = start_agent(server, "agent-dup", root=tmp_path / "host-a", args=["--node-label", "standin-test/host=a"])
     first.wait_ready()
-    second = start_agent(server, "agent-dup", root=tmp_path / "host-b",
-                         args=["--node-label", "standin-test/host=b"])
+    second = start_agent(server, "agent-dup", root=tmp_path / "host-b", args=["--node-label", "standin-test/host=b"])
     wait_until(lambda: second.log().count(REJECTED) >= 2, 10, message="repeated rejection")
     assert not any(b"READY=1" in m for m in second.notify.poll(0.1))
     assert second.alive()
@@ -115,8 +119,9 @@ def test_node_turns_not_ready_when_heartbeats_stop_and_recovers(server, start_ag
     agent.wait_ready()
     wait_until(lambda: node_ready_status(server.node("agent-hb")) == "True", 5)
     agent.stop(signal.SIGKILL)  # no more heartbeats (grace is 3 s in tests)
-    node = wait_until(lambda: (lambda n: n if node_ready_status(n) == "Unknown" else None)(
-        server.node("agent-hb")), 10, message="node turns NotReady")
+    node = wait_until(
+        lambda: (lambda n: n if node_ready_status(n) == "Unknown" else None)(server.node("agent-hb")), 10, message="node turns NotReady"
+    )
     ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"][0]
     assert ready["reason"] == "NodeStatusUnknown"
     assert ready["message"] == "Kubelet stopped posting node status."
@@ -125,8 +130,7 @@ def test_node_turns_not_ready_when_heartbeats_stop_and_recovers(server, start_ag
     again = start_agent(server, "agent-hb", root=tmp_path / "hb")  # same host comes back
     again.wait_ready()
     wait_until(lambda: node_ready_status(server.node("agent-hb")) == "True", 5)
-    assert not any(t["key"] == "node.kubernetes.io/unreachable"
-                   for t in server.node("agent-hb")["spec"].get("taints", []))
+    assert not any(t["key"] == "node.kubernetes.io/unreachable" for t in server.node("agent-hb")["spec"].get("taints", []))
 
 
 def test_deleted_node_is_registered_again_by_its_running_agent(server, start_agent):
@@ -150,8 +154,7 @@ def test_agent_survives_a_server_restart(tmp_path, start_agent):
         assert agent.alive()
         srv = start_server(root, cache, ["--node-name", "restarting-server"], port=srv.port)
         before = server_heartbeat(srv, "agent-survivor")
-        wait_until(lambda: server_heartbeat(srv, "agent-survivor") != before, 10,
-                   message="heartbeat after restart")
+        wait_until(lambda: server_heartbeat(srv, "agent-survivor") != before, 10, message="heartbeat after restart")
         assert node_ready_status(srv.node("agent-survivor")) == "True"
         assert agent.alive()
     finally:
@@ -169,11 +172,15 @@ def server_heartbeat(srv, name):
 def test_second_server_joins_and_proxies_the_api(server, processes, start_agent, tmp_path):
     """HA join (lower priority part of the contract): server with `server:` set."""
     from standin_helpers import Server, free_port
+
     port = free_port()
     root = tmp_path / "server-2"
-    proc = processes(root, ["server", "--server", server.url, f"--https-listen-port={port}",
-                            "--bind-address", "127.0.0.1", "--node-name", "standin-server-2"],
-                     env={"K3S_TOKEN": server.token}, name="server2")
+    proc = processes(
+        root,
+        ["server", "--server", server.url, f"--https-listen-port={port}", "--bind-address", "127.0.0.1", "--node-name", "standin-server-2"],
+        env={"K3S_TOKEN": server.token},
+        name="server2",
+    )
     proc.wait_ready()
     second = Server(root, port, proc, tmp_path / "cache2")
     assert (second.tls / "server-ca.crt").read_bytes() == (server.tls / "server-ca.crt").read_bytes()

@@ -31,20 +31,17 @@ class Host:
         return self.root / p.lstrip("/")
 
     def install(self, env: dict[str, str] | None = None, args=(), skip_download=True):
-        full = {k: v for k, v in os.environ.items()
-                if not k.startswith(("K3S_", "INSTALL_K3S_"))}
+        full = {k: v for k, v in os.environ.items() if not k.startswith(("K3S_", "INSTALL_K3S_"))}
         full["PATH"] = f"{self.fakebin}:{full.get('PATH', '/usr/bin:/bin')}"
         full["K3S_STANDIN_ROOT"] = str(self.root)
         if skip_download:
             full["INSTALL_K3S_SKIP_DOWNLOAD"] = "true"
         full.update(env or {})
-        return subprocess.run(["sh", str(INSTALL_SH), *args], env=full, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(["sh", str(INSTALL_SH), *args], env=full, capture_output=True, text=True, timeout=60)
 
     def run_script(self, name: str):
         env = dict(os.environ, PATH=f"{self.fakebin}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-        return subprocess.run(["sh", str(self.path(f"/usr/local/bin/{name}"))], env=env,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(["sh", str(self.path(f"/usr/local/bin/{name}"))], env=env, capture_output=True, text=True, timeout=60)
 
     def systemctl(self) -> list[str]:
         return self.calls.read_text().splitlines() if self.calls.exists() else []
@@ -65,23 +62,36 @@ def mode(p: Path) -> int:
 def test_install_script_is_posix_sh_and_shellcheck_clean():
     assert subprocess.run(["sh", "-n", str(INSTALL_SH)]).returncode == 0
     if shutil.which("shellcheck"):
-        res = subprocess.run(["shellcheck", "-s", "sh", str(INSTALL_SH)], capture_output=True,
-                             text=True)
+        res = subprocess.run(["shellcheck", "-s", "sh", str(INSTALL_SH)], capture_output=True, text=True)
         assert res.returncode == 0, res.stdout
 
 
 def test_install_server_writes_unit_env_symlink_and_scripts(host):
-    res = host.install({"K3S_TOKEN": "install-secret", "K3S_NODE_NAME": "srv-1",
-                        "INSTALL_K3S_VERSION": VERSION,
-                        "INSTALL_K3S_EXEC": "server --tls-san 'lab api' --disable=traefik"})
+    res = host.install(
+        {
+            "K3S_TOKEN": "install-secret",
+            "K3S_NODE_NAME": "srv-1",
+            "INSTALL_K3S_VERSION": VERSION,
+            "INSTALL_K3S_EXEC": "server --tls-san 'lab api' --disable=traefik",
+        }
+    )
     assert res.returncode == 0, res.stderr
     unit = host.path("/etc/systemd/system/k3s.service")
     text = unit.read_text()
-    for line in ("Type=notify", "Restart=always", "RestartSec=5s", "KillMode=process",
-                 "Delegate=yes", "TimeoutStartSec=0",
-                 "EnvironmentFile=-/etc/systemd/system/k3s.service.env",
-                 "ExecStart=/usr/local/bin/k3s \\", "    server \\", "    '--tls-san' \\",
-                 "    'lab api' \\", "    '--disable=traefik'"):
+    for line in (
+        "Type=notify",
+        "Restart=always",
+        "RestartSec=5s",
+        "KillMode=process",
+        "Delegate=yes",
+        "TimeoutStartSec=0",
+        "EnvironmentFile=-/etc/systemd/system/k3s.service.env",
+        "ExecStart=/usr/local/bin/k3s \\",
+        "    server \\",
+        "    '--tls-san' \\",
+        "    'lab api' \\",
+        "    '--disable=traefik'",
+    ):
         assert line in text.splitlines(), line
     assert "install-secret" not in text
     env = host.path("/etc/systemd/system/k3s.service.env")
@@ -172,8 +182,7 @@ def test_skip_start_and_skip_enable(host):
     assert res.returncode == 0
     assert host.systemctl() == ["daemon-reload", "enable k3s.service"]
     host.reset_calls()
-    res = host.install({"INSTALL_K3S_SKIP_ENABLE": "true", "K3S_TOKEN": "x",
-                        "K3S_NODE_NAME": "other"})
+    res = host.install({"INSTALL_K3S_SKIP_ENABLE": "true", "K3S_TOKEN": "x", "K3S_NODE_NAME": "other"})
     assert res.returncode == 0 and host.systemctl() == []
     assert host.path("/etc/systemd/system/k3s.service").exists()
     res = host.install({"K3S_TOKEN": "x"})  # never started before, so this run starts it
@@ -208,10 +217,17 @@ def test_uninstall_removes_everything_but_keeps_shared_files_for_the_other_unit(
     host.reset_calls()
     res = host.run_script("k3s-uninstall.sh")
     assert res.returncode == 0, res.stderr
-    for p in ("/etc/systemd/system/k3s.service", "/etc/systemd/system/k3s.service.env",
-              "/usr/local/bin/kubectl", "/usr/local/bin/k3s", "/usr/local/bin/k3s-killall.sh",
-              "/usr/local/bin/k3s-uninstall.sh", "/etc/rancher/k3s", "/etc/rancher/node",
-              "/var/lib/rancher/k3s"):
+    for p in (
+        "/etc/systemd/system/k3s.service",
+        "/etc/systemd/system/k3s.service.env",
+        "/usr/local/bin/kubectl",
+        "/usr/local/bin/k3s",
+        "/usr/local/bin/k3s-killall.sh",
+        "/usr/local/bin/k3s-uninstall.sh",
+        "/etc/rancher/k3s",
+        "/etc/rancher/node",
+        "/var/lib/rancher/k3s",
+    ):
         assert not host.path(p).exists() and not host.path(p).is_symlink(), p
     calls = host.systemctl()
     assert "stop k3s.service" in calls and "disable k3s.service" in calls
@@ -223,9 +239,12 @@ def test_killall_stops_units_and_stand_in_processes(host):
     env = {k: v for k, v in os.environ.items() if not k.startswith("K3S_")}
     env.update(K3S_STANDIN_ROOT=str(host.root), K3S_STANDIN_RETRY_SECONDS="0.5")
     # an agent of this fake host, retrying against a closed port
-    proc = subprocess.Popen([SYSTEM_PYTHON, str(host.path("/usr/local/bin/k3s")), "agent",
-                             "--server", "https://127.0.0.1:9", "--token", "x"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [SYSTEM_PYTHON, str(host.path("/usr/local/bin/k3s")), "agent", "--server", "https://127.0.0.1:9", "--token", "x"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(0.5)
         assert proc.poll() is None

@@ -26,22 +26,26 @@ from standin_helpers import SYSTEM_PYTHON, free_port, node_ready_status, require
 
 INIT_FILE = "/etc/kubernetes/provisioner/kubeadm-init.yaml"
 JOIN_FILE = "/etc/kubernetes/provisioner/kubeadm-join.yaml"
-JOIN_RE = re.compile(r"^kubeadm join (\S+) --token ([a-z0-9]{6}\.[a-z0-9]{16}) "
-                     r"--discovery-token-ca-cert-hash (sha256:[0-9a-f]{64}) $")
+JOIN_RE = re.compile(
+    r"^kubeadm join (\S+) --token ([a-z0-9]{6}\.[a-z0-9]{16}) "
+    r"--discovery-token-ca-cert-hash (sha256:[0-9a-f]{64}) $"
+)
 
 
 def spki_hash(ca_pem: bytes) -> str:
     cert = x509.load_pem_x509_certificate(ca_pem)
-    der = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def load_yaml(path: Path):
     """YAML via Debian's python3-yaml (the stand-ins' own dependency; the venv may lack PyYAML)."""
-    res = subprocess.run([SYSTEM_PYTHON, "-c", "import json, sys, yaml; "
-                          "print(json.dumps(yaml.safe_load(open(sys.argv[1]))))", str(path)],
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(res.stdout)
 
 
@@ -58,8 +62,7 @@ def debian_kubectl() -> str | None:
     if not shutil.which("apt-get"):
         return None
     cache.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(["apt-get", "download", "kubernetes-client"], cwd=cache,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(["apt-get", "download", "kubernetes-client"], cwd=cache, capture_output=True, text=True, timeout=300)
     debs = sorted(cache.glob("kubernetes-client_*.deb"))
     if res.returncode != 0 or not debs:
         return None
@@ -90,8 +93,10 @@ class Cluster:
     def https(self, path: str, *, client_cert: bool = True, headers: dict | None = None):
         ctx = ssl.create_default_context(cadata=self.ca_pem().decode())
         if client_cert:
-            ctx.load_cert_chain(str(self.cp.path("/etc/kubernetes/pki/apiserver-kubelet-client.crt")),
-                                str(self.cp.path("/etc/kubernetes/pki/apiserver-kubelet-client.key")))
+            ctx.load_cert_chain(
+                str(self.cp.path("/etc/kubernetes/pki/apiserver-kubelet-client.crt")),
+                str(self.cp.path("/etc/kubernetes/pki/apiserver-kubelet-client.key")),
+            )
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=10)
         try:
             conn.request("GET", path, headers=headers or {})
@@ -133,8 +138,11 @@ def test_versions_say_stand_in(tmp_path):
 
 def test_kubelet_crash_loops_until_kubeadm_configured_it(tmp_path):
     h = KubeadmHost(tmp_path / "k", "k")
-    flags = ["--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
-             "--kubeconfig=/etc/kubernetes/kubelet.conf", "--config=/var/lib/kubelet/config.yaml"]
+    flags = [
+        "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+        "--kubeconfig=/etc/kubernetes/kubelet.conf",
+        "--config=/var/lib/kubelet/config.yaml",
+    ]
     res = h.kubelet(*flags)
     assert res.returncode == 1 and "failed to load kubelet config file" in res.stderr
     h.write("/var/lib/kubelet/config.yaml", "kind: KubeletConfiguration\n")
@@ -158,11 +166,9 @@ def test_preflight_failures_are_reported_like_kubeadm(tmp_path):
         "\t[ERROR Mem]: the system RAM (1000 MB) is less than the minimum 1700 MB\n",
         "\t[ERROR FileContent--proc-sys-net-bridge-bridge-nf-call-iptables]: "
         "/proc/sys/net/bridge/bridge-nf-call-iptables contents are not set to 1\n",
-        "\t[ERROR FileContent--proc-sys-net-ipv4-ip_forward]: "
-        "/proc/sys/net/ipv4/ip_forward contents are not set to 1\n",
+        "\t[ERROR FileContent--proc-sys-net-ipv4-ip_forward]: /proc/sys/net/ipv4/ip_forward contents are not set to 1\n",
         "\t[ERROR CRI]: container runtime is not running",
-        "[preflight] If you know what you are doing, you can make a check non-fatal with "
-        "`--ignore-preflight-errors=...`\n",
+        "[preflight] If you know what you are doing, you can make a check non-fatal with `--ignore-preflight-errors=...`\n",
         "To see the stack trace of this error execute with --v=5 or higher\n",
     ):
         assert line in err, err
@@ -213,8 +219,7 @@ def test_conntrack_is_mandatory_before_1_32_only():
 
 def test_config_shape_must_match_its_api_version(tmp_path):
     h = KubeadmHost(tmp_path / "cfg", "cfg")
-    text = init_config("cfg", free_port(), version="v1beta4").replace(
-        "kubeletExtraArgs: []", "kubeletExtraArgs: {node-ip: 127.0.0.1}")
+    text = init_config("cfg", free_port(), version="v1beta4").replace("kubeletExtraArgs: []", "kubeletExtraArgs: {node-ip: 127.0.0.1}")
     h.write(INIT_FILE, text, 0o600)
     res = h.kubeadm("init", "--config", INIT_FILE)
     assert res.returncode == 1
@@ -230,8 +235,7 @@ def test_init_writes_pki_kubeconfigs_manifests_and_kubelet_files(cluster):
     cp = cluster.cp
     assert "Your Kubernetes control-plane has initialized successfully!" in res.stdout
     assert "restart kubelet" in cp.systemctl_calls()
-    for name in ("ca", "apiserver", "apiserver-kubelet-client", "front-proxy-ca",
-                 "front-proxy-client", "etcd/ca", "etcd/server", "sa"):
+    for name in ("ca", "apiserver", "apiserver-kubelet-client", "front-proxy-ca", "front-proxy-client", "etcd/ca", "etcd/server", "sa"):
         key = cp.path(f"/etc/kubernetes/pki/{name}.key")
         assert key.exists() and (key.stat().st_mode & 0o777) == 0o600, name
     ca = x509.load_pem_x509_certificate(cluster.ca_pem())
@@ -241,8 +245,14 @@ def test_init_writes_pki_kubeconfigs_manifests_and_kubelet_files(cluster):
     ips = {str(i) for i in san.get_values_for_type(x509.IPAddress)}
     dns = set(san.get_values_for_type(x509.DNSName))
     assert {"127.0.0.1", "10.96.0.1", "192.0.2.10"} <= ips
-    assert {"kubernetes", "kubernetes.default", "kubernetes.default.svc",
-            "kubernetes.default.svc.cluster.local", "cp1", "api.standin.test"} <= dns
+    assert {
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "cp1",
+        "api.standin.test",
+    } <= dns
     admin_path = cp.path("/etc/kubernetes/admin.conf")
     assert (admin_path.stat().st_mode & 0o777) == 0o600
     admin = load_yaml(admin_path)
@@ -250,8 +260,7 @@ def test_init_writes_pki_kubeconfigs_manifests_and_kubelet_files(cluster):
     assert admin["clusters"][0]["cluster"]["server"] == f"https://{cluster.endpoint}"
     assert admin["users"][0]["name"] == "kubernetes-admin"
     assert admin["contexts"][0]["name"] == admin["current-context"] == "kubernetes-admin@kubernetes"
-    cert = x509.load_pem_x509_certificate(
-        base64.b64decode(admin["users"][0]["user"]["client-certificate-data"]))
+    cert = x509.load_pem_x509_certificate(base64.b64decode(admin["users"][0]["user"]["client-certificate-data"]))
     assert "CN=kubernetes-admin" in cert.subject.rfc4514_string()
     assert cp.path("/etc/kubernetes/kubelet.conf").exists()
     assert cp.path("/etc/kubernetes/manifests/kube-apiserver.yaml").exists()
@@ -260,7 +269,7 @@ def test_init_writes_pki_kubeconfigs_manifests_and_kubelet_files(cluster):
     assert "--hostname-override=cp1" in flags
     assert load_yaml(cp.path("/var/lib/kubelet/config.yaml"))["cgroupDriver"] == "systemd"
     # the join command printed by init pins this CA
-    _, _, printed_hash = parse_join_command(res.stdout[res.stdout.index("kubeadm join"):])
+    _, _, printed_hash = parse_join_command(res.stdout[res.stdout.index("kubeadm join") :])
     assert printed_hash == spki_hash(cluster.ca_pem())
 
 
@@ -283,8 +292,7 @@ def test_readyz_version_and_openapi_v2_protobuf(cluster):
     assert cluster.cp.kubectl("get", "--raw=/readyz").stdout == "ok"
     status, _, body = cluster.https("/version")
     assert status == 200 and json.loads(body)["gitVersion"] == K8S_VERSION
-    status, ctype, body = cluster.https(
-        "/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+    status, ctype, body = cluster.https("/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
     assert status == 200 and body.startswith(b"\x0a\x032.0")  # field 1 "swagger" = "2.0"
     assert "@" not in ctype
     status, _, body = cluster.https("/openapi/v2")
@@ -294,14 +302,12 @@ def test_readyz_version_and_openapi_v2_protobuf(cluster):
 
 
 def test_cluster_info_is_readable_anonymously_and_signed_for_each_token(cluster):
-    status, _, body = cluster.https("/api/v1/namespaces/kube-public/configmaps/cluster-info",
-                                    client_cert=False)
+    status, _, body = cluster.https("/api/v1/namespaces/kube-public/configmaps/cluster-info", client_cert=False)
     assert status == 200
     data = json.loads(body)["data"]
     assert f"https://{cluster.endpoint}" in data["kubeconfig"]
     assert any(k.startswith("jws-kubeconfig-") for k in data)
-    status, _, _ = cluster.https("/api/v1/namespaces/kube-system/configmaps/kubeadm-config",
-                                 client_cert=False)
+    status, _, _ = cluster.https("/api/v1/namespaces/kube-system/configmaps/kubeadm-config", client_cert=False)
     assert status == 401
 
 
@@ -310,8 +316,7 @@ def test_token_create_prints_join_command_with_the_ca_public_key_hash(cluster):
     assert endpoint == cluster.endpoint
     assert ca_hash == spki_hash(cluster.ca_pem())
     tid = token.split(".")[0]
-    sec = json.loads(cluster.cp.kubectl("get", "secret", "-n", "kube-system",
-                                        f"bootstrap-token-{tid}", "-o", "json").stdout)
+    sec = json.loads(cluster.cp.kubectl("get", "secret", "-n", "kube-system", f"bootstrap-token-{tid}", "-o", "json").stdout)
     assert sec["type"] == "bootstrap.kubernetes.io/token"
     exp = base64.b64decode(sec["data"]["expiration"]).decode()
     left = time.mktime(time.strptime(exp, "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime())
@@ -327,9 +332,11 @@ def test_join_refuses_a_ca_hash_that_is_not_pinned(cluster):
     w.write(JOIN_FILE, join_config("badhash", endpoint, token, wrong), 0o600)
     res = w.kubeadm("join", "--config", JOIN_FILE)
     assert res.returncode == 1
-    assert ("error execution phase preflight: couldn't validate the identity of the API Server: "
-            "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys "
-            f"\"{spki_hash(cluster.ca_pem())}\" are pinned") in res.stderr
+    assert (
+        "error execution phase preflight: couldn't validate the identity of the API Server: "
+        "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys "
+        f'"{spki_hash(cluster.ca_pem())}" are pinned'
+    ) in res.stderr
     assert token.split(".")[1] not in res.stdout + res.stderr
     assert not w.path("/etc/kubernetes/kubelet.conf").exists()
 
@@ -364,8 +371,7 @@ def test_join_with_the_printed_command_registers_the_worker(cluster):
     assert kc["clusters"][0]["cluster"]["server"] == f"https://{endpoint}"
     pem = w.path("/var/lib/kubelet/pki/kubelet-client-current.pem").read_bytes()
     cert = x509.load_pem_x509_certificate(pem)
-    assert cert.subject.rfc4514_string() in ("CN=system:node:worker1,O=system:nodes",
-                                             "O=system:nodes,CN=system:node:worker1")
+    assert cert.subject.rfc4514_string() in ("CN=system:node:worker1,O=system:nodes", "O=system:nodes,CN=system:node:worker1")
     node = cluster.cp.node("worker1")
     assert node is not None
     assert [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"] == ["127.0.0.2"]
@@ -378,28 +384,31 @@ def test_nodes_turn_ready_after_applying_a_flannel_manifest_twice(cluster, tmp_p
     manifest.write_text(FLANNEL_MANIFEST.read_text().replace("@SHA@", "1" * 64))
     old = debian_kubectl()
     first = cluster.cp.kubectl("apply", "-f", str(manifest), kubectl=old)
-    for obj in ("namespace/kube-flannel", "serviceaccount/flannel",
-                "clusterrole.rbac.authorization.k8s.io/flannel",
-                "clusterrolebinding.rbac.authorization.k8s.io/flannel",
-                "configmap/kube-flannel-cfg", "daemonset.apps/kube-flannel-ds"):
+    for obj in (
+        "namespace/kube-flannel",
+        "serviceaccount/flannel",
+        "clusterrole.rbac.authorization.k8s.io/flannel",
+        "clusterrolebinding.rbac.authorization.k8s.io/flannel",
+        "configmap/kube-flannel-cfg",
+        "daemonset.apps/kube-flannel-ds",
+    ):
         assert f"{obj} created" in first.stdout, first.stdout
     again = cluster.cp.kubectl("apply", "-f", str(manifest))  # the other kubectl
     assert again.stdout.count("unchanged") == 6, again.stdout
     if old:
         assert cluster.cp.kubectl("apply", "-f", str(manifest), kubectl=old).stdout.count("unchanged") == 6
     for name in ("cp1", "worker1"):
-        wait_until(lambda n=name: node_ready_status(cluster.cp.node(n)) == "True", 15,
-                   message=f"{name} Ready after the CNI DaemonSet exists")
+        wait_until(
+            lambda n=name: node_ready_status(cluster.cp.node(n)) == "True", 15, message=f"{name} Ready after the CNI DaemonSet exists"
+        )
     taints = {t["key"] for t in cluster.cp.node("worker1")["spec"].get("taints", [])}
     assert "node.kubernetes.io/not-ready" not in taints
-    ds = json.loads(cluster.cp.kubectl("get", "daemonset", "kube-flannel-ds", "-n", "kube-flannel",
-                                       "-o", "json").stdout)
+    ds = json.loads(cluster.cp.kubectl("get", "daemonset", "kube-flannel-ds", "-n", "kube-flannel", "-o", "json").stdout)
     assert ds["metadata"]["annotations"]["provisioner.io/manifest-sha256"] == "1" * 64
     manifest.write_text(FLANNEL_MANIFEST.read_text().replace("@SHA@", "2" * 64))
     res = cluster.cp.kubectl("apply", "-f", str(manifest), kubectl=old)
     assert "daemonset.apps/kube-flannel-ds configured" in res.stdout
-    ds = json.loads(cluster.cp.kubectl("get", "daemonset", "kube-flannel-ds", "-n", "kube-flannel",
-                                       "-o", "json").stdout)
+    ds = json.loads(cluster.cp.kubectl("get", "daemonset", "kube-flannel-ds", "-n", "kube-flannel", "-o", "json").stdout)
     assert ds["metadata"]["annotations"]["provisioner.io/manifest-sha256"] == "2" * 64
 
 
@@ -444,9 +453,17 @@ def test_flannel_runs_on_every_node_and_nginx_keeps_off_the_tainted_control_plan
     """Workloads in kubeadm mode: the Flannel DaemonSet (tolerating NoSchedule) gets a pod on
     both nodes; the control-plane taint keeps nginx on the worker, so a PDB of minAvailable 2
     blocks draining it -- with Debian's kubectl 1.20 too (policy/v1beta1 evictions)."""
-    ds = wait_until(lambda: (d := json.loads(cluster.cp.kubectl(
-        "get", "daemonset", "kube-flannel-ds", "-n", "kube-flannel", "-o", "json").stdout))[
-        "status"].get("numberReady") == 2 and d, 15, message="Flannel ready on both nodes")
+    ds = wait_until(
+        lambda: (
+            (d := json.loads(cluster.cp.kubectl("get", "daemonset", "kube-flannel-ds", "-n", "kube-flannel", "-o", "json").stdout))[
+                "status"
+            ].get("numberReady")
+            == 2
+            and d
+        ),
+        15,
+        message="Flannel ready on both nodes",
+    )
     assert ds["status"]["desiredNumberScheduled"] == 2
     pods = json.loads(cluster.cp.kubectl("get", "pods", "-n", "kube-flannel", "-o", "json").stdout)
     assert sorted(p["spec"]["nodeName"] for p in pods["items"]) == ["cp1", "worker1"]
@@ -461,20 +478,19 @@ def test_flannel_runs_on_every_node_and_nginx_keeps_off_the_tainted_control_plan
         assert [p["spec"]["nodeName"] for p in pods["items"]] == ["worker1", "worker1"]
         old = debian_kubectl()
         for exe in [None] + ([old] if old else []):
-            res = cluster.cp.kubectl("drain", "worker1", "--ignore-daemonsets",
-                                     "--delete-emptydir-data", "--timeout=7s", kubectl=exe,
-                                     check=False)
+            res = cluster.cp.kubectl(
+                "drain", "worker1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=7s", kubectl=exe, check=False
+            )
             assert res.returncode != 0
-            assert ("(will retry after 5s): Cannot evict pod as it would violate the pod's "
-                    "disruption budget.") in res.stderr, res.stderr
+            assert ("(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.") in res.stderr, res.stderr
             assert "ignoring DaemonSet-managed Pods: kube-flannel/kube-flannel-ds-" in res.stderr
         after = json.loads(cluster.cp.kubectl("get", "pods", "-n", "smoke", "-o", "json").stdout)
-        assert {p["metadata"]["uid"] for p in after["items"]} == \
-            {p["metadata"]["uid"] for p in pods["items"]}
+        assert {p["metadata"]["uid"] for p in after["items"]} == {p["metadata"]["uid"] for p in pods["items"]}
     finally:
         cluster.cp.kubectl("uncordon", "worker1", check=False)
         cluster.cp.kubectl("delete", "namespace", "smoke", check=False)
     assert "smoke" not in cluster.cp.kubectl("get", "pods", "-A").stdout
+
 
 def test_a_second_host_cannot_join_under_a_ready_nodes_name(cluster):
     endpoint, token, ca_hash = cluster.join_command()
@@ -482,38 +498,38 @@ def test_a_second_host_cannot_join_under_a_ready_nodes_name(cluster):
     w.write(JOIN_FILE, join_config("worker1", endpoint, token, ca_hash), 0o600)
     res = w.kubeadm("join", "--config", JOIN_FILE)
     assert res.returncode == 1
-    assert ('error execution phase kubelet-start: a Node with name "worker1" and status "Ready" '
-            'already exists in the cluster') in res.stderr
+    assert (
+        'error execution phase kubelet-start: a Node with name "worker1" and status "Ready" already exists in the cluster'
+    ) in res.stderr
 
 
 def test_init_twice_is_refused_by_preflight(cluster):
     res = cluster.cp.kubeadm("init", "--config", INIT_FILE)
     assert res.returncode == 1
-    assert (f"[ERROR Port-{cluster.port}]: Port {cluster.port} is in use" in res.stderr)
-    assert ("[ERROR FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml]: "
-            "/etc/kubernetes/manifests/kube-apiserver.yaml already exists") in res.stderr
+    assert f"[ERROR Port-{cluster.port}]: Port {cluster.port} is in use" in res.stderr
+    assert (
+        "[ERROR FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml]: /etc/kubernetes/manifests/kube-apiserver.yaml already exists"
+    ) in res.stderr
 
 
 def test_stopped_kubelet_goes_not_ready_and_a_restart_repairs_it(cluster):
     w = next(h for h in cluster.hosts if h.name == "worker1")
     w.stop_kubelet()
-    wait_until(lambda: node_ready_status(cluster.cp.node("worker1")) == "Unknown", 15,
-               message="worker1 Unknown after its kubelet stopped")
+    wait_until(lambda: node_ready_status(cluster.cp.node("worker1")) == "Unknown", 15, message="worker1 Unknown after its kubelet stopped")
     subprocess.run(["systemctl", "restart", "kubelet"], env=w.env(), check=True, timeout=30)
-    wait_until(lambda: node_ready_status(cluster.cp.node("worker1")) == "True", 15,
-               message="worker1 Ready after systemctl restart kubelet")
+    wait_until(lambda: node_ready_status(cluster.cp.node("worker1")) == "True", 15, message="worker1 Ready after systemctl restart kubelet")
 
 
 def test_a_deleted_node_registers_again(cluster):
     cluster.cp.kubectl("delete", "node", "worker1")
-    wait_until(lambda: node_ready_status(cluster.cp.node("worker1")) == "True", 15,
-               message="worker1 registered again by its kubelet")
+    wait_until(lambda: node_ready_status(cluster.cp.node("worker1")) == "True", 15, message="worker1 registered again by its kubelet")
 
 
 def test_kubelet_restart_on_the_control_plane_keeps_the_cluster_state(cluster):
     subprocess.run(["systemctl", "restart", "kubelet"], env=cluster.cp.env(), check=True, timeout=30)
-    wait_until(lambda: cluster.cp.kubectl("get", "--raw=/readyz", check=False).stdout == "ok", 20,
-               message="API back after a kubelet restart")
+    wait_until(
+        lambda: cluster.cp.kubectl("get", "--raw=/readyz", check=False).stdout == "ok", 20, message="API back after a kubelet restart"
+    )
     ds = cluster.cp.kubectl("get", "daemonset", "-n", "kube-flannel", "-o", "name").stdout
     assert "daemonset.apps/kube-flannel-ds" in ds
     wait_until(lambda: node_ready_status(cluster.cp.node("cp1")) == "True", 15, message="cp1 Ready")
@@ -547,6 +563,7 @@ def test_k3s_mode_serves_the_new_kinds_and_openapi_but_keeps_its_readiness(tmp_p
     """The API additions are shared: a k3s stand-in server takes the Flannel-like manifest
     too, and its nodes stay Ready without it (k3s brings its own flannel)."""
     from standin_helpers import start_server
+
     root = tmp_path / "k3s"
     (root / "etc/rancher/k3s").mkdir(parents=True)
     (root / "etc/rancher/k3s/config.yaml").write_text("token: k3s-mode-secret\n")
@@ -558,11 +575,13 @@ def test_k3s_mode_serves_the_new_kinds_and_openapi_but_keeps_its_readiness(tmp_p
         out = srv.kubectl("apply", "-f", str(manifest)).stdout
         assert out.count(" created") == 6, out
         assert srv.kubectl("apply", "-f", str(manifest)).stdout.count("unchanged") == 6
-        status, _, body = srv.request("GET", "/openapi/v2", headers={
-            "Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+        status, _, body = srv.request(
+            "GET", "/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"}
+        )
         assert status == 200 and body.startswith(b"\x0a\x032.0")
-        assert srv.request("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info",
-                           client_cert=False)[0] == 404  # readable anonymously, just absent
+        assert (
+            srv.request("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info", client_cert=False)[0] == 404
+        )  # readable anonymously, just absent
         assert node_ready_status(srv.node("k3s-node")) == "True"
         assert "k3s.io/hostname" in srv.node("k3s-node")["metadata"]["annotations"]
     finally:

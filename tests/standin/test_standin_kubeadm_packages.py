@@ -12,8 +12,7 @@ import pytest
 
 from provisioner_lab import aptrepo, debs
 
-pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("dpkg-deb", "gpg", "apt-get")),
-                                reason="needs dpkg-deb, gpg and apt-get")
+pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("dpkg-deb", "gpg", "apt-get")), reason="needs dpkg-deb, gpg and apt-get")
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +27,12 @@ def repo(tmp_path_factory):
 
 def test_packages_are_arch_all_stand_ins_with_the_expected_dependencies(repo):
     _, _, built, _ = repo
-    assert sorted(p.name for p in built) == ["kubeadm_1.31.4-1.1_all.deb", "kubectl_1.31.4-1.1_all.deb",
-                                              "kubelet_1.31.4-1.1_all.deb"]
+    assert sorted(p.name for p in built) == ["kubeadm_1.31.4-1.1_all.deb", "kubectl_1.31.4-1.1_all.deb", "kubelet_1.31.4-1.1_all.deb"]
     fields = {p.name.split("_")[0]: aptrepo.deb_fields(p) for p in built}
     for name, f in fields.items():
         assert f["Architecture"] == "all" and f["Version"] == "1.31.4-1.1"
         assert "STAND-IN" in f["Description"], name
-    assert {"python3", "python3-cryptography", "python3-yaml"} <= {
-        d.split()[0] for d in fields["kubelet"]["Depends"].split(", ")}
+    assert {"python3", "python3-cryptography", "python3-yaml"} <= {d.split()[0] for d in fields["kubelet"]["Depends"].split(", ")}
     assert {d.split()[0] for d in fields["kubeadm"]["Depends"].split(", ")} == {"kubelet", "kubectl"}
     assert fields["kubectl"]["Depends"] == "kubernetes-client"
 
@@ -48,15 +45,18 @@ def test_kubelet_package_has_unit_dropin_and_a_working_library_layout(repo, tmp_
     unit = (root / "usr/lib/systemd/system/kubelet.service").read_text()
     assert "Restart=always" in unit and "RestartSec=10" in unit
     dropin = (root / "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf").read_text()
-    for needle in ("EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env",
-                   "EnvironmentFile=-/etc/default/kubelet", "$KUBELET_KUBEADM_ARGS",
-                   "$KUBELET_EXTRA_ARGS", "--kubeconfig=/etc/kubernetes/kubelet.conf",
-                   "--config=/var/lib/kubelet/config.yaml"):
+    for needle in (
+        "EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env",
+        "EnvironmentFile=-/etc/default/kubelet",
+        "$KUBELET_KUBEADM_ARGS",
+        "$KUBELET_EXTRA_ARGS",
+        "--kubeconfig=/etc/kubernetes/kubelet.conf",
+        "--config=/var/lib/kubelet/config.yaml",
+    ):
         assert needle in dropin
     assert os.access(root / "usr/bin/kubelet", os.X_OK)
     # the installed kubelet is one self-contained file (a zipapp with the k3s modules inside)
-    res = subprocess.run([str(root / "usr/bin/kubelet"), "--version"], capture_output=True, text=True,
-                         timeout=30)
+    res = subprocess.run([str(root / "usr/bin/kubelet"), "--version"], capture_output=True, text=True, timeout=30)
     assert res.returncode == 0 and "v1.31.4" in res.stdout and "stand-in" in res.stdout
     assert (root / "etc/kubernetes/manifests").is_dir()
 
@@ -69,20 +69,32 @@ def test_flat_repository_is_signed_and_apt_reads_it(repo, tmp_path):
     keyring = tmp_path / "kubernetes-apt-keyring.asc"
     shutil.copy(kdir / "Release.key", keyring)
     apt = tmp_path / "apt"
-    for d in ("etc/apt/sources.list.d", "etc/apt/preferences.d", "etc/apt/apt.conf.d",
-              "var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "var/lib/dpkg"):
+    for d in (
+        "etc/apt/sources.list.d",
+        "etc/apt/preferences.d",
+        "etc/apt/apt.conf.d",
+        "var/lib/apt/lists/partial",
+        "var/cache/apt/archives/partial",
+        "var/lib/dpkg",
+    ):
         (apt / d).mkdir(parents=True, exist_ok=True)
     (apt / "var/lib/dpkg/status").write_text("")
     (apt / "etc/apt/sources.list").write_text("")
-    (apt / "etc/apt/sources.list.d/kubernetes.list").write_text(
-        f"deb [signed-by={keyring}] file:{kdir}/ /\n")
-    opts = ["-o", f"Dir={apt}", "-o", f"Dir::State::status={apt}/var/lib/dpkg/status",
-            "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root"]
+    (apt / "etc/apt/sources.list.d/kubernetes.list").write_text(f"deb [signed-by={keyring}] file:{kdir}/ /\n")
+    opts = [
+        "-o",
+        f"Dir={apt}",
+        "-o",
+        f"Dir::State::status={apt}/var/lib/dpkg/status",
+        "-o",
+        "Debug::NoLocking=1",
+        "-o",
+        "APT::Sandbox::User=root",
+    ]
     res = subprocess.run(["apt-get", *opts, "update"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "NO_PUBKEY" not in res.stderr and "not signed" not in res.stderr
-    pol = subprocess.run(["apt-cache", *opts, "policy", "kubelet", "kubeadm", "kubectl"],
-                         capture_output=True, text=True, timeout=60).stdout
+    pol = subprocess.run(["apt-cache", *opts, "policy", "kubelet", "kubeadm", "kubectl"], capture_output=True, text=True, timeout=60).stdout
     assert pol.count("Candidate: 1.31.4-1.1") == 3, pol
     # a wrong key is refused
     other = aptrepo.Gpg(tmp_path / "other")

@@ -48,32 +48,38 @@ def test_tls_files_exist_keys_are_0600_and_cas_are_ecdsa_p256(server):
         assert cert.public_key().curve.name == "secp256r1"
         assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     admin = x509.load_pem_x509_certificate((server.tls / "client-admin.crt").read_bytes())
-    assert admin.subject.rfc4514_string() in ("CN=system:admin,O=system:masters",
-                                              "O=system:masters,CN=system:admin")
+    assert admin.subject.rfc4514_string() in ("CN=system:admin,O=system:masters", "O=system:masters,CN=system:admin")
     client_ca = x509.load_pem_x509_certificate((server.tls / "client-ca.crt").read_bytes())
     assert admin.issuer == client_ca.subject
 
 
 def serving_sans(server) -> set[str]:
-    cert = x509.load_pem_x509_certificate(
-        (server.tls / "serving-kube-apiserver.crt").read_bytes())
+    cert = x509.load_pem_x509_certificate((server.tls / "serving-kube-apiserver.crt").read_bytes())
     ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return set(ext.get_values_for_type(x509.DNSName)) | {
-        str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}
+    return set(ext.get_values_for_type(x509.DNSName)) | {str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}
 
 
 def test_serving_cert_sans_cover_defaults_host_addresses_and_tls_san(server):
     sans = serving_sans(server)
-    for want in ("127.0.0.1", "localhost", "::1", "kubernetes", "kubernetes.default",
-                 "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "10.43.0.1",
-                 "standin.test", "cli.standin.test"):  # tls-san from config.yaml and CLI
+    for want in (
+        "127.0.0.1",
+        "localhost",
+        "::1",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "10.43.0.1",
+        "standin.test",
+        "cli.standin.test",
+    ):  # tls-san from config.yaml and CLI
         assert want in sans
     assert "not-a-san.example" not in sans and "10.99.99.99" not in sans
 
 
-@pytest.mark.parametrize("name,ok", [("127.0.0.1", True), ("localhost", True),
-                                     ("standin.test", True), ("not-a-san.example", False),
-                                     ("10.99.99.99", False)])
+@pytest.mark.parametrize(
+    "name,ok", [("127.0.0.1", True), ("localhost", True), ("standin.test", True), ("not-a-san.example", False), ("10.99.99.99", False)]
+)
 def test_tls_verification_succeeds_only_for_names_in_sans(server, name, ok):
     ctx = server.ssl_context(client_cert=False)
     raw = __import__("socket").create_connection(("127.0.0.1", server.port), timeout=5)
@@ -106,11 +112,11 @@ def test_kubeconfig_is_0600_with_default_names_and_admin_credentials(server):
     assert cfg["contexts"][0]["context"] == {"cluster": "default", "user": "default"}
     assert cfg["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{server.port}"
     import base64
+
     ca = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"])
     assert ca == (server.tls / "server-ca.crt").read_bytes()
     user = cfg["users"][0]["user"]
-    assert base64.b64decode(user["client-certificate-data"]) == \
-        (server.tls / "client-admin.crt").read_bytes()
+    assert base64.b64decode(user["client-certificate-data"]) == (server.tls / "client-admin.crt").read_bytes()
     assert "client-key-data" in user
 
 
@@ -120,8 +126,7 @@ def test_anonymous_endpoints_answer_without_a_client_cert(server):
     info = json.loads(body)
     assert info["gitVersion"] == VERSION and info["major"] == "1" and info["minor"] == "31"
     assert info["platform"].startswith("linux/")
-    for path, want in (("/readyz", b"ok"), ("/livez", b"ok"), ("/healthz", b"ok"),
-                       ("/ping", b"pong")):
+    for path, want in (("/readyz", b"ok"), ("/livez", b"ok"), ("/healthz", b"ok"), ("/ping", b"pong")):
         assert server.request("GET", path, client_cert=False)[::2] == (200, want)
 
 
@@ -136,14 +141,13 @@ def test_api_without_client_cert_is_401_with_a_status_object(server):
 
 def test_supervisor_endpoints_need_the_token(server):
     import base64
+
     bad = {"Authorization": "Basic " + base64.b64encode(b"node:wrong").decode()}
     assert server.request("GET", "/v1-k3s/readyz", client_cert=False, headers=bad)[0] == 401
-    good = {"Authorization": "Basic " + base64.b64encode(
-        f"node:{TEST_SECRET}".encode()).decode()}
+    good = {"Authorization": "Basic " + base64.b64encode(f"node:{TEST_SECRET}".encode()).decode()}
     assert server.request("GET", "/v1-k3s/readyz", client_cert=False, headers=good)[0] == 200
     # only servers (user "server") may fetch the cluster CA keys
-    assert server.request("GET", "/v1-k3s/standin/bootstrap", client_cert=False,
-                          headers=good)[0] == 403
+    assert server.request("GET", "/v1-k3s/standin/bootstrap", client_cert=False, headers=good)[0] == 403
 
 
 def test_kubectl_get_nodes_prints_the_server_node_ready_with_table_columns(server):
@@ -155,19 +159,22 @@ def test_kubectl_get_nodes_prints_the_server_node_ready_with_table_columns(serve
     assert re.fullmatch(r"\d+[smhd].*", row[3])
     assert row[4] == VERSION
     wide = server.kubectl("get", "nodes", "-o", "wide").stdout.splitlines()[0].split()
-    assert wide[5:] == ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION",
-                        "CONTAINER-RUNTIME"]
+    assert wide[5:] == ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
 
 
 def test_server_node_labels_status_and_cli_overrides_config(server):
     node = server.node("standin-server")
     assert server.node("from-config") is None  # --node-name beats node-name: in config.yaml
     labels = node["metadata"]["labels"]
-    for k, v in {"kubernetes.io/hostname": "standin-server", "kubernetes.io/os": "linux",
-                 "beta.kubernetes.io/os": "linux", "node.kubernetes.io/instance-type": "k3s",
-                 "node-role.kubernetes.io/control-plane": "true",
-                 "node-role.kubernetes.io/master": "true",
-                 "standin-test/role": "server"}.items():
+    for k, v in {
+        "kubernetes.io/hostname": "standin-server",
+        "kubernetes.io/os": "linux",
+        "beta.kubernetes.io/os": "linux",
+        "node.kubernetes.io/instance-type": "k3s",
+        "node-role.kubernetes.io/control-plane": "true",
+        "node-role.kubernetes.io/master": "true",
+        "standin-test/role": "server",
+    }.items():
         assert labels[k] == v
     assert labels["kubernetes.io/arch"] == labels["beta.kubernetes.io/arch"]
     assert "node-role.kubernetes.io/etcd" not in labels  # no cluster-init
@@ -208,16 +215,12 @@ def test_get_nodes_json_and_label_selectors(server):
     assert "standin-server" not in names("!standin-test/tier")
     assert "standin-server" in names("standin-test/tier in (silver,gold)")
     assert "standin-server" not in names("standin-test/tier notin (silver,gold)")
-    assert "standin-server" in names("node-role.kubernetes.io/control-plane,standin-test/tier"
-                                     " in (gold),!nope")
+    assert "standin-server" in names("node-role.kubernetes.io/control-plane,standin-test/tier in (gold),!nope")
     assert "standin-server" not in names("standin-test/tier=gold,nope")
-    by_field = server.kubectl("get", "nodes", "--field-selector",
-                              "metadata.name=standin-server", "-o", "name").stdout.split()
+    by_field = server.kubectl("get", "nodes", "--field-selector", "metadata.name=standin-server", "-o", "name").stdout.split()
     assert by_field == ["node/standin-server"]
-    assert server.kubectl("get", "nodes", "--field-selector", "metadata.name=nope",
-                          "-o", "name").stdout.strip() == ""
-    status, _, body = server.request("GET", "/api/v1/nodes?labelSelector=" +
-                                     "standin-test%2Ftier%20in%20(gold)")
+    assert server.kubectl("get", "nodes", "--field-selector", "metadata.name=nope", "-o", "name").stdout.strip() == ""
+    status, _, body = server.request("GET", "/api/v1/nodes?labelSelector=" + "standin-test%2Ftier%20in%20(gold)")
     assert status == 200 and json.loads(body)["kind"] == "NodeList"
 
 
@@ -255,27 +258,30 @@ def test_cordon_and_uncordon_set_and_clear_unschedulable(server):
         node = server.node("standin-server")
         assert node["spec"]["unschedulable"] is True
         assert any(t["key"] == "node.kubernetes.io/unschedulable" for t in node["spec"]["taints"])
-        row = [line.split() for line in server.kubectl("get", "nodes").stdout.splitlines()
-               if line.startswith("standin-server ")][0]
+        row = [line.split() for line in server.kubectl("get", "nodes").stdout.splitlines() if line.startswith("standin-server ")][0]
         assert row[1] == "Ready,SchedulingDisabled"
     finally:
         server.kubectl("uncordon", "standin-server")
     node = server.node("standin-server")
     assert not node["spec"].get("unschedulable")
-    assert not any(t["key"] == "node.kubernetes.io/unschedulable"
-                   for t in node["spec"].get("taints", []))
+    assert not any(t["key"] == "node.kubernetes.io/unschedulable" for t in node["spec"].get("taints", []))
 
 
 def test_label_annotate_and_patch_types(server):
     server.kubectl("label", "node", "standin-server", "patched=one")
     server.kubectl("annotate", "node", "standin-server", "standin-test/note=hello")
-    server.kubectl("patch", "node", "standin-server", "--type", "merge", "-p",
-                   '{"metadata":{"labels":{"patched":"two"}}}')
+    server.kubectl("patch", "node", "standin-server", "--type", "merge", "-p", '{"metadata":{"labels":{"patched":"two"}}}')
     assert server.node("standin-server")["metadata"]["labels"]["patched"] == "two"
-    server.kubectl("patch", "node", "standin-server", "--type", "json", "-p",
-                   '[{"op":"replace","path":"/metadata/labels/patched","value":"three"}]')
-    server.kubectl("patch", "node", "standin-server", "-p",  # strategic merge (default)
-                   '{"metadata":{"annotations":{"standin-test/other":"x"}}}')
+    server.kubectl(
+        "patch", "node", "standin-server", "--type", "json", "-p", '[{"op":"replace","path":"/metadata/labels/patched","value":"three"}]'
+    )
+    server.kubectl(
+        "patch",
+        "node",
+        "standin-server",
+        "-p",  # strategic merge (default)
+        '{"metadata":{"annotations":{"standin-test/other":"x"}}}',
+    )
     node = server.node("standin-server")
     assert node["metadata"]["labels"]["patched"] == "three"
     assert node["metadata"]["annotations"]["standin-test/note"] == "hello"
@@ -286,8 +292,9 @@ def test_label_annotate_and_patch_types(server):
         node = server.node("standin-server")
         node["metadata"]["labels"]["replaced"] = "yes"
         node["status"]["nodeInfo"]["kubeletVersion"] = "v0.0.0"
-        put = server.request("PUT", "/api/v1/nodes/standin-server", body=json.dumps(node).encode(),
-                             headers={"Content-Type": "application/json"})
+        put = server.request(
+            "PUT", "/api/v1/nodes/standin-server", body=json.dumps(node).encode(), headers={"Content-Type": "application/json"}
+        )
         if put[0] != 409:
             break
     assert put[0] == 200
@@ -300,8 +307,9 @@ def test_label_annotate_and_patch_types(server):
     assert bad.returncode != 0
     # a stale resourceVersion is a 409 Conflict
     body = json.dumps({"metadata": {"resourceVersion": "1", "labels": {"x": "y"}}}).encode()
-    status, _, resp = server.request("PATCH", "/api/v1/nodes/standin-server", body=body,
-                                     headers={"Content-Type": "application/merge-patch+json"})
+    status, _, resp = server.request(
+        "PATCH", "/api/v1/nodes/standin-server", body=body, headers={"Content-Type": "application/merge-patch+json"}
+    )
     assert status == 409 and json.loads(resp)["reason"] == "Conflict"
 
 
@@ -327,12 +335,10 @@ def test_watch_streams_changes_to_nodes(server):
     ctx = server.ssl_context()
     conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=10)
     rv = server.kubectl_json("get", "nodes")["metadata"]["resourceVersion"]
-    conn.request("GET", "/api/v1/nodes?watch=true&fieldSelector=metadata.name%3Dstandin-server"
-                        f"&resourceVersion={rv}&timeoutSeconds=5")
+    conn.request("GET", f"/api/v1/nodes?watch=true&fieldSelector=metadata.name%3Dstandin-server&resourceVersion={rv}&timeoutSeconds=5")
     resp = conn.getresponse()
     assert resp.status == 200
-    threading.Timer(0.3, lambda: server.kubectl("label", "node", "standin-server",
-                                                "watched=yes", "--overwrite")).start()
+    threading.Timer(0.3, lambda: server.kubectl("label", "node", "standin-server", "watched=yes", "--overwrite")).start()
     seen = None
     deadline = time.monotonic() + 8
     while time.monotonic() < deadline:
@@ -346,14 +352,12 @@ def test_watch_streams_changes_to_nodes(server):
             break
     conn.close()
     assert seen and seen["type"] == "MODIFIED"
-    wait = server.kubectl("wait", "--for=condition=Ready", "node/standin-server",
-                          "--timeout=10s")
+    wait = server.kubectl("wait", "--for=condition=Ready", "node/standin-server", "--timeout=10s")
     assert "condition met" in wait.stdout
 
 
 def test_no_secret_in_server_output(server):
-    assert_no_secret(server.proc.log(), TEST_SECRET,
-                     (server.root / "etc/rancher/node/password").read_text().strip())
+    assert_no_secret(server.proc.log(), TEST_SECRET, (server.root / "etc/rancher/node/password").read_text().strip())
 
 
 def test_state_persists_and_serving_cert_follows_tls_san_changes(tmp_path):
@@ -361,17 +365,26 @@ def test_state_persists_and_serving_cert_follows_tls_san_changes(tmp_path):
     regenerates the serving certificate; write-kubeconfig/-mode are honoured."""
     root, cache = tmp_path / "srv", tmp_path / "cache"
     kube, data = "/etc/standin-test/admin.yaml", "/srv/k3s-data"
-    args = ["--node-name", "restart-server", "--write-kubeconfig", kube,
-            "--write-kubeconfig-mode", "0644", "--data-dir", data, "--cluster-init",
-            "--node-ip", "192.0.2.77"]
+    args = [
+        "--node-name",
+        "restart-server",
+        "--write-kubeconfig",
+        kube,
+        "--write-kubeconfig-mode",
+        "0644",
+        "--data-dir",
+        data,
+        "--cluster-init",
+        "--node-ip",
+        "192.0.2.77",
+    ]
     srv = start_server(root, cache, args, data_dir=data)
     try:
         kc = root / kube.lstrip("/")
         assert mode(kc) == 0o644
         assert not (root / "etc/rancher/k3s/k3s.yaml").exists()
         assert not (root / "var/lib/rancher/k3s").exists()  # --data-dir honoured
-        node = json.loads(srv.kubectl("get", "node", "restart-server", "-o", "json",
-                                      kubeconfig=kc).stdout)
+        node = json.loads(srv.kubectl("get", "node", "restart-server", "-o", "json", kubeconfig=kc).stdout)
         assert node["metadata"]["labels"]["node-role.kubernetes.io/etcd"] == "true"
         assert {"type": "InternalIP", "address": "192.0.2.77"} in node["status"]["addresses"]
         assert "192.0.2.77" in serving_sans(srv)
@@ -382,22 +395,19 @@ def test_state_persists_and_serving_cert_follows_tls_san_changes(tmp_path):
         serving_before = (srv.tls / "serving-kube-apiserver.crt").read_bytes()
     finally:
         assert srv.proc.stop() == 0  # SIGTERM -> clean exit
-    srv = start_server(root, cache, [*args, "--tls-san", "added.standin.test"], port=srv.port,
-                       data_dir=data)
+    srv = start_server(root, cache, [*args, "--tls-san", "added.standin.test"], port=srv.port, data_dir=data)
     try:
         assert srv.token == token
         assert (srv.tls / "server-ca.crt").read_bytes() == ca_before
         assert (srv.tls / "serving-kube-apiserver.crt").read_bytes() != serving_before
         assert "added.standin.test" in serving_sans(srv)
-        node = json.loads(srv.kubectl("get", "node", "restart-server", "-o", "json",
-                                      kubeconfig=kc).stdout)
+        node = json.loads(srv.kubectl("get", "node", "restart-server", "-o", "json", kubeconfig=kc).stdout)
         assert node["metadata"]["labels"]["kept"] == "yes"
         assert node_ready_status(node) == "True"
         serving_after = (srv.tls / "serving-kube-apiserver.crt").read_bytes()
     finally:
         srv.proc.stop()
-    srv = start_server(root, cache, [*args, "--tls-san", "added.standin.test"], port=srv.port,
-                       data_dir=data)
+    srv = start_server(root, cache, [*args, "--tls-san", "added.standin.test"], port=srv.port, data_dir=data)
     try:  # same SANs -> the serving certificate is kept
         assert (srv.tls / "serving-kube-apiserver.crt").read_bytes() == serving_after
     finally:
@@ -405,7 +415,9 @@ def test_state_persists_and_serving_cert_follows_tls_san_changes(tmp_path):
 
 
 def test_configured_full_token_with_wrong_ca_hash_is_fatal(tmp_path, processes):
-    p = processes(tmp_path / "srv", ["server", "--https-listen-port", "0", "--bind-address",
-                                     "127.0.0.1", "--token", "K10" + "0" * 64 + "::server:abcd"])
+    p = processes(
+        tmp_path / "srv",
+        ["server", "--https-listen-port", "0", "--bind-address", "127.0.0.1", "--token", "K10" + "0" * 64 + "::server:abcd"],
+    )
     assert p.wait_exit() == 1
     assert "token CA hash does not match the Cluster CA certificate hash" in p.log()

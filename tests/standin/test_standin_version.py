@@ -15,8 +15,16 @@ OLD, NEW = "v1.31.4+k3s1", "v1.32.0+k3s1"
 
 
 def _start(root: Path, binary: Path, port: int, cache: Path) -> Server:
-    args = ["server", f"--https-listen-port={port}", "--bind-address", "127.0.0.1", "--node-name", "upgraded",
-            "--token", "version-test-secret"]
+    args = [
+        "server",
+        f"--https-listen-port={port}",
+        "--bind-address",
+        "127.0.0.1",
+        "--node-name",
+        "upgraded",
+        "--token",
+        "version-test-secret",
+    ]
     proc = StandinProcess(root, args, binary=binary, name="server")
     proc.wait_ready()
     return Server(root, port, proc, cache)
@@ -45,8 +53,11 @@ def test_node_reports_the_running_binarys_version_until_restarted(tmp_path: Path
         os.replace(staged, binary)
         # several heartbeats later, the old process still says what it is
         heartbeat = server.node("upgraded")["status"]["conditions"]  # type: ignore[index]
-        wait_until(lambda: server.node("upgraded")["status"]["conditions"] != heartbeat, 10,  # type: ignore[index]
-                   message="a heartbeat after the binary was replaced")
+        wait_until(
+            lambda: server.node("upgraded")["status"]["conditions"] != heartbeat,
+            10,  # type: ignore[index]
+            message="a heartbeat after the binary was replaced",
+        )
         assert _kubelet_version(server) == OLD
     finally:
         server.proc.stop()

@@ -28,7 +28,8 @@ class HostState:
 
     clock_offset: float = 0.0
     disks: dict[str, tuple[int, int, str]] = field(
-        default_factory=lambda: {"/": (100 * GIB_KIB, 60 * GIB_KIB, "/"), "/var/lib": (100 * GIB_KIB, 60 * GIB_KIB, "/")})
+        default_factory=lambda: {"/": (100 * GIB_KIB, 60 * GIB_KIB, "/"), "/var/lib": (100 * GIB_KIB, 60 * GIB_KIB, "/")}
+    )
     mem_total_kib: int = 8 * GIB_KIB
     mem_available_kib: int = 6 * GIB_KIB
     clock_readable: bool = True
@@ -78,15 +79,22 @@ class FakeCheckedCluster:
         remote = self.cluster.connector(inventory, host)
         state = self.hosts.setdefault(host.name, HostState())
         remote.on(r"clock=\$\(date \+%s\.%N\)", handler=lambda r, c: (0, self._health(host, state), ""))
-        sample = ("kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json"
-                  if isinstance(self.cluster, FakeKubeadmCluster) else "k3s kubectl get nodes -o json")
+        sample = (
+            "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json"
+            if isinstance(self.cluster, FakeKubeadmCluster)
+            else "k3s kubectl get nodes -o json"
+        )
         list_nodes = next(rule.handler for rule in reversed(remote._rules) if rule.pattern.search(sample))
         remote.on(r"kubectl .*get nodes -o json", handler=lambda r, c: self._nodes(list_nodes(r, c)))
-        remote.on(r"kubectl .*get pods -n kube-system -o json",
-                  handler=lambda r, c: (0, json.dumps({"kind": "PodList", "items": self.system_pods}), ""))
+        remote.on(
+            r"kubectl .*get pods -n kube-system -o json",
+            handler=lambda r, c: (0, json.dumps({"kind": "PodList", "items": self.system_pods}), ""),
+        )
         if self.flannel_status is not None:
-            remote.on(r"kubectl .*get daemonset kube-flannel-ds -n kube-flannel -o json",
-                      handler=lambda r, c: (0, json.dumps({"status": self.flannel_status}), ""))
+            remote.on(
+                r"kubectl .*get daemonset kube-flannel-ds -n kube-flannel -o json",
+                handler=lambda r, c: (0, json.dumps({"status": self.flannel_status}), ""),
+            )
         remote.on(r"kubectl .*apply -f /tmp/provisioner-check-", handler=self._apply)
         remote.on(r"kubectl .*scale deployment nginx", handler=self._scale)
         remote.on(r"kubectl .*get deployment nginx", handler=self._deployment)
@@ -162,8 +170,7 @@ class FakeCheckedCluster:
         if w.interrupt_on_poll:
             raise KeyboardInterrupt
         available = self._available()
-        status = {"replicas": w.replicas, "updatedReplicas": w.replicas, "readyReplicas": available,
-                  "availableReplicas": available}
+        status = {"replicas": w.replicas, "updatedReplicas": w.replicas, "readyReplicas": available, "availableReplicas": available}
         return 0, json.dumps({"kind": "Deployment", "spec": {"replicas": w.replicas}, "status": status}), ""
 
     def _pods(self, remote: FakeRemote, command: str) -> tuple[int, str, str]:
@@ -171,8 +178,10 @@ class FakeCheckedCluster:
         assert w.namespace and f"-n {w.namespace}" in command and "app=nginx" in command
         w.events.append("get pods")
         nodes = w.placement if w.placement is not None else self.schedulable_nodes()
-        items = [{"metadata": {"name": f"nginx-{i}"}, "spec": {"nodeName": nodes[i % len(nodes)]},
-                  "status": {"phase": "Running"}} for i in range(self._available())]
+        items = [
+            {"metadata": {"name": f"nginx-{i}"}, "spec": {"nodeName": nodes[i % len(nodes)]}, "status": {"phase": "Running"}}
+            for i in range(self._available())
+        ]
         return 0, json.dumps({"kind": "PodList", "items": items}), ""
 
     def _delete(self, remote: FakeRemote, command: str) -> tuple[int, str, str]:

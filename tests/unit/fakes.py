@@ -117,8 +117,7 @@ class FakeK3sCluster:
         remote.on(r"kubectl (cordon|uncordon) (\S+)$", handler=lambda r, c: self._cordon(c))
         remote.on(r"kubectl drain (\S+) ", handler=lambda r, c: self._drain(c))
         remote.on(r"kubectl get pdb -A -o json", handler=lambda r, c: (0, json.dumps({"items": self.pdbs}), ""))
-        remote.on(r"kubectl get pods -A --field-selector spec\.nodeName=(\S+) -o json",
-                  handler=lambda r, c: self._pods_on(c))
+        remote.on(r"kubectl get pods -A --field-selector spec\.nodeName=(\S+) -o json", handler=lambda r, c: self._pods_on(c))
         remote.on(r"kubectl get node (\S+) -o jsonpath=", handler=lambda r, c: self._node_version(c))
         remote.on(r"^/usr/local/bin/k3s(-agent)?-uninstall\.sh$", handler=lambda r, c: self._uninstall(sim, r, c))
         remote.on(r"^rm -f /etc/rancher/k3s/config\.yaml", handler=lambda r, c: self._rm_config(r, sim))
@@ -144,8 +143,14 @@ class FakeK3sCluster:
         name = re.search(r"kubectl drain (\S+) ", command).group(1)  # type: ignore[union-attr]
         self.events.append(f"drain {name}")
         if name in self.drain_blocked:
-            return 1, "", ("error when evicting pods/\"web-1\" -n \"default\" (will retry after 5s): Cannot evict pod as it "
-                           "would violate the pod's disruption budget.\nerror: timed out waiting for the condition")
+            return (
+                1,
+                "",
+                (
+                    'error when evicting pods/"web-1" -n "default" (will retry after 5s): Cannot evict pod as it '
+                    "would violate the pod's disruption budget.\nerror: timed out waiting for the condition"
+                ),
+            )
         self.pods = [p for p in self.pods if p["spec"]["nodeName"] != name]
         return 0, f"node/{name} drained\n", ""
 
@@ -227,8 +232,13 @@ class FakeK3sCluster:
         if role == "server":
             remote.files[k3s.ADMIN_KUBECONFIG] = ADMIN_KUBECONFIG.encode()
         previous = self.nodes.get(name, {})
-        self.nodes[name] = {"ready": name not in self.never_ready, "ip": sim.host.node_ip or sim.host.address, "role": role,
-                            "version": sim.version, "unschedulable": previous.get("unschedulable", False)}
+        self.nodes[name] = {
+            "ready": name not in self.never_ready,
+            "ip": sim.host.node_ip or sim.host.address,
+            "role": role,
+            "version": sim.version,
+            "unschedulable": previous.get("unschedulable", False),
+        }
         self.events.append(f"install {name} {sim.version}")
         return 0, "[INFO] installed\n", ""
 
@@ -237,8 +247,7 @@ class FakeK3sCluster:
         sim.active = True
         name = sim.config_node_name
         if name is not None and sim.role is not None:  # the node (re-)registers when its service starts
-            node = self.nodes.setdefault(name, {"ip": sim.host.node_ip or sim.host.address, "role": sim.role,
-                                                "version": sim.version})
+            node = self.nodes.setdefault(name, {"ip": sim.host.node_ip or sim.host.address, "role": sim.role, "version": sim.version})
             node["ready"] = name not in self.never_ready
         return 0, "", ""
 
@@ -261,9 +270,12 @@ class FakeK3sCluster:
                     "spec": {"unschedulable": True} if node.get("unschedulable") else {},
                     "status": {
                         "conditions": [
-                            {"type": "Ready", "status": "True" if node["ready"] else "Unknown",
-                             "reason": "KubeletReady" if node["ready"] else "NodeStatusUnknown",
-                             "message": "" if node["ready"] else "Kubelet stopped posting node status."}
+                            {
+                                "type": "Ready",
+                                "status": "True" if node["ready"] else "Unknown",
+                                "reason": "KubeletReady" if node["ready"] else "NodeStatusUnknown",
+                                "message": "" if node["ready"] else "Kubelet stopped posting node status.",
+                            }
                         ],
                         "addresses": [{"type": "InternalIP", "address": node["ip"]}],
                         "nodeInfo": {"kubeletVersion": node["version"]},
@@ -312,12 +324,13 @@ class SimulatedK3sFleet(FakeK3sCluster):
 def fleet_inventory(agents: int, *, servers: int = 1, name: str = "fleet", ssh: dict[str, object] | None = None) -> Inventory:
     """An inventory of ``servers`` servers and ``agents`` agents on documentation-range-like
     addresses (validated by the model directly: parsing 5000 hosts of YAML is not the subject)."""
-    hosts = [{"name": f"server{i}", "address": f"10.200.{i // 250}.{i % 250 + 1}", "role": "server"}
-             for i in range(servers)]
-    hosts += [{"name": f"agent{i}", "address": f"10.{i // 62500 + 1}.{i // 250 % 250}.{i % 250 + 1}", "role": "agent"}
-              for i in range(agents)]
-    return Inventory.model_validate({"cluster": {"name": name}, "ssh": ssh or {"user": "root"}, "hosts": hosts},
-                                    context={"base_dir": Path.cwd()})
+    hosts = [{"name": f"server{i}", "address": f"10.200.{i // 250}.{i % 250 + 1}", "role": "server"} for i in range(servers)]
+    hosts += [
+        {"name": f"agent{i}", "address": f"10.{i // 62500 + 1}.{i // 250 % 250}.{i % 250 + 1}", "role": "agent"} for i in range(agents)
+    ]
+    return Inventory.model_validate(
+        {"cluster": {"name": name}, "ssh": ssh or {"user": "root"}, "hosts": hosts}, context={"base_dir": Path.cwd()}
+    )
 
 
 # --- kubeadm ------------------------------------------------------------------------------------
@@ -386,14 +399,18 @@ def prepared(dist: Kubeadm, name: str, *, joined: bool = True, **changes: object
     }
     k = KubeadmFacts(
         packages={"kubelet": "1.31.4-1.1", "kubeadm": "1.31.4-1.1", "kubectl": "1.31.4-1.1", "containerd": "1.6.20~ds1-1"},
-        held=frozenset({"kubelet", "kubeadm", "kubectl"}), containerd_version="1.6.20~ds1",
-        services={"containerd": "active", "kubelet": "active"}, files=files, repo_key=True,
-        admin_conf=joined and host.role == "server", kubelet_conf=joined,
-        modules=frozenset({"overlay", "br_netfilter"}), commands=frozenset(PREFLIGHT_COMMANDS),
+        held=frozenset({"kubelet", "kubeadm", "kubectl"}),
+        containerd_version="1.6.20~ds1",
+        services={"containerd": "active", "kubelet": "active"},
+        files=files,
+        repo_key=True,
+        admin_conf=joined and host.role == "server",
+        kubelet_conf=joined,
+        modules=frozenset({"overlay", "br_netfilter"}),
+        commands=frozenset(PREFLIGHT_COMMANDS),
         sysctls={"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1", "net.ipv4.ip_forward": "1"},
     )
     return replace(base, dist=replace(k, **changes))  # type: ignore[arg-type]
-
 
 
 KUBEADM_TOKEN = "q1w2e3.a1b2c3d4e5f6a7b8"
@@ -401,8 +418,18 @@ KUBEADM_TOKEN = "q1w2e3.a1b2c3d4e5f6a7b8"
 
 def facts_text(k: KubeadmFacts, host: Host) -> str:
     """The fact script's output for a Debian host in state ``k``."""
-    lines = ["os.id=debian", "os.pretty_name=Debian GNU/Linux 12 (bookworm)", "arch=x86_64", "mem_kib=4000000",
-             "cpus=2", "systemd=yes", f"hostname={host.name}", f"machine_id={host.name}", "user=root", "tool.curl=yes"]
+    lines = [
+        "os.id=debian",
+        "os.pretty_name=Debian GNU/Linux 12 (bookworm)",
+        "arch=x86_64",
+        "mem_kib=4000000",
+        "cpus=2",
+        "systemd=yes",
+        f"hostname={host.name}",
+        f"machine_id={host.name}",
+        "user=root",
+        "tool.curl=yes",
+    ]
     lines += [f"module.{m}=yes" for m in k.modules]
     lines += [f"sysctl.{key}={value}" for key, value in k.sysctls.items()]
     lines += [f"file:{path}={sha}" for path, sha in k.files.items()]
@@ -448,7 +475,10 @@ class FakeKubeadmCluster:
         remote.on(r"kubectl .* get nodes -o json", handler=lambda r, c: (0, self._nodes(), ""))
         remote.on(r"kubectl .* get daemonset kube-flannel-ds", handler=lambda r, c: self._daemonset())
         remote.on(r"^systemctl restart kubelet$", handler=lambda r, c: self._restart_kubelet(name))
-        remote.on(r"^install -d -m 0755 /etc/apt/keyrings && curl -fsSL \S+Release.key", handler=lambda r, c: self._event(f"repository key {name}"))
+        remote.on(
+            r"^install -d -m 0755 /etc/apt/keyrings && curl -fsSL \S+Release.key",
+            handler=lambda r, c: self._event(f"repository key {name}"),
+        )
         remote.on(LOCKED_MARK, stdout=f"{LOCKED_MARK}\n")  # the cluster lock is free
         # the rolling upgrade: packages, kubeadm upgrade, and the node operations on the API
         remote.on(r"^apt-mark unhold kubeadm ", handler=lambda r, c: self._packages(name, ("kubeadm",), c))
@@ -462,10 +492,11 @@ class FakeKubeadmCluster:
         remote.on(r"^kubeadm reset -f$", handler=lambda r, c: self._reset(name))
         remote.on(r"^rm -rf /etc/cni/net\.d && ", handler=lambda r, c: self._event(f"cni cleanup {name}"))
         remote.on(r"^for tool in iptables ip6tables", handler=lambda r, c: self._event(f"iptables cleanup {name}"))
-        remote.on(r"^rm -f /etc/default/kubelet && rm -rf /etc/kubernetes/provisioner$",
-                  handler=lambda r, c: self._flags_removed(name))
-        remote.on(r"install -y --no-install-recommends kubelet kubeadm kubectl && apt-mark hold kubelet kubeadm kubectl",
-                  handler=lambda r, c: self._held(name))
+        remote.on(r"^rm -f /etc/default/kubelet && rm -rf /etc/kubernetes/provisioner$", handler=lambda r, c: self._flags_removed(name))
+        remote.on(
+            r"install -y --no-install-recommends kubelet kubeadm kubectl && apt-mark hold kubelet kubeadm kubectl",
+            handler=lambda r, c: self._held(name),
+        )
         remote.on(r"^apt-mark unhold kubelet kubeadm kubectl ", handler=lambda r, c: self._unhold(name))
         self.remotes[name] = remote
         return remote
@@ -477,8 +508,9 @@ class FakeKubeadmCluster:
         return 0, f'node "{node}" deleted\n', ""
 
     def _reset(self, name: str) -> tuple[int, str, str]:
-        self.state[name] = replace(self.state[name], admin_conf=False, kubelet_conf=False,
-                                   services={**self.state[name].services, "kubelet": "inactive"})
+        self.state[name] = replace(
+            self.state[name], admin_conf=False, kubelet_conf=False, services={**self.state[name].services, "kubelet": "inactive"}
+        )
         self.events.append(f"kubeadm reset {name}")
         return 0, "[reset] Stopping the kubelet service\n", ""
 
@@ -536,7 +568,11 @@ class FakeKubeadmCluster:
         self.state[name] = KubeadmFacts(**{**self.state[name].__dict__, "admin_conf": True, "kubelet_conf": True})
         remote.files[ADMIN_CONF] = ADMIN_KUBECONFIG.replace("default", "kubernetes").encode()
         self.nodes[name] = True
-        return 0, f"Your Kubernetes control-plane has initialized successfully!\nkubeadm join x:6443 --token {KUBEADM_TOKEN} --discovery-token-ca-cert-hash sha256:{'c' * 64}\n", ""
+        return (
+            0,
+            f"Your Kubernetes control-plane has initialized successfully!\nkubeadm join x:6443 --token {KUBEADM_TOKEN} --discovery-token-ca-cert-hash sha256:{'c' * 64}\n",
+            "",
+        )
 
     def _restart_kubelet(self, name: str) -> tuple[int, str, str]:
         self.events.append(f"restart kubelet {name}")
@@ -571,7 +607,21 @@ class FakeKubeadmCluster:
         return 0, json.dumps({"metadata": {"annotations": {"provisioner.io/manifest-sha256": self.flannel}}}), ""
 
     def _nodes(self) -> str:
-        items = [{"metadata": {"name": n, "labels": {}}, "status": {
-            "conditions": [{"type": "Ready", "status": "True" if self.flannel else "False", "reason": "KubeletReady" if self.flannel else "KubeletNotReady"}],
-            "addresses": [], "nodeInfo": {"kubeletVersion": self.kubelet_versions.get(n, "v1.31.4")}}} for n in self.nodes]
+        items = [
+            {
+                "metadata": {"name": n, "labels": {}},
+                "status": {
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True" if self.flannel else "False",
+                            "reason": "KubeletReady" if self.flannel else "KubeletNotReady",
+                        }
+                    ],
+                    "addresses": [],
+                    "nodeInfo": {"kubeletVersion": self.kubelet_versions.get(n, "v1.31.4")},
+                },
+            }
+            for n in self.nodes
+        ]
         return json.dumps({"items": items})

@@ -69,9 +69,17 @@ def test_check_passes_on_a_healthy_k3s_cluster_with_a_row_per_check_and_changes_
     outcome = run_check(sim)
     assert outcome.ok, outcome.error
     assert list(rows(outcome)) == [
-        "nodes registered", "nodes Ready", "node versions", "nodes schedulable", "API through the kubeconfig",
-        "kube-system pods", "hosts answer over SSH", "clocks",
-        "headroom controller", "headroom worker1", "headroom worker2",
+        "nodes registered",
+        "nodes Ready",
+        "node versions",
+        "nodes schedulable",
+        "API through the kubeconfig",
+        "kube-system pods",
+        "hosts answer over SSH",
+        "clocks",
+        "headroom controller",
+        "headroom worker1",
+        "headroom worker2",
     ]
     assert rows(outcome)["kube-system pods"].detail == "none listed"
     assert rows(outcome)["API through the kubeconfig"].detail == "simulated, TLS verified"
@@ -129,8 +137,9 @@ def test_a_k3s_node_on_another_version_than_the_pinned_one_fails_node_versions()
 
 def test_a_k3s_cluster_following_a_channel_is_not_judged_on_versions() -> None:
     write_kubeconfig("homelab")
-    sim = FakeCheckedCluster(running_k3s(make_inventory(BASIC.replace("version: v1.31.4+k3s1", "channel: stable"))),
-                             versions={"worker1": "v1.30.8+k3s1"})
+    sim = FakeCheckedCluster(
+        running_k3s(make_inventory(BASIC.replace("version: v1.31.4+k3s1", "channel: stable"))), versions={"worker1": "v1.30.8+k3s1"}
+    )
     outcome = run_check(sim)
     assert outcome.ok, outcome.error
     assert "v1.30.8+k3s1" in rows(outcome)["node versions"].detail
@@ -251,7 +260,8 @@ def test_low_disk_space_fails_headroom_with_the_numbers() -> None:
     assert failed_names(outcome) == ["headroom worker1"]
     assert rows(outcome)["headroom worker1"].detail == "below 10%: /var/lib 4% free (2.0 of 50.0 GiB)"
     assert rows(outcome)["headroom worker2"].detail == (
-        "/ 60% free (60.0 of 100.0 GiB); /var/lib on /'s file system; memory 75% available (6.0 of 8.0 GiB)")
+        "/ 60% free (60.0 of 100.0 GiB); /var/lib on /'s file system; memory 75% available (6.0 of 8.0 GiB)"
+    )
 
 
 def test_low_memory_fails_headroom_with_the_numbers() -> None:
@@ -343,7 +353,7 @@ def test_workload_on_one_schedulable_worker_needs_only_that_node() -> None:
 
 def test_workload_whose_apply_fails_is_a_failed_check_and_the_namespace_is_still_deleted() -> None:
     sim = k3s()
-    sim.workload.apply_error = 'Error from server (Forbidden): namespaces is forbidden'
+    sim.workload.apply_error = "Error from server (Forbidden): namespaces is forbidden"
     outcome = run_check(sim, workload=True)
     assert failed_names(outcome) == ["workload"]
     assert "Forbidden" in rows(outcome)["workload"].detail
@@ -418,8 +428,7 @@ def test_cli_check_json_lists_every_check_and_exits_0(cli_cluster: FakeCheckedCl
     assert code == 0
     data = json.loads(out)
     assert data["ok"] is True and data["exit_code"] == 0 and data["failed"] == []
-    assert data["checks"][0] == {"name": "nodes registered", "status": "ok", "ok": True,
-                                 "detail": "3/3 inventory nodes have a Node object"}
+    assert data["checks"][0] == {"name": "nodes registered", "status": "ok", "ok": True, "detail": "3/3 inventory nodes have a Node object"}
     assert {c["name"] for c in data["checks"]} >= {"clocks", "headroom worker2", "API through the kubeconfig"}
 
 
@@ -444,8 +453,9 @@ def test_cli_check_text_prints_the_table_and_the_failure_line(cli_cluster: FakeC
 
 def test_cli_check_workload_with_image_and_allowed_cordoned_node(cli_cluster: FakeCheckedCluster) -> None:
     cli_cluster.cordoned.add("worker2")
-    code, out, _ = invoke("check", "-i", "inv.yaml", "--workload", "--image", "mirror/nginx:1.27",
-                          "--allow-cordoned", "worker2", "-o", "json")
+    code, out, _ = invoke(
+        "check", "-i", "inv.yaml", "--workload", "--image", "mirror/nginx:1.27", "--allow-cordoned", "worker2", "-o", "json"
+    )
     assert code == 0, out
     assert cli_cluster.workload.image == "mirror/nginx:1.27"
     spread = next(c for c in json.loads(out)["checks"] if c["name"] == "workload spread")
@@ -458,8 +468,14 @@ def test_cli_check_workload_with_image_and_allowed_cordoned_node(cli_cluster: Fa
 def test_health_parser_reads_the_clock_against_the_midpoint_of_the_round_trip() -> None:
     from provisioner.health import parse_health
 
-    values = {"clock": "1000.5", "disk./": "1000 250 /", "disk./var/lib": "2000 100 /var/lib",
-              "mem.total_kib": "4000", "mem.available_kib": "1000", "admin_kubeconfig": "yes"}
+    values = {
+        "clock": "1000.5",
+        "disk./": "1000 250 /",
+        "disk./var/lib": "2000 100 /var/lib",
+        "mem.total_kib": "4000",
+        "mem.available_kib": "1000",
+        "admin_kubeconfig": "yes",
+    }
     health = parse_health("h", values, sent=999.0, received=1000.0)
     assert health.clock_offset == 1.0 and health.clock_uncertainty == 0.5
     assert [(d.path, d.free_percent) for d in health.disks] == [("/", 25.0), ("/var/lib", 5.0)]

@@ -47,7 +47,9 @@ def test_version() -> None:
 
 def test_bad_inventory_exits_2_with_one_line_per_problem_and_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("cluster: {name: a}\nhosts:\n  - {name: c, address: 192.0.2.1, role: boss}\n  - {name: c, address: 192.0.2.2, role: agent}\n")
+    bad.write_text(
+        "cluster: {name: a}\nhosts:\n  - {name: c, address: 192.0.2.1, role: boss}\n  - {name: c, address: 192.0.2.2, role: agent}\n"
+    )
     code, out, err = invoke("up", "-i", str(bad))
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -83,7 +85,10 @@ def test_up_json_output_is_machine_readable(cluster: FakeK3sCluster) -> None:
     data = json.loads(out)
     assert data["ok"] is True and data["errors"] == []
     assert [(h["name"], h["action"], h["result"]) for h in data["hosts"]] == [
-        ("controller", "install", "changed"), ("worker1", "join", "changed"), ("worker2", "join", "changed")]
+        ("controller", "install", "changed"),
+        ("worker1", "join", "changed"),
+        ("worker2", "join", "changed"),
+    ]
     assert all(n["ready"] for n in data["nodes"])
     assert data["kubeconfig"]["path"] == "homelab.kubeconfig"
 
@@ -181,7 +186,10 @@ def test_a_merge_into_another_clusters_entries_exits_2_naming_them_and_replace_o
     code, out, err = invoke("up", "-i", "inv.yaml", "--merge", "--out", str(target))
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert errors[0] == f'error: {target}: cluster "homelab" already points to https://elsewhere:6443 (another server); used by contexts homelab, ops'
+    assert (
+        errors[0]
+        == f'error: {target}: cluster "homelab" already points to https://elsewhere:6443 (another server); used by contexts homelab, ops'
+    )
     assert errors[1].startswith(f'error: {target}: user "homelab" already holds other credentials')
     assert "--replace" in errors[-1] and "Hosts" in out  # the summary is printed
     assert target.read_text() == OTHER_HOMELAB and sorted(p.name for p in tmp_path.glob("config*")) == ["config"]
@@ -193,7 +201,8 @@ def test_a_merge_into_another_clusters_entries_exits_2_naming_them_and_replace_o
 
 
 def test_merge_with_several_kubeconfig_files_writes_the_first_existing_and_keeps_the_current_context(
-        cluster: FakeK3sCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster: FakeK3sCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     first.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
     second.write_text("apiVersion: v1\nkind: Config\ncurrent-context: work\ncontexts:\n- name: work\n  context: {cluster: w, user: w}\n")
@@ -253,8 +262,14 @@ def test_a_read_only_kubeconfig_target_ends_with_one_line_and_exit_1_leaving_not
     (folder / "config").write_text(OTHER_HOMELAB)
     prefix = _read_only_run(folder)
     args = ["up", "-i", "inv.yaml", "--out", str(folder / "config")] + (["--merge", "--replace"] if merge else [])
-    result = subprocess.run([*prefix, sys.executable, "-c", DRIVER, *args], cwd=tmp_path, env=_environment(tmp_path),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*prefix, sys.executable, "-c", DRIVER, *args],
+        cwd=tmp_path,
+        env=_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     folder.chmod(0o755)
     assert result.returncode == 1, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
@@ -275,13 +290,18 @@ def test_json_output_is_plain_json_on_stdout_even_when_colour_is_forced(cluster:
     assert data["ok"] is True and data["exit_code"] == 0 and data["error"] is None
 
 
-@pytest.mark.parametrize("args, code, first_line", [
-    (["up", "-i", "bad.yaml", "-o", "json"], 2, "bad.yaml: cluster: missing required field"),
-    (["up", "--output=json"], 2, "Missing option '-i' / '--inventory'."),
-    (["status", "-o", "json", "-i", "missing.yaml"], 2, "missing.yaml: cannot read inventory"),
-], ids=["bad inventory", "usage error", "missing file"])
+@pytest.mark.parametrize(
+    "args, code, first_line",
+    [
+        (["up", "-i", "bad.yaml", "-o", "json"], 2, "bad.yaml: cluster: missing required field"),
+        (["up", "--output=json"], 2, "Missing option '-i' / '--inventory'."),
+        (["status", "-o", "json", "-i", "missing.yaml"], 2, "missing.yaml: cannot read inventory"),
+    ],
+    ids=["bad inventory", "usage error", "missing file"],
+)
 def test_errors_in_json_mode_are_json_on_stdout_with_the_same_exit_code(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], code: int, first_line: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], code: int, first_line: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.yaml").write_text("hosts: 3\n")
     result = CliRunner(env={"FORCE_COLOR": "1"}).invoke(main, args)
@@ -296,8 +316,14 @@ def test_json_mode_in_a_terminal_with_forced_colour_prints_parseable_json(tmp_pa
     leader, follower = pty.openpty()
     env = _environment(tmp_path, FORCE_COLOR="1", TERM="xterm-256color")
     env.pop("NO_COLOR", None)
-    with subprocess.Popen([sys.executable, "-m", "provisioner", "up", "-i", "bad.yaml", "-o", "json"], cwd=tmp_path, env=env,
-                          stdin=follower, stdout=follower, stderr=subprocess.PIPE) as process:
+    with subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "up", "-i", "bad.yaml", "-o", "json"],
+        cwd=tmp_path,
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+    ) as process:
         os.close(follower)
         chunks = []
         while True:
@@ -345,14 +371,22 @@ def silent_port() -> Iterator[socket.socket]:
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_connecting_ends_with_one_line_its_exit_code_and_a_last_log_line(
-        tmp_path: Path, silent_port: socket.socket, signum: int, code: int) -> None:
+    tmp_path: Path, silent_port: socket.socket, signum: int, code: int
+) -> None:
     port = silent_port.getsockname()[1]
     (tmp_path / "inv.yaml").write_text(
         f"cluster: {{name: t}}\nssh: {{user: root, port: {port}, known_hosts: {tmp_path / 'kh'}}}\n"
-        "hosts:\n  - {name: c, address: 127.0.0.1, role: server}\n")
+        "hosts:\n  - {name: c, address: 127.0.0.1, role: server}\n"
+    )
     log = tmp_path / "run.log"
-    with subprocess.Popen([sys.executable, "-m", "provisioner", "--log-file", str(log), "up", "-i", "inv.yaml"], cwd=tmp_path,
-                          env=_environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "--log-file", str(log), "up", "-i", "inv.yaml"],
+        cwd=tmp_path,
+        env=_environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
         connection, _ = silent_port.accept()  # the CLI is connecting now
         started = time.monotonic()
         process.send_signal(signum)
@@ -385,8 +419,9 @@ run()
 
 
 def test_an_interrupt_during_start_up_ends_with_one_line_and_exit_130(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-c", INTERRUPT_DURING_IMPORTS], env=_environment(tmp_path),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_DURING_IMPORTS], env=_environment(tmp_path), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 130
     assert result.stderr.splitlines() == ["error: interrupted by SIGINT; exit code 130"]
     assert "Usage" not in result.stdout

@@ -58,8 +58,12 @@ def built(text: str = BASIC) -> FakeK3sCluster:
 
 def remove(cluster: FakeK3sCluster, *names: str, dry_run: bool = False, connector=None, **options: object) -> actions.Outcome:  # type: ignore[no-untyped-def]
     options.setdefault("timeout", 3)
-    return actions.remove(cluster.inventory, Options(targets=names, **options), dry_run=dry_run,  # type: ignore[arg-type]
-                          connector=connector or cluster.connector)
+    return actions.remove(
+        cluster.inventory,
+        Options(targets=names, **options),
+        dry_run=dry_run,  # type: ignore[arg-type]
+        connector=connector or cluster.connector,
+    )
 
 
 def sent_anywhere(cluster: FakeK3sCluster, pattern: str) -> list[str]:
@@ -67,31 +71,48 @@ def sent_anywhere(cluster: FakeK3sCluster, pattern: str) -> list[str]:
 
 
 def web_pods(node: str, count: int) -> list[dict]:
-    return [{"metadata": {"name": f"web-{i}", "namespace": "default", "labels": {"app": "web"},
-                          "ownerReferences": [{"kind": "ReplicaSet", "controller": True}]},
-             "spec": {"nodeName": node}} for i in range(count)]
+    return [
+        {
+            "metadata": {
+                "name": f"web-{i}",
+                "namespace": "default",
+                "labels": {"app": "web"},
+                "ownerReferences": [{"kind": "ReplicaSet", "controller": True}],
+            },
+            "spec": {"nodeName": node},
+        }
+        for i in range(count)
+    ]
 
 
 def pdb(name: str, allowed: int, min_available: int) -> dict:
-    return {"metadata": {"name": name, "namespace": "default"},
-            "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": "web"}}},
-            "status": {"disruptionsAllowed": allowed}}
+    return {
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": "web"}}},
+        "status": {"disruptionsAllowed": allowed},
+    }
 
 
 # --- remove -------------------------------------------------------------------------------------
 
 
-def test_remove_dry_run_prints_cordon_drain_delete_uninstall_and_sends_no_change(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_remove_dry_run_prints_cordon_drain_delete_uninstall_and_sends_no_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = built()
     (tmp_path / "inv.yaml").write_text(BASIC)
     monkeypatch.setattr(actions, "ssh_connector", cluster.connector)
     result = CliRunner().invoke(main, ["remove", "-i", "inv.yaml", "worker1", "--dry-run"])
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    order = [out.index(s) for s in ("cordon worker1", "drain worker1 --ignore-daemonsets --timeout=30s",
-                                   "delete node worker1", "/usr/local/bin/k3s-agent-uninstall.sh",
-                                   "rm -f /etc/rancher/k3s/config.yaml")]
+    order = [
+        out.index(s)
+        for s in (
+            "cordon worker1",
+            "drain worker1 --ignore-daemonsets --timeout=30s",
+            "delete node worker1",
+            "/usr/local/bin/k3s-agent-uninstall.sh",
+            "rm -f /etc/rancher/k3s/config.yaml",
+        )
+    ]
     assert order == sorted(order)
     assert "dry run: nothing was changed" in out
     assert cluster.events == [] and not sent_anywhere(cluster, r"cordon|drain|delete node|uninstall")
@@ -171,16 +192,25 @@ def test_with_three_servers_one_not_ready_removing_another_loses_quorum_and_is_r
 
 def test_a_drain_blocked_by_a_pdb_times_out_with_the_pdb_named_node_cordoned_nothing_deleted_or_uninstalled() -> None:
     cluster = built()
-    cluster.pods = web_pods("worker1", 2) + [{
-        "metadata": {"name": "flannel-x", "namespace": "kube-system", "labels": {"app": "web"},
-                     "ownerReferences": [{"kind": "DaemonSet", "controller": True}]}, "spec": {"nodeName": "worker1"}}]
+    cluster.pods = web_pods("worker1", 2) + [
+        {
+            "metadata": {
+                "name": "flannel-x",
+                "namespace": "kube-system",
+                "labels": {"app": "web"},
+                "ownerReferences": [{"kind": "DaemonSet", "controller": True}],
+            },
+            "spec": {"nodeName": "worker1"},
+        }
+    ]
     cluster.pdbs = [pdb("web", 0, 4), pdb("other", 0, 1) | {"spec": {"selector": {"matchLabels": {"app": "db"}}}}]
     cluster.drain_blocked.add("worker1")
     outcome = remove(cluster, "worker1", drain_timeout=1)
     error = outcome.error
     assert isinstance(error, DrainBlocked) and error.exit_code == 1
     assert [(b.budget.name, b.budget.disruptions_allowed, b.pods) for b in error.blockers] == [
-        ("web", 0, ("default/web-0", "default/web-1"))]
+        ("web", 0, ("default/web-0", "default/web-1"))
+    ]
     assert "blocked by PodDisruptionBudget default/web" in str(error) and "left cordoned" in str(error)
     assert cluster.events.count("drain worker1") >= 2  # retried until the deadline
     assert cluster.nodes["worker1"]["unschedulable"] is True
@@ -216,6 +246,7 @@ def unreachable(cluster: FakeK3sCluster, name: str):  # type: ignore[no-untyped-
         if host.name == name:
             raise ConnectError(name, "connection timed out")
         return cluster.connector(inventory, host)
+
     return connector
 
 
@@ -243,8 +274,9 @@ def test_plan_and_up_report_nodes_not_in_the_inventory_and_never_delete_them() -
     ran = actions.up(cluster.inventory, Options(timeout=3), connector=cluster.connector)
     for outcome in (planned, ran):
         assert outcome.ok, outcome.error
-        assert any("node stray is in the cluster but not in inventory: remove it with `provisioner remove" in w
-                   for w in outcome.summary.warnings)
+        assert any(
+            "node stray is in the cluster but not in inventory: remove it with `provisioner remove" in w for w in outcome.summary.warnings
+        )
     assert "stray" in cluster.nodes and not sent_anywhere(cluster, "delete node")
 
 
@@ -275,8 +307,7 @@ def test_a_new_version_rolls_one_host_at_a_time_server_first_each_ready_on_it_be
     assert rerun.ok and cluster.events == [] and rerun.summary.plan is not None and rerun.summary.plan.rollout == ()
 
 
-def test_agents_roll_in_batches_of_max_unavailable_and_plan_shows_the_order(tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agents_roll_in_batches_of_max_unavailable_and_plan_shows_the_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = built(THREE_AGENTS)
     upgraded(cluster, THREE_AGENTS)
     (tmp_path / "inv.yaml").write_text(THREE_AGENTS.replace("v1.31.4+k3s1", NEW))
@@ -340,8 +371,7 @@ def test_reset_without_yes_on_a_pipe_is_refused_with_exit_2(tmp_path: Path, monk
     assert cluster.events == [] and cluster.hosts["worker1"].role == "agent"
 
 
-def test_reset_confirmed_on_a_terminal_goes_ahead_and_a_no_changes_nothing(tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reset_confirmed_on_a_terminal_goes_ahead_and_a_no_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = built()
     (tmp_path / "inv.yaml").write_text(BASIC)
     monkeypatch.setattr(actions, "ssh_connector", cluster.connector)
@@ -352,8 +382,11 @@ def test_reset_confirmed_on_a_terminal_goes_ahead_and_a_no_changes_nothing(tmp_p
     monkeypatch.setattr("click.confirm", lambda *a, **k: True)
     accepted = CliRunner().invoke(main, ["reset", "-i", "inv.yaml"])
     assert accepted.exit_code == 0, accepted.stderr
-    assert cluster.events == ["uninstall worker1", "uninstall worker2", "uninstall controller"] or \
-        cluster.events == ["uninstall worker2", "uninstall worker1", "uninstall controller"]
+    assert cluster.events == ["uninstall worker1", "uninstall worker2", "uninstall controller"] or cluster.events == [
+        "uninstall worker2",
+        "uninstall worker1",
+        "uninstall controller",
+    ]
 
 
 def test_reset_uninstalls_agents_before_servers_and_takes_the_cluster_out_of_the_kubeconfigs(tmp_path: Path) -> None:
@@ -385,9 +418,12 @@ def test_reset_uninstalls_agents_before_servers_and_takes_the_cluster_out_of_the
 
 
 def test_kubeconfig_entries_of_another_server_under_the_same_name_are_kept() -> None:
-    data = {"clusters": [{"name": "homelab", "cluster": {"server": "https://10.0.0.1:6443"}}],
-            "contexts": [{"name": "homelab", "context": {"cluster": "homelab", "user": "homelab"}}],
-            "users": [{"name": "homelab", "user": {}}], "current-context": "homelab"}
+    data = {
+        "clusters": [{"name": "homelab", "cluster": {"server": "https://10.0.0.1:6443"}}],
+        "contexts": [{"name": "homelab", "context": {"cluster": "homelab", "user": "homelab"}}],
+        "users": [{"name": "homelab", "user": {}}],
+        "current-context": "homelab",
+    }
     assert kubeconfig.without_cluster(data, "homelab", "https://192.0.2.10:6443") is None
     gone = kubeconfig.without_cluster(data, "homelab", "https://10.0.0.1:6443")
     assert gone == {"clusters": [], "contexts": [], "users": [], "current-context": ""}
@@ -404,8 +440,16 @@ def test_kubeadm_remove_of_a_worker_drains_deletes_then_resets_cleans_and_releas
     cluster.events.clear()
     outcome = actions.remove(cluster.inventory, Options(targets=("w1",), timeout=3), connector=cluster.connector)
     assert outcome.ok, outcome.error
-    assert cluster.events == ["cordon w1", "drain w1", "delete node w1", "kubeadm reset w1", "cni cleanup w1",
-                              "iptables cleanup w1", "flags removed w1", "unhold w1"]
+    assert cluster.events == [
+        "cordon w1",
+        "drain w1",
+        "delete node w1",
+        "kubeadm reset w1",
+        "cni cleanup w1",
+        "iptables cleanup w1",
+        "flags removed w1",
+        "unhold w1",
+    ]
     assert "w1" not in cluster.nodes and not cluster.state["w1"].kubelet_conf
     again = actions.up(cluster.inventory, Options(timeout=3), connector=cluster.connector)
     assert again.ok, again.error

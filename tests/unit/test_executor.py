@@ -17,16 +17,23 @@ TOKEN = Placeholder("t", "<the token>")
 
 
 def read_token(command: str = "cat /token", retry_for: float = 0.0) -> Step:
-    return Step("read the token", "hosts need it", (
-        ReadValue(command, (TOKEN,), lambda out: (out.strip(),) if out.strip() else None, "no token",
-                  retry_for=retry_for, interval=0.01),))
+    return Step(
+        "read the token",
+        "hosts need it",
+        (
+            ReadValue(
+                command, (TOKEN,), lambda out: (out.strip(),) if out.strip() else None, "no token", retry_for=retry_for, interval=0.01
+            ),
+        ),
+    )
 
 
 def test_steps_run_in_order_and_each_operation_is_recorded_with_its_exit_code() -> None:
     remote = FakeRemote("h", strict=True)
     remote.on(r"^echo one$").on(r"^echo two$")
-    records = run_steps(remote, [Step("a", "r", (Command("echo one", 5), Upload("/f", "x"))),
-                                 Step("b", "r", (Command("echo two", 5),))], ValueStore())
+    records = run_steps(
+        remote, [Step("a", "r", (Command("echo one", 5), Upload("/f", "x"))), Step("b", "r", (Command("echo two", 5),))], ValueStore()
+    )
     assert [(r.name, [o.exit_code for o in r.operations]) for r in records] == [("a", [0, 0]), ("b", [0])]
     assert [c for _, c in remote.commands] == ["echo one", "echo two"] and remote.uploads == ["/f"]
 
@@ -75,7 +82,8 @@ def test_a_failed_command_runs_its_cleanup_and_names_the_journal(caplog: pytest.
     remote.on(r"^journalctl -u svc ", stdout="svc[1]: bad config\n")
     with caplog.at_level(logging.INFO, logger="provisioner.executor"), pytest.raises(StepFailed) as caught:
         run_steps(remote, [Step("s", "r", (Command("install", 5, cleanup="undo", journal_unit="svc"),))], ValueStore())
-    assert str(caught.value.cause) == ("h: `install` exited 1: svc[1]: bad config "
-                                       "(`undo` was run so that a rerun starts clean; see `journalctl -u svc` on h)")
+    assert str(caught.value.cause) == (
+        "h: `install` exited 1: svc[1]: bad config (`undo` was run so that a rerun starts clean; see `journalctl -u svc` on h)"
+    )
     assert remote.ran("^undo$")
     assert "step failed: s" in caplog.text

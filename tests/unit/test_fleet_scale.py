@@ -82,8 +82,7 @@ def test_commands_and_uploads_per_host_are_the_same_at_250_and_1000_hosts() -> N
         rerun = up(cluster)
         assert rerun.ok, rerun.error
         assert all(o.result == "unchanged" for o in rerun.summary.outcomes.values())
-        seen[size] = {"fresh": fresh_commands, "uploads": fresh_uploads,
-                      "rerun": per_role(cluster, cluster.commands_per_host())}
+        seen[size] = {"fresh": fresh_commands, "uploads": fresh_uploads, "rerun": per_role(cluster, cluster.commands_per_host())}
     assert seen[250] == seen[1000]
     # every agent does the same: the fact script, its config, the install script; on a rerun, only facts
     assert seen[1000]["fresh"]["agent"] == {2} and seen[1000]["uploads"]["agent"] == {1}
@@ -239,11 +238,14 @@ def test_slow_agents_hold_up_only_themselves_while_the_others_join() -> None:
     assert wall < 2.0, f"{wall:.2f}s"
 
 
-@pytest.mark.parametrize(("soft", "hard", "raised"), [
-    (1024, 524288, 2 * 1001 + 256),  # the common default: raised to cover two sockets per host
-    (1024, 1500, 1500),  # as far as the hard limit allows
-    (65536, 65536, None),  # already enough: left alone
-])
+@pytest.mark.parametrize(
+    ("soft", "hard", "raised"),
+    [
+        (1024, 524288, 2 * 1001 + 256),  # the common default: raised to cover two sockets per host
+        (1024, 1500, 1500),  # as far as the hard limit allows
+        (65536, 65536, None),  # already enough: left alone
+    ],
+)
 def test_open_files_limit_is_raised_to_hold_a_socket_per_host(
     monkeypatch: pytest.MonkeyPatch, soft: int, hard: int, raised: int | None
 ) -> None:

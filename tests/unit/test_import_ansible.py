@@ -30,14 +30,18 @@ def values(path: Path, host: str) -> dict[str, object]:
 
 
 def test_ini_host_lines_read_quoted_values_literals_ports_and_trailing_comments(tmp_path: Path) -> None:
-    path = write(tmp_path, "hosts", """\
+    path = write(
+        tmp_path,
+        "hosts",
+        """\
         # leading comment
         ; another comment
         lone ansible_host=192.0.2.9
         [web]
         web1 ansible_host=192.0.2.10 ansible_user="deploy user" flag=True count=3  # trailing
         web2:2222 note='a b=c'
-        """)
+        """,
+    )
     inventory = load_ansible_inventory(path)
     assert inventory.kind == "ini"
     assert inventory.hosts == ["lone", "web1", "web2"]
@@ -49,7 +53,10 @@ def test_ini_host_lines_read_quoted_values_literals_ports_and_trailing_comments(
 
 
 def test_ini_vars_sections_are_strings_and_children_nest_groups(tmp_path: Path) -> None:
-    path = write(tmp_path, "hosts", """\
+    path = write(
+        tmp_path,
+        "hosts",
+        """\
         [a]
         h1
         [parent:children]
@@ -57,7 +64,8 @@ def test_ini_vars_sections_are_strings_and_children_nest_groups(tmp_path: Path) 
         [parent:vars]
         port=22
         quoted="x y"
-        """)
+        """,
+    )
     inventory = load_ansible_inventory(path)
     assert inventory.groups["parent"].children == ["a"]
     assert inventory.members("parent") == ["h1"]
@@ -138,11 +146,15 @@ def test_files_that_are_not_ansible_inventories_exit_2_with_one_line(tmp_path: P
 
 
 def test_json_hostvars_are_host_level(tmp_path: Path) -> None:
-    path = write(tmp_path, "inv.json", """\
+    path = write(
+        tmp_path,
+        "inv.json",
+        """\
         {"_meta": {"hostvars": {"a": {"x": "host"}}},
          "all": {"children": ["g"], "vars": {"x": "all"}},
          "g": {"hosts": ["a", "b"], "vars": {"x": "group"}}}
-        """)
+        """,
+    )
     assert values(path, "a")["x"] == "host"
     assert values(path, "b")["x"] == "group"
 
@@ -151,7 +163,10 @@ def test_json_hostvars_are_host_level(tmp_path: Path) -> None:
 
 
 def test_precedence_all_then_parent_then_child_then_host(tmp_path: Path) -> None:
-    path = write(tmp_path, "inv.yml", """\
+    path = write(
+        tmp_path,
+        "inv.yml",
+        """\
         all:
           vars: {a: all, b: all, c: all, d: all}
           children:
@@ -162,12 +177,16 @@ def test_precedence_all_then_parent_then_child_then_host(tmp_path: Path) -> None
                   vars: {c: child, d: child}
                   hosts:
                     h1: {d: host}
-        """)
+        """,
+    )
     assert values(path, "h1") == {"a": "all", "b": "parent", "c": "child", "d": "host"}
 
 
 def test_child_group_wins_over_parent_even_when_declared_first(tmp_path: Path) -> None:
-    path = write(tmp_path, "hosts", """\
+    path = write(
+        tmp_path,
+        "hosts",
+        """\
         [child]
         h1
         [child:vars]
@@ -176,12 +195,16 @@ def test_child_group_wins_over_parent_even_when_declared_first(tmp_path: Path) -
         child
         [parent:vars]
         v=parent
-        """)
+        """,
+    )
     assert values(path, "h1")["v"] == "child"
 
 
 def test_sibling_groups_merge_by_name_the_later_name_wins(tmp_path: Path) -> None:
-    path = write(tmp_path, "hosts", """\
+    path = write(
+        tmp_path,
+        "hosts",
+        """\
         [zeta]
         h1
         [alpha]
@@ -190,12 +213,16 @@ def test_sibling_groups_merge_by_name_the_later_name_wins(tmp_path: Path) -> Non
         v=zeta
         [alpha:vars]
         v=alpha
-        """)
+        """,
+    )
     assert values(path, "h1")["v"] == "zeta"
 
 
 def test_ansible_group_priority_orders_siblings_before_names(tmp_path: Path) -> None:
-    path = write(tmp_path, "hosts", """\
+    path = write(
+        tmp_path,
+        "hosts",
+        """\
         [zeta]
         h1
         [alpha]
@@ -205,12 +232,16 @@ def test_ansible_group_priority_orders_siblings_before_names(tmp_path: Path) -> 
         [alpha:vars]
         v=alpha
         ansible_group_priority=10
-        """)
+        """,
+    )
     assert values(path, "h1") == {"v": "alpha"}
 
 
 def test_group_vars_and_host_vars_folders_follow_ansible_precedence(tmp_path: Path) -> None:
-    path = write(tmp_path, "hosts", """\
+    path = write(
+        tmp_path,
+        "hosts",
+        """\
         [server]
         s1 inline=host
         [k3s_cluster:children]
@@ -218,7 +249,8 @@ def test_group_vars_and_host_vars_folders_follow_ansible_precedence(tmp_path: Pa
         [server:vars]
         file_group=inventory
         in_all_file=inventory-group
-        """)
+        """,
+    )
     write(tmp_path, "group_vars/all.yml", "in_all_file: group_vars-all\nonly_all: yes-all\nfrom_dir: file\n")
     write(tmp_path, "group_vars/all/10-first.yml", "from_dir: first\n")
     write(tmp_path, "group_vars/all/20-second.yaml", "from_dir: second\n")
@@ -251,8 +283,12 @@ def test_unreadable_vars_files_are_noted_not_ignored(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("file", "tool"),
-    [(DATA / "k3s" / "hosts.ini", "k3s-ansible"), (DATA / "k3s" / "inventory.yml", "k3s-ansible"),
-     (DATA / "k3s" / "list.json", "k3s-ansible"), (DATA / "kubespray" / "mycluster" / "inventory.ini", "kubespray")],
+    [
+        (DATA / "k3s" / "hosts.ini", "k3s-ansible"),
+        (DATA / "k3s" / "inventory.yml", "k3s-ansible"),
+        (DATA / "k3s" / "list.json", "k3s-ansible"),
+        (DATA / "kubespray" / "mycluster" / "inventory.ini", "kubespray"),
+    ],
 )
 def test_an_ansible_inventory_given_as_i_names_the_import_command(file: Path, tool: str) -> None:
     with pytest.raises(InventoryError) as error:

@@ -50,7 +50,9 @@ def test_documented_inventory_maps_to_servers_agents_version_and_flags(tmp_path:
     assert inventory.cluster.server_args == ["--disable=traefik", "--tls-san=k3s.example.net"]
     assert inventory.cluster.agent_args == []
     assert [(h.name, h.address, h.role) for h in inventory.hosts] == [
-        ("10.10.0.11", "10.10.0.11", "server"), ("10.10.0.12", "10.10.0.12", "agent"), ("10.10.0.13", "10.10.0.13", "agent"),
+        ("10.10.0.11", "10.10.0.11", "server"),
+        ("10.10.0.12", "10.10.0.12", "agent"),
+        ("10.10.0.13", "10.10.0.13", "agent"),
     ]
     assert (inventory.ssh.user, inventory.ssh.port) == ("debian", 22)
     assert "version: v1.30.6+k3s1  # from inventory.yml:16: k3s_version" in result.text
@@ -73,7 +75,10 @@ def test_token_and_api_endpoint_template_are_noted_with_their_place() -> None:
 
 
 def test_unknown_variables_are_listed_once_with_file_and_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "inv.yml", """\
+    path = write(
+        tmp_path,
+        "inv.yml",
+        """\
         k3s_cluster:
           children:
             server: {hosts: {s1: {ansible_host: 192.0.2.1, rack: r1}}}
@@ -81,7 +86,8 @@ def test_unknown_variables_are_listed_once_with_file_and_line(tmp_path: Path) ->
           vars:
             mystery: 1
             manage_firewall: true
-        """)
+        """,
+    )
     write(tmp_path, "group_vars/all.yml", "ntp_server: pool.example\n")
     _, _, notes = imported(path)
     assert notes.count("mystery (inv.yml:6, group k3s_cluster): not understood; not carried over") == 1
@@ -92,14 +98,18 @@ def test_unknown_variables_are_listed_once_with_file_and_line(tmp_path: Path) ->
 
 def test_become_password_becomes_an_environment_variable_and_is_never_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROVISIONER_SUDO_PASSWORD", "x")
-    path = write(tmp_path, "hosts", """\
+    path = write(
+        tmp_path,
+        "hosts",
+        """\
         [server]
         s1 ansible_host=192.0.2.1
         [agent]
         a1 ansible_host=192.0.2.2
         [all:vars]
         ansible_become_password=Sup3r-s3cret
-        """)
+        """,
+    )
     inventory, text, notes = imported(path)
     assert inventory.ssh.sudo_password_env == "PROVISIONER_SUDO_PASSWORD"
     assert "Sup3r-s3cret" not in text and "Sup3r-s3cret" not in "".join(notes)
@@ -109,32 +119,44 @@ def test_become_password_becomes_an_environment_variable_and_is_never_written(tm
 def test_different_become_passwords_get_one_variable_per_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROVISIONER_SUDO_PASSWORD_S1", "x")
     monkeypatch.setenv("PROVISIONER_SUDO_PASSWORD_A_1", "x")
-    path = write(tmp_path, "hosts", """\
+    path = write(
+        tmp_path,
+        "hosts",
+        """\
         [server]
         s1 ansible_host=192.0.2.1 ansible_become_password=one
         [agent]
         a-1 ansible_host=192.0.2.2 ansible_become_password=two
-        """)
+        """,
+    )
     inventory, text, _ = imported(path)
     assert [inventory.ssh_for(h).sudo_password_env for h in inventory.hosts] == [
-        "PROVISIONER_SUDO_PASSWORD_S1", "PROVISIONER_SUDO_PASSWORD_A_1",
+        "PROVISIONER_SUDO_PASSWORD_S1",
+        "PROVISIONER_SUDO_PASSWORD_A_1",
     ]
     assert "one" not in text.split() and "two" not in text.split()
 
 
 def test_become_password_env_lookup_keeps_its_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_SUDO", "x")
-    path = write(tmp_path, "inv.yml", """\
+    path = write(
+        tmp_path,
+        "inv.yml",
+        """\
         server: {hosts: {s1: {ansible_host: 192.0.2.1}}}
         all: {vars: {ansible_become_password: "{{ lookup('env', 'MY_SUDO') }}"}}
-        """)
+        """,
+    )
     inventory, _, notes = imported(path)
     assert inventory.ssh.sudo_password_env == "MY_SUDO"
     assert not any("ansible_become_password" in n for n in notes)
 
 
 def test_ssh_settings_shared_by_all_hosts_go_to_ssh_others_stay_per_host(tmp_path: Path) -> None:
-    path = write(tmp_path, "inv.yml", """\
+    path = write(
+        tmp_path,
+        "inv.yml",
+        """\
         k3s_cluster:
           children:
             server: {hosts: {s1: {ansible_host: 192.0.2.1}}}
@@ -146,7 +168,8 @@ def test_ssh_settings_shared_by_all_hosts_go_to_ssh_others_stay_per_host(tmp_pat
             ansible_user: root
             ansible_ssh_private_key_file: /keys/id_ed25519
             ansible_ssh_common_args: "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=/keys/known -J jump@bastion.example -o ForwardAgent=yes"
-        """)
+        """,
+    )
     inventory, _, notes = imported(path)
     assert inventory.ssh.user == "root"
     assert str(inventory.ssh.private_key) == "/keys/id_ed25519"
@@ -161,7 +184,10 @@ def test_ssh_settings_shared_by_all_hosts_go_to_ssh_others_stay_per_host(tmp_pat
 
 
 def test_extra_args_are_split_into_flags_and_host_flags_move_to_the_host(tmp_path: Path) -> None:
-    path = write(tmp_path, "inv.yml", """\
+    path = write(
+        tmp_path,
+        "inv.yml",
+        """\
         k3s_cluster:
           children:
             server:
@@ -171,7 +197,8 @@ def test_extra_args_are_split_into_flags_and_host_flags_move_to_the_host(tmp_pat
               hosts:
                 a1: {ansible_host: 192.0.2.2, extra_agent_args: "--flannel-iface eth1 --node-label 'tier=web'"}
                 a2: {ansible_host: 192.0.2.3, extra_agent_args: "--node-label tier=web --node-name Worker-Two"}
-        """)
+        """,
+    )
     inventory, _, notes = imported(path)
     assert inventory.cluster.server_args == ["--disable=traefik"]
     assert inventory.cluster.agent_args == ["--node-label=tier=web"]
@@ -187,13 +214,17 @@ def test_split_flags_joins_values_and_accepts_single_dash() -> None:
 
 
 def test_flags_differing_between_agents_use_the_first_and_note_the_others(tmp_path: Path) -> None:
-    path = write(tmp_path, "hosts", """\
+    path = write(
+        tmp_path,
+        "hosts",
+        """\
         [server]
         s1
         [agent]
         a1 extra_agent_args="--node-label=a"
         a2 extra_agent_args="--node-label=b"
-        """)
+        """,
+    )
     inventory, _, notes = imported(path)
     assert inventory.cluster.agent_args == ["--node-label=a"]
     assert any(n.startswith("extra_agent_args (hosts:5, host a2)") and "used a1's" in n for n in notes)
@@ -208,7 +239,10 @@ def test_refused_flags_are_left_out_with_a_note(tmp_path: Path) -> None:
 
 
 def test_server_config_yaml_becomes_flags(tmp_path: Path) -> None:
-    path = write(tmp_path, "inv.yml", """\
+    path = write(
+        tmp_path,
+        "inv.yml",
+        """\
         server:
           hosts: {s1: {ansible_host: 192.0.2.1}}
           vars:
@@ -216,7 +250,8 @@ def test_server_config_yaml_becomes_flags(tmp_path: Path) -> None:
               disable: [traefik, servicelb]
               secrets-encryption: true
               node-ip: 10.1.1.1
-        """)
+        """,
+    )
     inventory, _, _ = imported(path)
     assert inventory.cluster.server_args == ["--disable=traefik", "--disable=servicelb", "--secrets-encryption"]
     assert inventory.host("s1").node_ip == "10.1.1.1"
@@ -236,7 +271,7 @@ def test_names_that_collide_after_cleaning_exit_2(tmp_path: Path) -> None:
 
 
 def test_templates_are_not_evaluated_and_say_what_to_set(tmp_path: Path) -> None:
-    path = write(tmp_path, "hosts", "[server]\ns1 ansible_host='{{ lookup(\"dig\", \"s1\") }}'\n[all:vars]\nk3s_version={{ ver }}\n")
+    path = write(tmp_path, "hosts", '[server]\ns1 ansible_host=\'{{ lookup("dig", "s1") }}\'\n[all:vars]\nk3s_version={{ ver }}\n')
     inventory, _, notes = imported(path)
     assert inventory.cluster.version is None and inventory.host("s1").address == "s1"
     assert any(n.startswith("k3s_version (") and "set cluster.version by hand" in n for n in notes)
@@ -354,14 +389,19 @@ def test_export_keeps_node_names_and_the_password_in_its_variable(tmp_path: Path
     monkeypatch.setenv("RACK2_SUDO", "x")
     text, _ = export_k3s_ansible(parse_inventory(RICH, "n.yaml", base_dir=tmp_path, check_files=False), "n.yaml")
     assert "--node-name={{ inventory_hostname }}" in text
-    assert "extra_server_args: --disable=traefik --tls-san=k8s.example.net --node-label=tier=control --node-name=cp2 --node-ip=10.9.0.12" in text
+    assert (
+        "extra_server_args: --disable=traefik --tls-san=k8s.example.net --node-label=tier=control --node-name=cp2 --node-ip=10.9.0.12"
+        in text
+    )
     assert "ansible_become_password: \"{{ lookup('env', 'RACK2_SUDO') }}\"" in text
 
 
 def test_export_notes_what_k3s_ansible_cannot_express(tmp_path: Path) -> None:
     native = parse_inventory(
         "cluster: {name: c, channel: stable, install_script_url: 'https://mirror.example/k3s.sh'}\n"
-        "hosts: [{name: s1, address: 192.0.2.1, role: server}]\n", "c.yaml", check_files=False,
+        "hosts: [{name: s1, address: 192.0.2.1, role: server}]\n",
+        "c.yaml",
+        check_files=False,
     )
     _, notes = export_k3s_ansible(native, "c.yaml")
     assert [n.name for n in notes] == ["cluster.channel", "cluster.install_script_url"]
@@ -370,7 +410,8 @@ def test_export_notes_what_k3s_ansible_cannot_express(tmp_path: Path) -> None:
 def test_export_refuses_kubeadm_inventories() -> None:
     native = parse_inventory(
         "cluster: {name: k, distribution: kubeadm, version: '1.31'}\nhosts: [{name: s1, address: 192.0.2.1, role: server}]\n",
-        "k.yaml", check_files=False,
+        "k.yaml",
+        check_files=False,
     )
     with pytest.raises(UsageError, match="kubeadm cluster has no k3s-ansible form"):
         export_k3s_ansible(native, "k.yaml")

@@ -75,7 +75,10 @@ def test_yaml_form_of_the_sample_gives_the_same_inventory(tmp_path: Path) -> Non
     folder = tmp_path / "mycluster"
     for file in (SAMPLE.parent / "group_vars").rglob("*.yml"):
         write(folder, str(file.relative_to(SAMPLE.parent)), file.read_text())
-    path = write(folder, "hosts.yaml", """\
+    path = write(
+        folder,
+        "hosts.yaml",
+        """\
         all:
           hosts:
             node1: {ansible_host: 203.0.113.11, ip: 10.3.0.1, etcd_member_name: etcd1}
@@ -89,12 +92,16 @@ def test_yaml_form_of_the_sample_gives_the_same_inventory(tmp_path: Path) -> Non
             calico_rr: {hosts: {}}
             k8s_cluster:
               children: {kube_control_plane: , kube_node: , calico_rr: }
-        """)
+        """,
+    )
     assert imported(path)[0] == imported(SAMPLE)[0]
 
 
 def test_old_group_names_bastion_and_load_balancer(tmp_path: Path) -> None:
-    path = write(tmp_path, "inventory.ini", """\
+    path = write(
+        tmp_path,
+        "inventory.ini",
+        """\
         [bastion]
         bastion ansible_host=198.51.100.5 ansible_user=jump
 
@@ -109,7 +116,8 @@ def test_old_group_names_bastion_and_load_balancer(tmp_path: Path) -> None:
         kube_version=1.30.2
         kube_network_plugin=flannel
         apiserver_loadbalancer_domain_name=k8s.example.net
-        """)
+        """,
+    )
     inventory, _, notes = imported(path, name="prod")
     assert inventory.cluster.name == "prod"
     assert inventory.cluster.api_endpoint == "k8s.example.net"
@@ -128,7 +136,9 @@ def test_missing_kube_version_exits_2_unless_given(tmp_path: Path) -> None:
 
 
 def test_access_ip_beside_ansible_host_and_bad_ip_are_noted(tmp_path: Path) -> None:
-    path = write(tmp_path, "hosts", "[kube_control_plane]\ncp1 ansible_host=10.0.0.1 access_ip=10.9.9.9 ip=not-ip\n[all:vars]\nkube_version=1.31.4\n")
+    path = write(
+        tmp_path, "hosts", "[kube_control_plane]\ncp1 ansible_host=10.0.0.1 access_ip=10.9.9.9 ip=not-ip\n[all:vars]\nkube_version=1.31.4\n"
+    )
     inventory, _, notes = imported(path)
     assert inventory.hosts[0].address == "10.0.0.1" and inventory.hosts[0].node_ip is None
     assert any(n.startswith("access_ip (hosts:2, host cp1): not used") for n in notes)

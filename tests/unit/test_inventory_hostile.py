@@ -154,13 +154,27 @@ CONTROL = [
     ("NUL in a user", 'ssh: {user: "root\\0"}\n' + HOSTS, "ssh.user", "\\x00"),
     ("ESC in the cluster name", 'cluster: {name: "a\\e[31m"}\n' + HOSTS, "cluster.name", "\\x1b"),
     ("DEL in a version", 'cluster: {name: a, version: "v1.31.4+k3s1\\x7f"}\n' + HOSTS, "cluster.version", "\\x7f"),
-    ("C1 control in an interface", 'hosts:\n  - {name: c, address: 192.0.2.1, role: server, flannel_iface: "eth0\\x9b"}\n', "hosts[0].flannel_iface", "\\x9b"),
-    ("bidi override in a flag", 'cluster: {name: a, server_args: ["--disable=traefik\\u202e"]}\n' + HOSTS, "cluster.server_args[0]", "\\u202e"),
+    (
+        "C1 control in an interface",
+        'hosts:\n  - {name: c, address: 192.0.2.1, role: server, flannel_iface: "eth0\\x9b"}\n',
+        "hosts[0].flannel_iface",
+        "\\x9b",
+    ),
+    (
+        "bidi override in a flag",
+        'cluster: {name: a, server_args: ["--disable=traefik\\u202e"]}\n' + HOSTS,
+        "cluster.server_args[0]",
+        "\\u202e",
+    ),
     ("tab in a key path", 'ssh: {private_key: "/tmp/k\\tx"}\n' + HOSTS, "ssh.private_key", "\\t"),
     ("newline in sudo_password_env", 'ssh: {sudo_password_env: "PW\\nX"}\n' + HOSTS, "ssh.sudo_password_env", "\\n"),
     ("ESC in proxy_jump", 'ssh: {proxy_jump: "bastion\\e]0;x\\a"}\n' + HOSTS, "ssh.proxy_jump", "\\x1b"),
-    ("newline in an airgap path", 'cluster: {name: a, version: v1.31.4+k3s1, airgap: {k3s_binary: "k3s\\n", install_script: i.sh}}\n' + HOSTS,
-     "cluster.airgap.k3s_binary", "\\n"),
+    (
+        "newline in an airgap path",
+        'cluster: {name: a, version: v1.31.4+k3s1, airgap: {k3s_binary: "k3s\\n", install_script: i.sh}}\n' + HOSTS,
+        "cluster.airgap.k3s_binary",
+        "\\n",
+    ),
 ]
 
 
@@ -196,15 +210,35 @@ def test_problem_lines_never_hold_raw_control_characters() -> None:
 
 TYPES = [
     ("boolean port", "cluster: {name: a}\nssh: {port: true}\n" + HOSTS, "inv.yaml:2: ssh.port: must be a number, not true"),
-    ("quoted port", "cluster: {name: a}\nssh: {port: '22'}\n" + HOSTS, "ssh.port: must be a number, not the string '22': write it without quotes"),
+    (
+        "quoted port",
+        "cluster: {name: a}\nssh: {port: '22'}\n" + HOSTS,
+        "ssh.port: must be a number, not the string '22': write it without quotes",
+    ),
     ("boolean timeout", "cluster: {name: a}\nssh: {connect_timeout: false}\n" + HOSTS, "ssh.connect_timeout: must be a number, not false"),
-    ("number as a name", "cluster: {name: 123}\n" + HOSTS, "inv.yaml:1: cluster.name: must be a string; YAML reads 123 as a number: write it in quotes"),
-    ("float as a k3s version", "cluster: {name: a, version: 1.30}\n" + HOSTS, "cluster.version: write it as a quoted string (YAML reads 1.3 as a number"),
-    ("number as a user", "cluster: {name: a}\nssh: {user: 1000}\n" + HOSTS, "ssh.user: must be a string; YAML reads 1000 as a number: write it in quotes"),
+    (
+        "number as a name",
+        "cluster: {name: 123}\n" + HOSTS,
+        "inv.yaml:1: cluster.name: must be a string; YAML reads 123 as a number: write it in quotes",
+    ),
+    (
+        "float as a k3s version",
+        "cluster: {name: a, version: 1.30}\n" + HOSTS,
+        "cluster.version: write it as a quoted string (YAML reads 1.3 as a number",
+    ),
+    (
+        "number as a user",
+        "cluster: {name: a}\nssh: {user: 1000}\n" + HOSTS,
+        "ssh.user: must be a string; YAML reads 1000 as a number: write it in quotes",
+    ),
     ("boolean as an address", "cluster: {name: a}\nhosts:\n  - {name: c, address: true, role: server}\n", "hosts[0].address: "),
     ("date as a version", "cluster: {name: a, distribution: kubeadm, version: 2024-01-01}\n" + HOSTS, "cluster.version: "),
     ("empty name", "cluster: {name: }\n" + HOSTS, "cluster.name: must be a string; YAML reads an empty value"),
-    ("number as a flag", "cluster: {name: a, server_args: [1]}\n" + HOSTS, "cluster.server_args[0]: must be a string; YAML reads 1 as a number"),
+    (
+        "number as a flag",
+        "cluster: {name: a, server_args: [1]}\n" + HOSTS,
+        "cluster.server_args[0]: must be a string; YAML reads 1 as a number",
+    ),
 ]
 
 
@@ -230,7 +264,7 @@ URLS = [
     ("https://get.k3s.io/$(reboot)", "contains '$()'"),
     ("https://get.k3s.io/;reboot", "contains ';'"),
     ("https://get.k3s.io/`id`", "contains '`'"),
-    ("https://get.k3s.io/x'y", "contains \"'\""),
+    ("https://get.k3s.io/x'y", 'contains "\'"'),
     ("https://get.k3s.io/a&b", "contains '&'"),
     ("https://user:secret@get.k3s.io/", "no user name or password in the URL"),
     ("https://token@get.k3s.io/", "no user name or password in the URL"),
@@ -251,7 +285,8 @@ def test_install_script_url_must_be_a_plain_https_url(url: str, expected: str) -
 
 
 @pytest.mark.parametrize(
-    "url", ["https://get.k3s.io", "https://mirror.example:8443/k3s/install.sh", "https://[2001:db8::1]/install.sh", "https://192.0.2.5/i.sh"]
+    "url",
+    ["https://get.k3s.io", "https://mirror.example:8443/k3s/install.sh", "https://[2001:db8::1]/install.sh", "https://192.0.2.5/i.sh"],
 )
 def test_plain_https_urls_are_accepted(url: str) -> None:
     assert https_url(url) == url
@@ -282,7 +317,10 @@ def test_known_hosts_under_a_regular_file_is_refused(tmp_path: Path) -> None:
         check_files=True,
         base_dir=tmp_path,
     )
-    assert line == f"inv.yaml:3: hosts[0].ssh.known_hosts: {tmp_path}/file/sub/kh: cannot be created: {tmp_path}/file is a file, not a directory"
+    assert (
+        line
+        == f"inv.yaml:3: hosts[0].ssh.known_hosts: {tmp_path}/file/sub/kh: cannot be created: {tmp_path}/file is a file, not a directory"
+    )
 
 
 def test_known_hosts_in_a_read_only_directory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -376,10 +414,25 @@ kube_node
 """
 
 FOREIGN = [
-    ("k3s-ansible YAML", K3S_ANSIBLE_YAML, "inv.yaml:1: this is an Ansible inventory for k3s-ansible", "provisioner import k3s-ansible inv.yaml"),
-    ("k3s-ansible under all", K3S_ANSIBLE_UNDER_ALL, "inv.yaml:1: this is an Ansible inventory for k3s-ansible", "provisioner import k3s-ansible inv.yaml"),
+    (
+        "k3s-ansible YAML",
+        K3S_ANSIBLE_YAML,
+        "inv.yaml:1: this is an Ansible inventory for k3s-ansible",
+        "provisioner import k3s-ansible inv.yaml",
+    ),
+    (
+        "k3s-ansible under all",
+        K3S_ANSIBLE_UNDER_ALL,
+        "inv.yaml:1: this is an Ansible inventory for k3s-ansible",
+        "provisioner import k3s-ansible inv.yaml",
+    ),
     ("kubespray YAML", KUBESPRAY_YAML, "inv.yaml:1: this is an Ansible inventory for kubespray", "provisioner import kubespray inv.yaml"),
-    ("k3s-ansible INI", K3S_ANSIBLE_INI, "inv.yaml:1: this is an Ansible INI inventory for k3s-ansible", "provisioner import k3s-ansible inv.yaml"),
+    (
+        "k3s-ansible INI",
+        K3S_ANSIBLE_INI,
+        "inv.yaml:1: this is an Ansible INI inventory for k3s-ansible",
+        "provisioner import k3s-ansible inv.yaml",
+    ),
     ("kubespray INI", KUBESPRAY_INI, "inv.yaml:2: this is an Ansible INI inventory for kubespray", "provisioner import kubespray inv.yaml"),
 ]
 
@@ -415,30 +468,62 @@ def test_cluster_model_follows_the_distribution() -> None:
 
 
 DISTRIBUTION_RULES = [
-    ("kubeadm field on k3s", "cluster: {name: a, pod_network_cidr: 10.0.0.0/16}\n",
-     "inv.yaml:1: cluster.pod_network_cidr: only for distribution kubeadm (this cluster's distribution is k3s)"),
-    ("package_repo on k3s", "cluster: {name: a, package_repo: 'https://m.example/'}\n",
-     "cluster.package_repo: only for distribution kubeadm"),
-    ("k3s flags on kubeadm", "cluster: {name: a, distribution: kubeadm, version: '1.31', server_args: [--x]}\n",
-     "cluster.server_args: k3s flags do not apply to kubeadm clusters"),
-    ("channel on kubeadm", "cluster: {name: a, distribution: kubeadm, version: '1.31', channel: stable}\n",
-     "cluster.channel: kubeadm clusters take cluster.version"),
-    ("airgap on kubeadm", "cluster: {name: a, distribution: kubeadm, version: '1.31', airgap: {k3s_binary: k, install_script: i}}\n",
-     "cluster.airgap: airgap uploads are supported for k3s only"),
-    ("install_script_url on kubeadm", "cluster: {name: a, distribution: kubeadm, version: '1.31', install_script_url: 'https://x.example'}\n",
-     "cluster.install_script_url: only for distribution k3s"),
-    ("kubeadm version format", "cluster: {name: a, distribution: kubeadm, version: v1.31.4+k3s1}\n",
-     "cluster.version: 'v1.31.4+k3s1' is not a Kubernetes version like \"1.31\" or \"1.31.4\""),
-    ("flannel version format", "cluster: {name: a, distribution: kubeadm, version: '1.31', flannel_version: latest}\n",
-     "cluster.flannel_version: 'latest' is not a version like v0.26.1"),
-    ("bad pod network", "cluster: {name: a, distribution: kubeadm, version: '1.31', pod_network_cidr: 10.244.0.1/16}\n",
-     "cluster.pod_network_cidr: '10.244.0.1/16' is not a network in CIDR form"),
-    ("typo in a kubeadm field", "cluster: {name: a, distribution: kubeadm, version: '1.31', pod_network: x}\n",
-     "cluster.pod_network: unknown key (did you mean 'pod_network_cidr'?)"),
-    ("typo in a k3s field", "cluster: {name: a, vesion: v1.31.4+k3s1}\n",
-     "cluster.vesion: unknown key (did you mean 'version'?)"),
-    ("distribution not a string", "cluster: {name: a, distribution: 3}\n",
-     "inv.yaml:1: cluster.distribution: must be one of 'k3s' or 'kubeadm', not 3"),
+    (
+        "kubeadm field on k3s",
+        "cluster: {name: a, pod_network_cidr: 10.0.0.0/16}\n",
+        "inv.yaml:1: cluster.pod_network_cidr: only for distribution kubeadm (this cluster's distribution is k3s)",
+    ),
+    (
+        "package_repo on k3s",
+        "cluster: {name: a, package_repo: 'https://m.example/'}\n",
+        "cluster.package_repo: only for distribution kubeadm",
+    ),
+    (
+        "k3s flags on kubeadm",
+        "cluster: {name: a, distribution: kubeadm, version: '1.31', server_args: [--x]}\n",
+        "cluster.server_args: k3s flags do not apply to kubeadm clusters",
+    ),
+    (
+        "channel on kubeadm",
+        "cluster: {name: a, distribution: kubeadm, version: '1.31', channel: stable}\n",
+        "cluster.channel: kubeadm clusters take cluster.version",
+    ),
+    (
+        "airgap on kubeadm",
+        "cluster: {name: a, distribution: kubeadm, version: '1.31', airgap: {k3s_binary: k, install_script: i}}\n",
+        "cluster.airgap: airgap uploads are supported for k3s only",
+    ),
+    (
+        "install_script_url on kubeadm",
+        "cluster: {name: a, distribution: kubeadm, version: '1.31', install_script_url: 'https://x.example'}\n",
+        "cluster.install_script_url: only for distribution k3s",
+    ),
+    (
+        "kubeadm version format",
+        "cluster: {name: a, distribution: kubeadm, version: v1.31.4+k3s1}\n",
+        'cluster.version: \'v1.31.4+k3s1\' is not a Kubernetes version like "1.31" or "1.31.4"',
+    ),
+    (
+        "flannel version format",
+        "cluster: {name: a, distribution: kubeadm, version: '1.31', flannel_version: latest}\n",
+        "cluster.flannel_version: 'latest' is not a version like v0.26.1",
+    ),
+    (
+        "bad pod network",
+        "cluster: {name: a, distribution: kubeadm, version: '1.31', pod_network_cidr: 10.244.0.1/16}\n",
+        "cluster.pod_network_cidr: '10.244.0.1/16' is not a network in CIDR form",
+    ),
+    (
+        "typo in a kubeadm field",
+        "cluster: {name: a, distribution: kubeadm, version: '1.31', pod_network: x}\n",
+        "cluster.pod_network: unknown key (did you mean 'pod_network_cidr'?)",
+    ),
+    ("typo in a k3s field", "cluster: {name: a, vesion: v1.31.4+k3s1}\n", "cluster.vesion: unknown key (did you mean 'version'?)"),
+    (
+        "distribution not a string",
+        "cluster: {name: a, distribution: 3}\n",
+        "inv.yaml:1: cluster.distribution: must be one of 'k3s' or 'kubeadm', not 3",
+    ),
     ("cluster not a mapping", "cluster: 5\n", "inv.yaml:1: cluster: must be a mapping"),
 ]
 

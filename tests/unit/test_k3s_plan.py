@@ -23,7 +23,14 @@ def k3s_for(text: str | None = None) -> K3s:
 
 def ready(name: str, ok: bool = True) -> Node:
     status = "True" if ok else "Unknown"
-    return Node(name, status, (), "v1.31.4+k3s1", "192.0.2.1", conditions=(Condition("Ready", status, "KubeletReady" if ok else "NodeStatusUnknown"),))
+    return Node(
+        name,
+        status,
+        (),
+        "v1.31.4+k3s1",
+        "192.0.2.1",
+        conditions=(Condition("Ready", status, "KubeletReady" if ok else "NodeStatusUnknown"),),
+    )
 
 
 def config_sha(dist: K3s, name: str, token: Secret | None = TOKEN) -> str:
@@ -32,12 +39,16 @@ def config_sha(dist: K3s, name: str, token: Secret | None = TOKEN) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def installed(dist: K3s, name: str, *, role: str, active: str = "active", version: str = "v1.31.4+k3s1", sha: str | None = "same") -> K3sFacts:
+def installed(
+    dist: K3s, name: str, *, role: str, active: str = "active", version: str = "v1.31.4+k3s1", sha: str | None = "same"
+) -> K3sFacts:
     unit = "k3s" if role == "server" else "k3s-agent"
     return K3sFacts(version=version, units={unit: active}, config_sha256=config_sha(dist, name) if sha == "same" else sha)
 
 
-def decide(dist: K3s, name: str, facts: K3sFacts, *, nodes: list[Node] | None = None, desired: str | None = "auto") -> tuple[Action, list[str]]:
+def decide(
+    dist: K3s, name: str, facts: K3sFacts, *, nodes: list[Node] | None = None, desired: str | None = "auto"
+) -> tuple[Action, list[str]]:
     inv = dist.inventory
     state = ClusterState(inv.servers[0], TOKEN, nodes)
     if desired == "auto":
@@ -113,11 +124,19 @@ def test_unknown_node_list_does_not_cause_restarts() -> None:
 def test_changed_airgap_binary_is_an_upgrade(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "k3s").write_bytes(b"new binary")
     (tmp_path / "install.sh").write_text("#!/bin/sh\n")
-    dist = K3s(make_inventory(
-        "cluster: {name: a, version: v1.31.4+k3s1, airgap: {k3s_binary: k3s, install_script: install.sh}}\n"
-        "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n", base_dir=tmp_path))
-    facts = K3sFacts(version="v1.31.4+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
-                     binary_sha256=hashlib.sha256(b"old binary").hexdigest())
+    dist = K3s(
+        make_inventory(
+            "cluster: {name: a, version: v1.31.4+k3s1, airgap: {k3s_binary: k3s, install_script: install.sh}}\n"
+            "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n",
+            base_dir=tmp_path,
+        )
+    )
+    facts = K3sFacts(
+        version="v1.31.4+k3s1",
+        units={"k3s": "active"},
+        config_sha256=config_sha(dist, "controller"),
+        binary_sha256=hashlib.sha256(b"old binary").hexdigest(),
+    )
     action, reasons = decide(dist, "controller", facts)
     assert action is Action.UPGRADE
     assert reasons == ["/usr/local/bin/k3s differs from cluster.airgap.k3s_binary"]
@@ -179,7 +198,9 @@ def test_several_servers_give_cluster_init_to_the_first_and_server_url_to_the_ot
 
 
 def test_values_that_look_like_yaml_are_quoted() -> None:
-    dist = k3s_for("cluster: {name: a, server_args: ['--node-label=a: b', '--kubelet-arg=x=#1']}\nhosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
+    dist = k3s_for(
+        "cluster: {name: a, server_args: ['--node-label=a: b', '--kubelet-arg=x=#1']}\nhosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n"
+    )
     config = rendered(dist, "controller")
     assert config["node-label"] == ["a: b"]
     assert config["kubelet-arg"] == ["x=#1"]
@@ -201,7 +222,10 @@ def test_plan_holds_the_token_as_a_placeholder_even_when_it_is_known() -> None:
     assert [p.action for p in plans.values()] == [Action.INSTALL, Action.JOIN, Action.JOIN]
     assert [s.name for s in plans["worker1"].steps] == ["upload /etc/rancher/k3s/config.yaml", "run the install script as agent"]
     assert [s.name for s in plans["controller"].steps] == [
-        "upload /etc/rancher/k3s/config.yaml", "run the install script as server", "wait for the Kubernetes API"]
+        "upload /etc/rancher/k3s/config.yaml",
+        "run the install script as server",
+        "wait for the Kubernetes API",
+    ]
 
 
 def _host_facts(name: str, dist_facts: K3sFacts):  # type: ignore[no-untyped-def]
@@ -220,9 +244,13 @@ def _airgap(tmp_path, images: bool = True) -> K3s:  # type: ignore[no-untyped-de
     (tmp_path / "install.sh").write_text("#!/bin/sh\n")
     (tmp_path / "images.tar").write_bytes(b"images B")
     extra = ", images: images.tar" if images else ""
-    return K3s(make_inventory(
-        f"cluster: {{name: a, version: v1.32.0+k3s1, airgap: {{k3s_binary: k3s, install_script: install.sh{extra}}}}}\n"
-        "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n", base_dir=tmp_path))
+    return K3s(
+        make_inventory(
+            f"cluster: {{name: a, version: v1.32.0+k3s1, airgap: {{k3s_binary: k3s, install_script: install.sh{extra}}}}}\n"
+            "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n",
+            base_dir=tmp_path,
+        )
+    )
 
 
 def _sha(data: bytes) -> str:
@@ -241,21 +269,30 @@ def _install_command(plan) -> str:  # type: ignore[no-untyped-def]
 
 def test_uploaded_binary_forces_the_install_script_to_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
     dist = _airgap(tmp_path)
-    facts = K3sFacts(version="v1.31.4+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
-                     binary_sha256=_sha(b"binary A"), images_sha256=_sha(b"images B"),
-                     installer_sha256=_sha(b"#!/bin/sh\n"))
+    facts = K3sFacts(
+        version="v1.31.4+k3s1",
+        units={"k3s": "active"},
+        config_sha256=config_sha(dist, "controller"),
+        binary_sha256=_sha(b"binary A"),
+        images_sha256=_sha(b"images B"),
+        installer_sha256=_sha(b"#!/bin/sh\n"),
+    )
     plan = _plan_controller(dist, facts, [ready("controller")])
     assert plan.action is Action.UPGRADE
-    assert [s.name for s in plan.steps] == ["upload /usr/local/bin/k3s", "run the install script as server",
-                                            "wait for the Kubernetes API"]
+    assert [s.name for s in plan.steps] == ["upload /usr/local/bin/k3s", "run the install script as server", "wait for the Kubernetes API"]
     assert "INSTALL_K3S_FORCE_RESTART=true" in _install_command(plan)
 
 
 def test_uploaded_images_alone_force_the_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
     dist = _airgap(tmp_path)
-    facts = K3sFacts(version="v1.32.0+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
-                     binary_sha256=_sha(b"binary B"), images_sha256=_sha(b"images A"),
-                     installer_sha256=_sha(b"#!/bin/sh\n"))
+    facts = K3sFacts(
+        version="v1.32.0+k3s1",
+        units={"k3s": "active"},
+        config_sha256=config_sha(dist, "controller"),
+        binary_sha256=_sha(b"binary B"),
+        images_sha256=_sha(b"images A"),
+        installer_sha256=_sha(b"#!/bin/sh\n"),
+    )
     plan = _plan_controller(dist, facts, [Node("controller", "True", (), "v1.32.0+k3s1", "192.0.2.10")])
     assert plan.action is Action.UPGRADE
     assert plan.reasons == ("the air-gap images differ from cluster.airgap.images",)
@@ -270,20 +307,24 @@ def test_fresh_install_does_not_force_a_restart(tmp_path) -> None:  # type: igno
 
 def test_new_binary_whose_node_still_runs_the_old_version_is_restarted(tmp_path) -> None:  # type: ignore[no-untyped-def]
     dist = _airgap(tmp_path)
-    facts = K3sFacts(version="v1.32.0+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
-                     binary_sha256=_sha(b"binary B"), images_sha256=_sha(b"images B"),
-                     installer_sha256=_sha(b"#!/bin/sh\n"))
-    old = Node("controller", "True", (), "v1.31.4+k3s1", "192.0.2.10",
-               conditions=(Condition("Ready", "True", "KubeletReady"),))
+    facts = K3sFacts(
+        version="v1.32.0+k3s1",
+        units={"k3s": "active"},
+        config_sha256=config_sha(dist, "controller"),
+        binary_sha256=_sha(b"binary B"),
+        images_sha256=_sha(b"images B"),
+        installer_sha256=_sha(b"#!/bin/sh\n"),
+    )
+    old = Node("controller", "True", (), "v1.31.4+k3s1", "192.0.2.10", conditions=(Condition("Ready", "True", "KubeletReady"),))
     plan = _plan_controller(dist, facts, [old])
     assert plan.action is Action.UPGRADE
-    assert plan.reasons == ("node controller still runs v1.31.4+k3s1 but /usr/local/bin/k3s is v1.32.0+k3s1: "
-                            "k3s was not restarted after the upgrade",)
+    assert plan.reasons == (
+        "node controller still runs v1.31.4+k3s1 but /usr/local/bin/k3s is v1.32.0+k3s1: k3s was not restarted after the upgrade",
+    )
     assert [s.name for s in plan.steps] == ["restart k3s", "wait for the Kubernetes API"]
     assert "systemctl restart k3s" in plan.steps[0].operations[0].text
     # once it runs the new version, nothing is left to do
-    new = Node("controller", "True", (), "v1.32.0+k3s1", "192.0.2.10",
-               conditions=(Condition("Ready", "True", "KubeletReady"),))
+    new = Node("controller", "True", (), "v1.32.0+k3s1", "192.0.2.10", conditions=(Condition("Ready", "True", "KubeletReady"),))
     assert _plan_controller(dist, facts, [new]).action is Action.NOTHING
 
 
@@ -300,32 +341,38 @@ def test_running_version_is_compared_with_the_binary_for_channel_installs_too() 
 def test_active_firewalld_gets_the_k3s_ports_and_the_pod_and_service_networks() -> None:
     dist = k3s_for()
     facts = K3sFacts(firewalld="active", firewalld_ports=frozenset({"10250/tcp"}))
-    plans = dist.plan({h.name: _host_facts(h.name, facts) for h in dist.inventory.hosts},
-                      ClusterState(dist.inventory.servers[0], TOKEN, None))
+    plans = dist.plan(
+        {h.name: _host_facts(h.name, facts) for h in dist.inventory.hosts}, ClusterState(dist.inventory.servers[0], TOKEN, None)
+    )
     server = plans["controller"].steps[0]
     assert server.name == "firewalld: open k3s ports"
     assert server.operations[0].text == (  # type: ignore[union-attr]
         "firewall-cmd --permanent --add-port=6443/tcp --add-port=8472/udp && "
-        "firewall-cmd --permanent --zone=trusted --add-source=10.42.0.0/16 --add-source=10.43.0.0/16 && firewall-cmd --reload")
+        "firewall-cmd --permanent --zone=trusted --add-source=10.42.0.0/16 --add-source=10.43.0.0/16 && firewall-cmd --reload"
+    )
     assert "--add-port=8472/udp" in plans["worker1"].steps[0].operations[0].text  # type: ignore[union-attr]
     assert "6443" not in plans["worker1"].steps[0].operations[0].text  # type: ignore[union-attr]
 
 
 def test_firewalld_uses_the_inventorys_cidrs_and_is_left_alone_once_open() -> None:
-    dist = k3s_for("cluster: {name: a, server_args: ['--cluster-cidr=10.50.0.0/16,fd00:50::/56', '--service-cidr=10.60.0.0/16']}\n"
-                   "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
+    dist = k3s_for(
+        "cluster: {name: a, server_args: ['--cluster-cidr=10.50.0.0/16,fd00:50::/56', '--service-cidr=10.60.0.0/16']}\n"
+        "hosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n"
+    )
     assert dist.cluster_cidrs() == ["10.50.0.0/16", "fd00:50::/56", "10.60.0.0/16"]
     host = dist.inventory.host("controller")
-    done = K3sFacts(firewalld="active", firewalld_ports=frozenset({"6443/tcp", "8472/udp", "10250/tcp"}),
-                    firewalld_trusted=frozenset(dist.cluster_cidrs()))
+    done = K3sFacts(
+        firewalld="active",
+        firewalld_ports=frozenset({"6443/tcp", "8472/udp", "10250/tcp"}),
+        firewalld_trusted=frozenset(dist.cluster_cidrs()),
+    )
     assert dist.firewalld_step(host, done) is None
     assert dist.firewalld_step(host, K3sFacts(firewalld="inactive")) is None
 
 
 def test_an_installed_host_behind_a_closed_firewalld_is_reconfigured_without_a_restart() -> None:
     dist = k3s_for("cluster: {name: a, version: v1.31.4+k3s1}\nhosts:\n  - {name: controller, address: 192.0.2.10, role: server}\n")
-    facts = K3sFacts(version="v1.31.4+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"),
-                     firewalld="active")
+    facts = K3sFacts(version="v1.31.4+k3s1", units={"k3s": "active"}, config_sha256=config_sha(dist, "controller"), firewalld="active")
     plan = _plan_controller(dist, facts, [ready("controller")])
     assert plan.action is Action.RECONFIGURE
     assert [s.name for s in plan.steps] == ["firewalld: open k3s ports", "wait for the Kubernetes API"]

@@ -30,8 +30,12 @@ from tests.unit.conftest import make_inventory
 from tests.unit.fakes import DEBIAN_FRESH, facts_from, kubeadm, prepared
 from tests.unit.fakes import KUBEADM_INVENTORY as INVENTORY
 
-UBUNTU_FRESH = DEBIAN_FRESH.replace("os.id=debian", "os.id=ubuntu").replace("os.id_like=", "os.id_like=debian").replace(
-    "Debian GNU/Linux 12 (bookworm)", "Ubuntu 24.04.1 LTS").replace("os.version_id=12", "os.version_id=24.04")
+UBUNTU_FRESH = (
+    DEBIAN_FRESH.replace("os.id=debian", "os.id=ubuntu")
+    .replace("os.id_like=", "os.id_like=debian")
+    .replace("Debian GNU/Linux 12 (bookworm)", "Ubuntu 24.04.1 LTS")
+    .replace("os.version_id=12", "os.version_id=24.04")
+)
 
 ROCKY_FRESH = """os.id=rocky
 os.id_like=rhel centos fedora
@@ -61,11 +65,13 @@ firewalld=active
 firewalld.ports=22/tcp
 """
 
-ALMA_WITH_CONTAINERD_2 = ROCKY_FRESH.replace("os.id=rocky", "os.id=almalinux").replace(
-    "Rocky Linux 9.4 (Blue Onyx)", "AlmaLinux 9.4 (Seafoam Ocelot)").replace(
-    "service.containerd=inactive", "service.containerd=active\npkg.containerd.io=2.0.0-1.el9\ncontainerd.version=v2.0.0").replace(
-    "selinux=Enforcing\nselinux.config=enforcing", "selinux=Permissive\nselinux.config=permissive").replace(
-    "firewalld=active\nfirewalld.ports=22/tcp", "firewalld=inactive")
+ALMA_WITH_CONTAINERD_2 = (
+    ROCKY_FRESH.replace("os.id=rocky", "os.id=almalinux")
+    .replace("Rocky Linux 9.4 (Blue Onyx)", "AlmaLinux 9.4 (Seafoam Ocelot)")
+    .replace("service.containerd=inactive", "service.containerd=active\npkg.containerd.io=2.0.0-1.el9\ncontainerd.version=v2.0.0")
+    .replace("selinux=Enforcing\nselinux.config=enforcing", "selinux=Permissive\nselinux.config=permissive")
+    .replace("firewalld=active\nfirewalld.ports=22/tcp", "firewalld=inactive")
+)
 
 
 def run_steps(dist: Kubeadm, name: str, recorded: str) -> tuple[FakeRemote, list[str]]:
@@ -91,8 +97,7 @@ def pick_containerd_config(remote: FakeRemote, containerd_version_line: str, tmp
     binary.write_text(f"#!/bin/sh\necho '{containerd_version_line}'\n")
     binary.chmod(0o755)
     pick = next(c for c in sudo_commands(remote) if "containerd --version" in c)
-    subprocess.run(["sh", "-c", pick.replace("/etc/containerd", str(etc))], check=True,
-                   env={"PATH": f"{binary.parent}:/usr/bin:/bin"})
+    subprocess.run(["sh", "-c", pick.replace("/etc/containerd", str(etc))], check=True, env={"PATH": f"{binary.parent}:/usr/bin:/bin"})
     assert sorted(p.name for p in etc.iterdir()) == ["config.toml"]  # the candidates are removed
     return tomllib.loads((etc / "config.toml").read_text())
 
@@ -108,9 +113,17 @@ def sudo_commands(remote: FakeRemote) -> list[str]:
 def test_fresh_debian_family_host_gets_every_preparation_step_through_apt(recorded: str, tmp_path: Path) -> None:
     dist = kubeadm()
     remote, titles = run_steps(dist, "cp1", recorded)
-    assert titles == ["kernel modules", "sysctls", "swap off", "install containerd", "configure containerd",
-                      "Kubernetes package repository", "networking tools for kubeadm", "kubelet, kubeadm, kubectl",
-                      "kubelet flags"]
+    assert titles == [
+        "kernel modules",
+        "sysctls",
+        "swap off",
+        "install containerd",
+        "configure containerd",
+        "Kubernetes package repository",
+        "networking tools for kubeadm",
+        "kubelet, kubeadm, kubectl",
+        "kubelet flags",
+    ]
     commands = sudo_commands(remote)
     assert commands[0] == "modprobe br_netfilter"
     assert commands[1] == "sysctl -q -p /etc/sysctl.d/99-kubernetes.conf"
@@ -119,12 +132,18 @@ def test_fresh_debian_family_host_gets_every_preparation_step_through_apt(record
     assert commands[3].endswith("install -y --no-install-recommends containerd")
     assert commands[4].startswith('case "$(containerd --version')  # the config follows the installed generation
     assert "systemctl restart containerd" in commands[5]
-    assert any("curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.31/deb/Release.key -o /etc/apt/keyrings/kubernetes-apt-keyring.asc" in c for c in commands)
+    assert any(
+        "curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.31/deb/Release.key -o /etc/apt/keyrings/kubernetes-apt-keyring.asc" in c
+        for c in commands
+    )
     install = next(c for c in commands if "kubelet kubeadm kubectl" in c)
-    assert install.endswith("install -y --no-install-recommends kubelet kubeadm kubectl && apt-mark hold kubelet kubeadm kubectl >/dev/null && systemctl enable kubelet")
+    assert install.endswith(
+        "install -y --no-install-recommends kubelet kubeadm kubectl && apt-mark hold kubelet kubeadm kubectl >/dev/null && systemctl enable kubelet"
+    )
     assert any(c.endswith("install -y --no-install-recommends conntrack iptables socat ethtool ebtables") for c in commands)
     assert remote.files["/etc/apt/sources.list.d/kubernetes.list"].decode().splitlines()[-1] == (
-        "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.asc] https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /")
+        "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.asc] https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /"
+    )
     assert remote.files["/etc/default/kubelet"].decode().splitlines()[-1] == "KUBELET_EXTRA_ARGS="
     assert remote.files["/etc/modules-load.d/k8s.conf"].decode().split("\n")[1:3] == ["overlay", "br_netfilter"]
     containerd = pick_containerd_config(remote, "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1", tmp_path)
@@ -135,16 +154,29 @@ def test_fresh_debian_family_host_gets_every_preparation_step_through_apt(record
 def test_fresh_rocky_host_gets_selinux_permissive_firewalld_ports_docker_repo_and_dnf(tmp_path: Path) -> None:
     dist = kubeadm()
     remote, titles = run_steps(dist, "cp1", ROCKY_FRESH)
-    assert titles == ["kernel modules", "sysctls", "SELinux permissive", "firewalld ports", "install containerd",
-                      "configure containerd", "Kubernetes package repository", "networking tools for kubeadm",
-                      "kubelet, kubeadm, kubectl", "kubelet flags"]
+    assert titles == [
+        "kernel modules",
+        "sysctls",
+        "SELinux permissive",
+        "firewalld ports",
+        "install containerd",
+        "configure containerd",
+        "Kubernetes package repository",
+        "networking tools for kubeadm",
+        "kubelet, kubeadm, kubectl",
+        "kubelet flags",
+    ]
     assert "/etc/modules-load.d/k8s.conf" in remote.files and not remote.ran("modprobe")  # both modules already loaded
     commands = sudo_commands(remote)
     assert "setenforce 0" in commands[1] and "SELINUX=permissive" in commands[1]
-    assert commands[2] == ("firewall-cmd --permanent --add-port=6443/tcp --add-port=2379-2380/tcp --add-port=10250/tcp "
-                           "--add-port=10257/tcp --add-port=10259/tcp --add-port=8472/udp && firewall-cmd --reload")
-    assert commands[3] == ("test -f /etc/yum.repos.d/docker-ce.repo || curl -fsSL https://download.docker.com/linux/centos/docker-ce.repo "
-                           "-o /etc/yum.repos.d/docker-ce.repo && dnf install -y --disableexcludes=kubernetes containerd.io")
+    assert commands[2] == (
+        "firewall-cmd --permanent --add-port=6443/tcp --add-port=2379-2380/tcp --add-port=10250/tcp "
+        "--add-port=10257/tcp --add-port=10259/tcp --add-port=8472/udp && firewall-cmd --reload"
+    )
+    assert commands[3] == (
+        "test -f /etc/yum.repos.d/docker-ce.repo || curl -fsSL https://download.docker.com/linux/centos/docker-ce.repo "
+        "-o /etc/yum.repos.d/docker-ce.repo && dnf install -y --disableexcludes=kubernetes containerd.io"
+    )
     repo = remote.files["/etc/yum.repos.d/kubernetes.repo"].decode()
     assert "baseurl=https://pkgs.k8s.io/core:/stable:/v1.31/rpm/" in repo
     assert "gpgkey=https://pkgs.k8s.io/core:/stable:/v1.31/rpm/repodata/repomd.xml.key" in repo
@@ -172,15 +204,23 @@ def test_alma_host_with_containerd_2_gets_the_version_3_config_and_no_selinux_or
 
 def test_firewalld_worker_ports_differ_from_control_plane_ports() -> None:
     steps = hostos.RhelFamily().prepare_steps(hostos.parse_rhel_facts(parse_key_values(ROCKY_FRESH)), "agent")
-    assert steps[1][2] == "firewall-cmd --permanent --add-port=10250/tcp --add-port=10256/tcp --add-port=30000-32767/tcp --add-port=8472/udp && firewall-cmd --reload"
+    assert (
+        steps[1][2]
+        == "firewall-cmd --permanent --add-port=10250/tcp --add-port=10256/tcp --add-port=30000-32767/tcp --add-port=8472/udp && firewall-cmd --reload"
+    )
 
 
 def test_a_full_version_pins_the_packages() -> None:
     dist = kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.31.4"'))
     remote, _ = run_steps(dist, "cp1", DEBIAN_FRESH)
-    assert any("install -y --no-install-recommends 'kubelet=1.31.4-*' 'kubeadm=1.31.4-*' 'kubectl=1.31.4-*'" in c for c in sudo_commands(remote))
+    assert any(
+        "install -y --no-install-recommends 'kubelet=1.31.4-*' 'kubeadm=1.31.4-*' 'kubectl=1.31.4-*'" in c for c in sudo_commands(remote)
+    )
     remote, _ = run_steps(dist, "cp1", ROCKY_FRESH)
-    assert any(c.startswith("dnf install -y --disableexcludes=kubernetes kubelet-1.31.4 kubeadm-1.31.4 kubectl-1.31.4") for c in sudo_commands(remote))
+    assert any(
+        c.startswith("dnf install -y --disableexcludes=kubernetes kubelet-1.31.4 kubeadm-1.31.4 kubectl-1.31.4")
+        for c in sudo_commands(remote)
+    )
 
 
 def test_a_package_mirror_replaces_pkgs_k8s_io() -> None:
@@ -229,7 +269,9 @@ def test_a_new_node_ip_rewrites_kubelet_flags_and_restarts_kubelet_only_there() 
 
 def test_a_stopped_kubelet_is_restarted() -> None:
     dist = kubeadm()
-    result = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1", services={"containerd": "active", "kubelet": "inactive"})})
+    result = plans(
+        dist, {"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1", services={"containerd": "active", "kubelet": "inactive"})}
+    )
     assert result["w1"].action is Action.RESTART and list(result["w1"].reasons) == ["restart kubelet: kubelet is inactive"]
 
 
@@ -271,8 +313,14 @@ def test_the_first_control_plane_switches_the_repository_then_runs_upgrade_plan_
     result = plans(dist, on_31)
     assert {n: p.action for n, p in result.items()} == {"cp1": Action.UPGRADE, "w1": Action.UPGRADE}
     names = [s.name for s in result["cp1"].steps]
-    assert names == ["Kubernetes package repository", "kubeadm 1.32.1", "kubeadm upgrade plan", "kubeadm upgrade apply",
-                     "kubelet and kubectl 1.32.1", "wait for the Kubernetes API"]
+    assert names == [
+        "Kubernetes package repository",
+        "kubeadm 1.32.1",
+        "kubeadm upgrade plan",
+        "kubeadm upgrade apply",
+        "kubelet and kubectl 1.32.1",
+        "wait for the Kubernetes API",
+    ]
     repo = result["cp1"].steps[0].operations[0]
     assert "https://pkgs.k8s.io/core:/stable:/v1.32/deb/" in repo.content  # type: ignore[union-attr]
     texts = [op.text for s in result["cp1"].steps for op in s.operations if hasattr(op, "text")]
@@ -283,12 +331,16 @@ def test_the_first_control_plane_switches_the_repository_then_runs_upgrade_plan_
 
 
 def test_skipping_a_minor_is_refused_with_the_path_and_a_downgrade_is_refused() -> None:
-    on_30 = {n: prepared(kubeadm(), n, packages={"kubelet": "1.30.2-1.1", "kubeadm": "1.30.2-1.1", "kubectl": "1.30.2-1.1",
-                                                 "containerd": "1.6"}) for n in ("cp1", "w1")}
+    on_30 = {
+        n: prepared(kubeadm(), n, packages={"kubelet": "1.30.2-1.1", "kubeadm": "1.30.2-1.1", "kubectl": "1.30.2-1.1", "containerd": "1.6"})
+        for n in ("cp1", "w1")
+    }
     skip = kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.32"'))
     problems = skip.upgrade_problems(on_30)
-    assert problems[0] == ("cp1: runs Kubernetes 1.30.2; kubeadm upgrades one minor at a time: 1.30 → 1.31 → 1.32 "
-                           "(set version to 1.31 first, run up, then the next)")
+    assert problems[0] == (
+        "cp1: runs Kubernetes 1.30.2; kubeadm upgrades one minor at a time: 1.30 → 1.31 → 1.32 "
+        "(set version to 1.31 first, run up, then the next)"
+    )
     assert problems[0] in skip.check_hosts(on_30)
     down = kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.29"'))
     assert "a downgrade, which kubeadm does not do" in down.upgrade_problems(on_30)[0]
@@ -299,8 +351,13 @@ def test_skipping_a_minor_is_refused_with_the_path_and_a_downgrade_is_refused() 
 def test_kubeadm_uninstall_resets_cleans_cni_iptables_flags_and_releases_the_hold() -> None:
     dist = kubeadm()
     steps = dist.uninstall_steps(dist.inventory.host("w1"), prepared(dist, "w1"))
-    assert [s.name for s in steps] == ["kubeadm reset -f", "CNI config and interfaces", "iptables chains of kube-proxy and Flannel",
-                                       "kubelet flags and provisioner files", "release the package hold"]
+    assert [s.name for s in steps] == [
+        "kubeadm reset -f",
+        "CNI config and interfaces",
+        "iptables chains of kube-proxy and Flannel",
+        "kubelet flags and provisioner files",
+        "release the package hold",
+    ]
     texts = [op.text for s in steps for op in s.operations if hasattr(op, "text")]
     assert texts[0] == "kubeadm reset -f"
     assert "rm -rf /etc/cni/net.d" in texts[1] and "cni0 flannel.1" in texts[1]
@@ -312,9 +369,11 @@ def test_kubeadm_uninstall_resets_cleans_cni_iptables_flags_and_releases_the_hol
 def test_the_iptables_cleanup_drops_only_kube_proxy_flannel_and_cni_rules() -> None:
     from provisioner.distros.kubeadm import IPTABLES_CLEANUP
 
-    saved = ("*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:FLANNEL-POSTRTG - [0:0]\n"
-             "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"
-             "-A POSTROUTING -j FLANNEL-POSTRTG\n-A POSTROUTING -s 192.168.1.0/24 -j MASQUERADE\nCOMMIT\n")
+    saved = (
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:FLANNEL-POSTRTG - [0:0]\n"
+        '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n'
+        "-A POSTROUTING -j FLANNEL-POSTRTG\n-A POSTROUTING -s 192.168.1.0/24 -j MASQUERADE\nCOMMIT\n"
+    )
     script = IPTABLES_CLEANUP.replace('"$tool-save"', "cat saved").replace('| "$tool-restore"', "> restored")
     work = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True).stdout.strip())
     (work / "saved").write_text(saved)
@@ -322,8 +381,16 @@ def test_the_iptables_cleanup_drops_only_kube_proxy_flannel_and_cni_rules() -> N
     assert (work / "restored").read_text() == "*nat\n:PREROUTING ACCEPT [0:0]\n-A POSTROUTING -s 192.168.1.0/24 -j MASQUERADE\nCOMMIT\n"
 
 
-@pytest.mark.parametrize("installed,wanted,ok", [("1.31.4-1.1", "1.31", True), ("1.31.4-150500.1.1", "1.31.4", True),
-                                                 ("1.3.1-1.1", "1.31", False), ("1.310.0-1", "1.31", False), ("1.31.5-1.1", "1.31.4", False)])
+@pytest.mark.parametrize(
+    "installed,wanted,ok",
+    [
+        ("1.31.4-1.1", "1.31", True),
+        ("1.31.4-150500.1.1", "1.31.4", True),
+        ("1.3.1-1.1", "1.31", False),
+        ("1.310.0-1", "1.31", False),
+        ("1.31.5-1.1", "1.31.4", False),
+    ],
+)
 def test_version_matching(installed: str, wanted: str, ok: bool) -> None:
     assert version_matches(installed, wanted) is ok
 
@@ -340,7 +407,9 @@ def test_control_plane_below_kubeadm_minimums_is_refused_before_anything_changes
 
 def test_unsupported_os_and_two_control_planes_are_refused() -> None:
     dist = kubeadm(INVENTORY + "  - {name: cp2, address: 192.0.2.12, role: server}\n")
-    arch = facts_from(dist, "cp2", DEBIAN_FRESH.replace("os.id=debian", "os.id=arch").replace("Debian GNU/Linux 12 (bookworm)", "Arch Linux"))
+    arch = facts_from(
+        dist, "cp2", DEBIAN_FRESH.replace("os.id=debian", "os.id=arch").replace("Debian GNU/Linux 12 (bookworm)", "Arch Linux")
+    )
     problems = dist.check_hosts({"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1"), "cp2": arch})
     assert any("one control plane is supported" in p for p in problems)
     assert "cp2: Arch Linux is not supported (Debian/Ubuntu or the RHEL family)" in problems
@@ -361,7 +430,11 @@ def load_all(text: str) -> list[dict]:
 
 
 def test_init_config_v1beta4_has_endpoint_sans_pod_subnet_and_list_style_kubelet_args() -> None:
-    dist = kubeadm(INVENTORY.replace("{name: cp1, address: 192.0.2.10, role: server}", "{name: cp1, address: 192.0.2.10, role: server, node_ip: 10.0.0.10}"))
+    dist = kubeadm(
+        INVENTORY.replace(
+            "{name: cp1, address: 192.0.2.10, role: server}", "{name: cp1, address: 192.0.2.10, role: server, node_ip: 10.0.0.10}"
+        )
+    )
     init, cluster, kubelet = load_all(dist.init_config(dist.inventory.host("cp1"), "v1.31.4"))
     assert init["apiVersion"] == "kubeadm.k8s.io/v1beta4" and init["kind"] == "InitConfiguration"
     assert init["nodeRegistration"]["name"] == "cp1"
@@ -376,10 +449,15 @@ def test_init_config_v1beta4_has_endpoint_sans_pod_subnet_and_list_style_kubelet
 
 def test_join_config_v1beta3_for_older_minors_uses_map_style_kubelet_args() -> None:
     dist = kubeadm(INVENTORY.replace('version: "1.31"', 'version: "1.30"'))
-    (join,) = load_all(dist.join_config(dist.inventory.host("w1"), dist.inventory.host("cp1"), "abcdef.0123456789abcdef", ("sha256:" + "a" * 64,)))
+    (join,) = load_all(
+        dist.join_config(dist.inventory.host("w1"), dist.inventory.host("cp1"), "abcdef.0123456789abcdef", ("sha256:" + "a" * 64,))
+    )
     assert join["apiVersion"] == "kubeadm.k8s.io/v1beta3" and join["kind"] == "JoinConfiguration"
     assert join["discovery"]["bootstrapToken"] == {
-        "apiServerEndpoint": "192.0.2.100:6443", "token": "abcdef.0123456789abcdef", "caCertHashes": ["sha256:" + "a" * 64]}
+        "apiServerEndpoint": "192.0.2.100:6443",
+        "token": "abcdef.0123456789abcdef",
+        "caCertHashes": ["sha256:" + "a" * 64],
+    }
     assert join["nodeRegistration"]["kubeletExtraArgs"] == {"node-ip": "192.0.2.11"}
 
 
@@ -388,8 +466,13 @@ def test_flannel_manifest_has_six_objects_pod_cidr_ifaces_and_a_stable_fingerpri
     manifest, fingerprint = dist.flannel_manifest()
     docs = load_all(manifest)
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
-        ("Namespace", "kube-flannel"), ("ServiceAccount", "flannel"), ("ClusterRole", "flannel"),
-        ("ClusterRoleBinding", "flannel"), ("ConfigMap", "kube-flannel-cfg"), ("DaemonSet", "kube-flannel-ds")]
+        ("Namespace", "kube-flannel"),
+        ("ServiceAccount", "flannel"),
+        ("ClusterRole", "flannel"),
+        ("ClusterRoleBinding", "flannel"),
+        ("ConfigMap", "kube-flannel-cfg"),
+        ("DaemonSet", "kube-flannel-ds"),
+    ]
     import json
 
     assert json.loads(docs[4]["data"]["net-conf.json"])["Network"] == "10.50.0.0/16"
@@ -413,18 +496,24 @@ def test_kubeadm_preflight_errors_are_reported_verbatim_under_one_line() -> None
     init = next(s for s in init_plan(dist).steps if s.name == "kubeadm init")
     remote = FakeRemote("cp1", strict=True)
     remote.on(r"^kubeadm version -o short$", stdout="v1.31.4\n")
-    remote.on(r"^kubeadm init", exit_code=1, stderr=(
-        "[init] Using Kubernetes version: v1.31.4\n[preflight] Running pre-flight checks\n"
-        "error execution phase preflight: [preflight] Some fatal errors occurred:\n"
-        "\t[ERROR NumCPU]: the number of available CPUs 1 is less than the required 2\n"
-        "\t[ERROR Swap]: running with swap on is not supported. Please disable swap\n"))
+    remote.on(
+        r"^kubeadm init",
+        exit_code=1,
+        stderr=(
+            "[init] Using Kubernetes version: v1.31.4\n[preflight] Running pre-flight checks\n"
+            "error execution phase preflight: [preflight] Some fatal errors occurred:\n"
+            "\t[ERROR NumCPU]: the number of available CPUs 1 is less than the required 2\n"
+            "\t[ERROR Swap]: running with swap on is not supported. Please disable swap\n"
+        ),
+    )
     with pytest.raises(StepFailed) as caught:
         execute(remote, [init], ValueStore())
     assert isinstance(caught.value.cause, KubeadmPreflightError)
     assert caught.value.lines() == [
         "cp1: kubeadm init preflight found 2 error(s); nothing was changed by kubeadm",
         "  [ERROR NumCPU]: the number of available CPUs 1 is less than the required 2",
-        "  [ERROR Swap]: running with swap on is not supported. Please disable swap"]
+        "  [ERROR Swap]: running with swap on is not supported. Please disable swap",
+    ]
     assert not remote.ran("kubeadm reset")
     assert remote.modes["/etc/kubernetes/provisioner/kubeadm-init.yaml"] == 0o600
     assert 'kubernetesVersion: "v1.31.4"' in remote.files["/etc/kubernetes/provisioner/kubeadm-init.yaml"].decode()
@@ -450,7 +539,10 @@ def test_join_uses_a_fresh_token_in_a_0600_file_that_is_removed_and_never_in_a_c
     dist = kubeadm()
     token = "abcdef.0123456789abcdef"
     cp = FakeRemote("cp1", strict=True)
-    cp.on(r"^kubeadm token create", stdout=f"kubeadm join 192.0.2.100:6443 --token {token} --discovery-token-ca-cert-hash sha256:{'b' * 64} \n")
+    cp.on(
+        r"^kubeadm token create",
+        stdout=f"kubeadm join 192.0.2.100:6443 --token {token} --discovery-token-ca-cert-hash sha256:{'b' * 64} \n",
+    )
     result = plans(dist, {"cp1": prepared(dist, "cp1"), "w1": prepared(dist, "w1", joined=False)})
     cluster = dist.cluster_plan(result, ClusterState(dist.inventory.servers[0], None, []))
     assert cluster.join_secret is not None
@@ -466,7 +558,9 @@ def test_join_uses_a_fresh_token_in_a_0600_file_that_is_removed_and_never_in_a_c
     config = worker.files["/etc/kubernetes/provisioner/kubeadm-join.yaml"].decode()
     assert worker.modes["/etc/kubernetes/provisioner/kubeadm-join.yaml"] == 0o600
     assert token in config and "sha256:" + "b" * 64 in config
-    assert worker.ran(r"^kubeadm join --config /etc/kubernetes/provisioner/kubeadm-join.yaml; rc=\$\?; rm -f /etc/kubernetes/provisioner/kubeadm-join.yaml; exit \$rc$")
+    assert worker.ran(
+        r"^kubeadm join --config /etc/kubernetes/provisioner/kubeadm-join.yaml; rc=\$\?; rm -f /etc/kubernetes/provisioner/kubeadm-join.yaml; exit \$rc$"
+    )
     assert all(token not in c for _, c in worker.commands + cp.commands)
 
 
@@ -476,7 +570,8 @@ def test_hosts_running_the_other_distribution_are_refused() -> None:
     dist = kubeadm()
     with_k3s = replace(prepared(dist, "w1", joined=False), kubernetes=frozenset({"k3s"}))
     assert dist.check_hosts({"cp1": prepared(dist, "cp1", joined=False), "w1": with_k3s}) == [
-        "w1: runs k3s; remove it (k3s-uninstall.sh or k3s-agent-uninstall.sh) before installing kubeadm"]
+        "w1: runs k3s; remove it (k3s-uninstall.sh or k3s-agent-uninstall.sh) before installing kubeadm"
+    ]
     k3s = K3s(make_inventory("cluster: {name: a}\nhosts:\n  - {name: cp1, address: 192.0.2.10, role: server}\n"))
     kubeadm_node = replace(prepared(dist, "cp1"), dist=K3sFacts(), kubernetes=frozenset({"kubeadm"}))
     assert "cp1: is already a kubeadm node" in k3s.check_hosts({"cp1": kubeadm_node})[0]
@@ -487,7 +582,9 @@ def test_an_api_that_never_gets_ready_fails_with_the_last_line_of_its_service_jo
     from provisioner.distros import for_inventory
     from provisioner.errors import HostError
 
-    inventory = make_inventory(INVENTORY if distribution == "kubeadm" else "cluster: {name: a}\nhosts:\n  - {name: cp1, address: 192.0.2.10, role: server}\n")
+    inventory = make_inventory(
+        INVENTORY if distribution == "kubeadm" else "cluster: {name: a}\nhosts:\n  - {name: cp1, address: 192.0.2.10, role: server}\n"
+    )
     dist = for_inventory(inventory, timeout=0.1)
     remote = FakeRemote("cp1")
     remote.on(r"get --raw=/readyz", exit_code=1, stderr="connection refused")
@@ -495,8 +592,10 @@ def test_an_api_that_never_gets_ready_fails_with_the_last_line_of_its_service_jo
     with pytest.raises(StepFailed) as caught:
         execute(remote, [dist.wait_api_step(inventory.host("cp1"))], ValueStore())
     assert isinstance(caught.value.cause, HostError)
-    assert str(caught.value.cause) == (f"cp1: the Kubernetes API ({distribution}) did not become ready within 0s; "
-                                 "last log line: failed to bind :6443: address already in use")
+    assert str(caught.value.cause) == (
+        f"cp1: the Kubernetes API ({distribution}) did not become ready within 0s; "
+        "last log line: failed to bind :6443: address already in use"
+    )
 
 
 # --- the commands kubeadm's preflight looks for ------------------------------------------------------

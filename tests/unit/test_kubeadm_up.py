@@ -59,6 +59,9 @@ def test_kubeadm_plan_lists_the_steps_and_the_flannel_add_on() -> None:
     assert "cluster: Flannel v0.26.1: not applied yet" in text
     assert "cluster: create a bootstrap token on cp1: workers join with a fresh, short-lived token" in text
     assert "2 cluster step(s)." in text
-    assert TOKEN not in text and "read <bootstrap token from the first control plane>, <CA hash of the first control plane>: kubeadm token create" in text
+    assert (
+        TOKEN not in text
+        and "read <bootstrap token from the first control plane>, <CA hash of the first control plane>: kubeadm token create" in text
+    )
     assert "run: kubeadm join --config /etc/kubernetes/provisioner/kubeadm-join.yaml" in text
     assert cluster.events == []

@@ -203,8 +203,13 @@ def _homelab(server: str = SERVER, context_name: str | None = None) -> object:
     return kubeconfig.rewrite(ADMIN_KUBECONFIG, cluster_name="homelab", server=server, context_name=context_name)
 
 
-def _config(*, current: str = "", clusters: dict[str, tuple[str, str]] | None = None, users: dict[str, str] | None = None,
-            contexts: dict[str, tuple[str, str]] | None = None) -> str:
+def _config(
+    *,
+    current: str = "",
+    clusters: dict[str, tuple[str, str]] | None = None,
+    users: dict[str, str] | None = None,
+    contexts: dict[str, tuple[str, str]] | None = None,
+) -> str:
     """A kubeconfig: clusters name -> (server, CA data), users name -> token, contexts name -> (cluster, user)."""
     data: dict[str, object] = {"apiVersion": "v1", "kind": "Config"}
     if current:
@@ -221,8 +226,12 @@ def _files_in(folder: Path) -> list[str]:
 
 def test_a_cluster_of_the_same_name_on_another_server_is_refused_naming_every_context_that_uses_it(tmp_path: Path) -> None:
     path = tmp_path / "config"
-    text = _config(current="ops", clusters={"homelab": ("https://elsewhere:6443", "Q0EK")}, users={"homelab": "t", "ops": "o"},
-                   contexts={"homelab": ("homelab", "homelab"), "ops": ("homelab", "ops")})
+    text = _config(
+        current="ops",
+        clusters={"homelab": ("https://elsewhere:6443", "Q0EK")},
+        users={"homelab": "t", "ops": "o"},
+        contexts={"homelab": ("homelab", "homelab"), "ops": ("homelab", "ops")},
+    )
     path.write_text(text)
     with pytest.raises(KubeconfigConflict) as raised:
         kubeconfig.merge_file(path, _homelab(), set_current=False)
@@ -235,8 +244,14 @@ def test_a_cluster_of_the_same_name_on_another_server_is_refused_naming_every_co
 
 def test_replace_overwrites_the_conflicting_entries_and_keeps_the_others(tmp_path: Path) -> None:
     path = tmp_path / "config"
-    path.write_text(_config(current="ops", clusters={"homelab": ("https://elsewhere:6443", "Q0EK")}, users={"homelab": "t", "ops": "o"},
-                            contexts={"homelab": ("homelab", "homelab"), "ops": ("homelab", "ops")}))
+    path.write_text(
+        _config(
+            current="ops",
+            clusters={"homelab": ("https://elsewhere:6443", "Q0EK")},
+            users={"homelab": "t", "ops": "o"},
+            contexts={"homelab": ("homelab", "homelab"), "ops": ("homelab", "ops")},
+        )
+    )
     result = kubeconfig.merge_file(path, _homelab(), set_current=False, replace=True)
     merged = kubeconfig.parse(path.read_text())
     assert result.changed and result.backup is not None
@@ -254,8 +269,13 @@ def test_the_same_server_with_another_ca_is_refused_too(tmp_path: Path) -> None:
 
 def test_a_user_of_the_same_name_used_by_another_clusters_context_is_never_repointed(tmp_path: Path) -> None:
     path = tmp_path / "config"
-    path.write_text(_config(clusters={"homelab": (SERVER, "Q0EK"), "work": ("https://work:6443", "V09SSwo=")}, users={"homelab": "shared"},
-                            contexts={"work": ("work", "homelab")}))
+    path.write_text(
+        _config(
+            clusters={"homelab": (SERVER, "Q0EK"), "work": ("https://work:6443", "V09SSwo=")},
+            users={"homelab": "shared"},
+            contexts={"work": ("work", "homelab")},
+        )
+    )
     with pytest.raises(KubeconfigConflict) as raised:
         kubeconfig.merge_file(path, _homelab(), set_current=False)
     assert raised.value.problems == [f'{path}: user "homelab" already holds other credentials; used by context work']
@@ -285,16 +305,24 @@ def test_a_rerun_with_renewed_credentials_merges_silently_and_keeps_the_contexts
 
 def test_with_several_files_entries_are_rewritten_where_they_are_and_new_ones_go_to_the_first_existing_file(tmp_path: Path) -> None:
     first, second, missing = tmp_path / "first", tmp_path / "second", tmp_path / "missing"
-    first.write_text(_config(current="work", clusters={"work": ("https://work:6443", "V09SSwo=")}, users={"work": "w"},
-                             contexts={"work": ("work", "work")}))
-    second.write_text(_config(clusters={"homelab": (SERVER, "Q0EK")}, users={"homelab": "old"}, contexts={"homelab": ("homelab", "homelab")}))
+    first.write_text(
+        _config(
+            current="work", clusters={"work": ("https://work:6443", "V09SSwo=")}, users={"work": "w"}, contexts={"work": ("work", "work")}
+        )
+    )
+    second.write_text(
+        _config(clusters={"homelab": (SERVER, "Q0EK")}, users={"homelab": "old"}, contexts={"homelab": ("homelab", "homelab")})
+    )
     before_first = first.read_text()
     result = kubeconfig.merge_files([missing, first, second], _homelab(), set_current=False)
     assert result.files == (second,) and result.path == second
     assert first.read_text() == before_first and not missing.exists()
     assert kubeconfig.parse(second.read_text())["users"][0]["user"]["client-key-data"] == "S0VZCg=="
-    result = kubeconfig.merge_files([missing, first, second], kubeconfig.rewrite(
-        ADMIN_KUBECONFIG, cluster_name="lab", server="https://192.0.2.20:6443"), set_current=False)
+    result = kubeconfig.merge_files(
+        [missing, first, second],
+        kubeconfig.rewrite(ADMIN_KUBECONFIG, cluster_name="lab", server="https://192.0.2.20:6443"),
+        set_current=False,
+    )
     assert result.files == (first,)
     assert [c["name"] for c in kubeconfig.parse(first.read_text())["contexts"]] == ["work", "lab"]
     assert kubeconfig.parse(first.read_text())["current-context"] == "work"
@@ -303,8 +331,11 @@ def test_with_several_files_entries_are_rewritten_where_they_are_and_new_ones_go
 def test_with_several_files_the_effective_current_context_changes_only_with_set_current(tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     first.write_text(_config())  # exists, sets no current-context
-    second.write_text(_config(current="work", clusters={"work": ("https://work:6443", "V09SSwo=")}, users={"work": "w"},
-                              contexts={"work": ("work", "work")}))
+    second.write_text(
+        _config(
+            current="work", clusters={"work": ("https://work:6443", "V09SSwo=")}, users={"work": "w"}, contexts={"work": ("work", "work")}
+        )
+    )
     kubeconfig.merge_files([first, second], _homelab(), set_current=False)
     loaded = [kubeconfig.LoadedFile(p, p.read_text(), kubeconfig.parse(p.read_text()), True) for p in (first, second)]
     assert kubeconfig.effective_current_context(loaded) == "work"
@@ -325,7 +356,8 @@ def test_a_conflict_in_a_later_file_is_found_and_named_with_that_file(tmp_path: 
 
 @pytest.mark.parametrize("failing", ["mkstemp", "fsync", "replace"])
 def test_a_failed_merge_write_is_one_file_error_and_leaves_the_file_and_no_backup_or_temp_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
     path = tmp_path / "config"
     path.write_text(EXISTING)
 
@@ -388,8 +420,16 @@ def _pem(obj: object) -> bytes:
     return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())  # type: ignore[attr-defined]
 
 
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer_cert: x509.Certificate | None, issuer_key: ec.EllipticCurvePrivateKey,
-          *, ca: bool = False, sans: list[x509.GeneralName] | None = None, client: bool = False) -> x509.Certificate:
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer_cert: x509.Certificate | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    sans: list[x509.GeneralName] | None = None,
+    client: bool = False,
+) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (
@@ -404,14 +444,24 @@ def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer_cert: x509.Certi
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     if issuer_cert is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     if client:
         builder = builder.add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())

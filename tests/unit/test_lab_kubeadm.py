@@ -22,8 +22,11 @@ def test_package_specs_follow_the_kubelet_stand_in_version() -> None:
     assert {s.version for s in specs.values()} == {"1.31.4-1.1"}
     assert specs["kubelet"].filename == "kubelet_1.31.4-1.1_all.deb"
     paths = {f.path for f in specs["kubelet"].files}
-    assert {"usr/bin/kubelet", "usr/lib/systemd/system/kubelet.service",
-            "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"} <= paths
+    assert {
+        "usr/bin/kubelet",
+        "usr/lib/systemd/system/kubelet.service",
+        "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf",
+    } <= paths
     # one self-contained file: the kubelet zipapp carries the k3s API server modules it runs
     kubelet = next(f for f in specs["kubelet"].files if f.path == "usr/bin/kubelet")
     assert kubelet.content.startswith(b"#!/usr/bin/python3\n") and kubelet.mode == 0o755
@@ -54,8 +57,9 @@ def test_specs_digest_changes_with_content() -> None:
 
 def test_packages_stanza_has_filename_size_and_hashes() -> None:
     data = b"not really a deb"
-    stanza = aptrepo.packages_stanza({"Description": "d\n more", "Version": "1", "Package": "p",
-                                      "Architecture": "all"}, "all/p_1_all.deb", data)
+    stanza = aptrepo.packages_stanza(
+        {"Description": "d\n more", "Version": "1", "Package": "p", "Architecture": "all"}, "all/p_1_all.deb", data
+    )
     lines = stanza.splitlines()
     assert lines[0] == "Package: p" and lines[1] == "Version: 1"
     assert "Filename: all/p_1_all.deb" in lines and f"Size: {len(data)}" in lines
@@ -64,14 +68,12 @@ def test_packages_stanza_has_filename_size_and_hashes() -> None:
 
 
 def test_release_text_lists_every_file_with_three_hashes() -> None:
-    text = aptrepo.release_text({"Packages": b"abc", "Packages.gz": b"xyz"}, origin="o", label="l",
-                                architectures="all", date=0)
+    text = aptrepo.release_text({"Packages": b"abc", "Packages.gz": b"xyz"}, origin="o", label="l", architectures="all", date=0)
     assert "Date: Thu, 01 Jan 1970 00:00:00 UTC" in text
     assert "Suite:" not in text  # a flat repository
     for algo in ("md5", "sha1", "sha256"):
         assert hashlib.new(algo, b"abc").hexdigest() in text
-    dists = aptrepo.release_text({}, origin="o", label="l", architectures="amd64", suite="bookworm",
-                                 components="main")
+    dists = aptrepo.release_text({}, origin="o", label="l", architectures="amd64", suite="bookworm", components="main")
     assert "Suite: bookworm" in dists and "Codename: bookworm" in dists and "Components: main" in dists
 
 
@@ -83,39 +85,52 @@ def test_parse_simulation_reads_inst_lines_only() -> None:
         "Inst libc6 [2.36-9] (2.36-9+deb12u9 Debian:12.15/oldstable [amd64])\n"
         "Conf runc (1.1.5+ds1-1+deb12u1 Debian:12.15/oldstable [amd64])\n"
     )
-    assert aptrepo.parse_simulation(out) == [("runc", "1.1.5+ds1-1+deb12u1"),
-                                             ("conntrack", "1:1.4.7-1+b2"),
-                                             ("libc6", "2.36-9+deb12u9")]
+    assert aptrepo.parse_simulation(out) == [("runc", "1.1.5+ds1-1+deb12u1"), ("conntrack", "1:1.4.7-1+b2"), ("libc6", "2.36-9+deb12u9")]
     assert aptrepo.deb_filename("conntrack", "1:1.4.7-1+b2", "amd64") == "conntrack_1%3a1.4.7-1+b2_amd64.deb"
 
 
 def test_hosts_apt_sources_point_only_at_the_local_subset() -> None:
     text = aptrepo.sources_list("http://10.231.0.1:8181/")
     debs_lines = [ln for ln in text.splitlines() if ln.startswith("deb")]
-    assert debs_lines == ["deb [signed-by=/etc/apt/keyrings/provisioner-lab-apt.asc] "
-                          "http://10.231.0.1:8181/debian bookworm main"]
+    assert debs_lines == ["deb [signed-by=/etc/apt/keyrings/provisioner-lab-apt.asc] http://10.231.0.1:8181/debian bookworm main"]
     assert aptrepo.kubernetes_repo_path("1.31.4") == "kubernetes/core:/stable:/v1.31/deb/"
 
 
 def test_kubeadm_inventory_text() -> None:
     hosts = [HostRecord("k-server1", "server", "10.231.0.11"), HostRecord("k-agent1", "agent", "10.231.0.12")]
     text = files.inventory_text(
-        lab="k", hosts=hosts, version="1.31", k3s_binary=None, install_script=None, user="root",
-        private_key=Path("/s/id"), known_hosts=Path("/x/k.known_hosts"), distribution="kubeadm",
+        lab="k",
+        hosts=hosts,
+        version="1.31",
+        k3s_binary=None,
+        install_script=None,
+        user="root",
+        private_key=Path("/s/id"),
+        known_hosts=Path("/x/k.known_hosts"),
+        distribution="kubeadm",
         package_repo="http://10.231.0.1:8181/kubernetes/core:/stable:/v1.31/deb/",
     )
     assert "STAND-IN" in text
-    body = text[text.index("cluster:"):]
+    body = text[text.index("cluster:") :]
     assert body.startswith(
-        "cluster:\n  name: k\n  distribution: kubeadm\n  version: \"1.31\"\n"
-        "  package_repo: \"http://10.231.0.1:8181/kubernetes/core:/stable:/v1.31/deb/\"\n"
-        "  flannel_version: v0.26.1\n  pod_network_cidr: \"10.244.0.0/16\"\nssh:\n")
+        'cluster:\n  name: k\n  distribution: kubeadm\n  version: "1.31"\n'
+        '  package_repo: "http://10.231.0.1:8181/kubernetes/core:/stable:/v1.31/deb/"\n'
+        '  flannel_version: v0.26.1\n  pod_network_cidr: "10.244.0.0/16"\nssh:\n'
+    )
     assert "airgap" not in text and "host_key_policy: strict" in text
     assert "  - {name: k-agent1, address: 10.231.0.12, role: agent}" in text
     with pytest.raises(ValueError):
-        files.inventory_text(lab="k", hosts=hosts, version="1.31", k3s_binary=None, install_script=None,
-                             user="root", private_key=Path("/s/id"), known_hosts=Path("/x"),
-                             distribution="kubeadm")
+        files.inventory_text(
+            lab="k",
+            hosts=hosts,
+            version="1.31",
+            k3s_binary=None,
+            install_script=None,
+            user="root",
+            private_key=Path("/s/id"),
+            known_hosts=Path("/x"),
+            distribution="kubeadm",
+        )
 
 
 def test_repo_server_refuses_to_listen_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,6 +141,7 @@ def test_repo_server_refuses_to_listen_everywhere(capsys: pytest.CaptureFixture[
 
 def test_repo_server_release_without_records_is_a_no_op(tmp_path: Path) -> None:
     from provisioner_lab.paths import LabPaths
+
     paths = LabPaths(state_root=tmp_path / "s", cache_root=tmp_path / "c", run_root=tmp_path / "r")
     reposerver.release(paths, tmp_path / "s/lab/lab.json", echo=lambda _m: None)
     assert not (tmp_path / "r").exists()

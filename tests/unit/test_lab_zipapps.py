@@ -27,8 +27,7 @@ def test_each_executable_holds_only_the_packages_it_uses() -> None:
     for name in zipapps.STANDINS:
         names = _names(name)
         assert names == sorted(names) and "__main__.py" in names and "standin/__init__.py" in names
-        assert f"from standin.{name}.cli import main" in zipfile.ZipFile(
-            io.BytesIO(zipapps.archive(name))).read("__main__.py").decode()
+        assert f"from standin.{name}.cli import main" in zipfile.ZipFile(io.BytesIO(zipapps.archive(name))).read("__main__.py").decode()
 
 
 def test_k3s_starts_with_the_sh_prelude_that_answers_version() -> None:

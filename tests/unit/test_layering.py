@@ -67,9 +67,14 @@ def imported_modules(source: str, module: str, is_package: bool) -> Iterator[str
             yield base
             for alias in node.names:
                 yield f"{base}.{alias.name}"
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-              and node.func.attr == "import_module" and node.args
-              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             yield node.args[0].value
 
 
@@ -143,8 +148,11 @@ def test_checker_passes_a_clean_tree(tmp_path: Path) -> None:
         ("provisioner/phases/connect.py", "from .. import cli\n", CONTRACTS[1]),
         ("provisioner/phases/connect.py", "from provisioner.report import x\n", CONTRACTS[1]),  # via report
         ("provisioner/distros/k3s.py", "from ..phases import connect\n", CONTRACTS[2]),
-        ("provisioner/distros/k3s.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                       "    from provisioner.phases import Context\n", CONTRACTS[2]),
+        (
+            "provisioner/distros/k3s.py",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from provisioner.phases import Context\n",
+            CONTRACTS[2],
+        ),
     ],
 )
 def test_checker_finds_a_forbidden_import(tmp_path: Path, rel: str, text: str, contract: Forbidden) -> None:

@@ -53,15 +53,20 @@ def test_local_lock_refuses_a_second_holder_and_names_the_first(tmp_path: Path) 
 def test_local_lock_waits_for_the_holder_when_asked(tmp_path: Path) -> None:
     path = tmp_path / "locks" / "c.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import fcntl, os, time
             os.makedirs({str(path.parent)!r}, exist_ok=True)
             fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
             print("locked", flush=True)
             time.sleep(1.0)
-        """)],
-        stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     lock = LocalLock(path, ME)
@@ -104,9 +109,7 @@ def test_local_lock_path_differs_per_inventory_file(tmp_path: Path) -> None:
 
 def _start_script(directory: Path, holder: Holder, wait: float = 0) -> subprocess.Popen[str]:
     script = remote_lock_script(holder, wait=wait, directory=str(directory))
-    return subprocess.Popen(
-        ["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
+    return subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def test_cluster_lock_script_holds_while_stdin_is_open(tmp_path: Path) -> None:

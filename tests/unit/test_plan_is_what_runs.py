@@ -50,8 +50,12 @@ def described(steps: tuple[Step, ...] | list[Step]) -> list[tuple[str, list[dict
 
 def sent(steps: tuple[Step, ...]) -> tuple[list[str], list[str]]:
     """The commands and upload paths a host receives for ``steps``, in order."""
-    commands = [op.text if isinstance(op, Command) else op.command
-                for s in steps for op in s.operations if isinstance(op, Command | Wait | ReadValue)]
+    commands = [
+        op.text if isinstance(op, Command) else op.command
+        for s in steps
+        for op in s.operations
+        if isinstance(op, Command | Wait | ReadValue)
+    ]
     return commands, [op.path for s in steps for op in s.operations if isinstance(op, Upload)]
 
 
@@ -61,7 +65,9 @@ def assert_plan_is_what_ran(cluster: Cluster, planned: RunSummary, executed: Run
     assert report.plan_json(planned) == report.plan_json(executed)
     for name, host_plan in planned.plan.hosts.items():
         records = executed.outcomes[name].steps
-        assert [(r.name, [{k: v for k, v in o.operation.items()} for o in r.operations]) for r in records] == described(host_plan.steps), name
+        assert [(r.name, [{k: v for k, v in o.operation.items()} for o in r.operations]) for r in records] == described(host_plan.steps), (
+            name
+        )
         assert all(r.ok and all(o.exit_code == 0 for o in r.operations) for r in records)
         if name != init:  # other hosts get nothing but the fact script and their steps
             remote = cluster.remotes[name]
@@ -109,8 +115,11 @@ def k3s_stopped(cluster: FakeK3sCluster) -> None:
 
 def k3s_reconfigured(cluster: FakeK3sCluster) -> None:
     k3s_up(cluster)
-    cluster.inventory = make_inventory(BASIC.replace("{name: worker1, address: 192.0.2.11, role: agent}",
-                                                     "{name: worker1, address: 192.0.2.11, role: agent, flannel_iface: eth9}"))
+    cluster.inventory = make_inventory(
+        BASIC.replace(
+            "{name: worker1, address: 192.0.2.11, role: agent}", "{name: worker1, address: 192.0.2.11, role: agent, flannel_iface: eth9}"
+        )
+    )
 
 
 def k3s_upgraded(cluster: FakeK3sCluster) -> None:
@@ -126,14 +135,18 @@ def k3s_reinstalled_agent(cluster: FakeK3sCluster) -> None:
     cluster.nodes["worker2"]["ready"] = False
 
 
-@pytest.mark.parametrize("prepare,expected", [
-    (k3s_fresh, {"controller": Action.INSTALL, "worker1": Action.JOIN, "worker2": Action.JOIN}),
-    (k3s_converged, {"controller": Action.NOTHING, "worker1": Action.NOTHING, "worker2": Action.NOTHING}),
-    (k3s_stopped, {"controller": Action.NOTHING, "worker1": Action.NOTHING, "worker2": Action.RESTART}),
-    (k3s_reconfigured, {"controller": Action.NOTHING, "worker1": Action.RECONFIGURE, "worker2": Action.NOTHING}),
-    (k3s_upgraded, {"controller": Action.UPGRADE, "worker1": Action.UPGRADE, "worker2": Action.UPGRADE}),
-    (k3s_reinstalled_agent, {"controller": Action.NOTHING, "worker1": Action.NOTHING, "worker2": Action.JOIN}),
-], ids=["install-join", "nothing", "restart", "reconfigure", "upgrade", "rejoin-stale-node"])
+@pytest.mark.parametrize(
+    "prepare,expected",
+    [
+        (k3s_fresh, {"controller": Action.INSTALL, "worker1": Action.JOIN, "worker2": Action.JOIN}),
+        (k3s_converged, {"controller": Action.NOTHING, "worker1": Action.NOTHING, "worker2": Action.NOTHING}),
+        (k3s_stopped, {"controller": Action.NOTHING, "worker1": Action.NOTHING, "worker2": Action.RESTART}),
+        (k3s_reconfigured, {"controller": Action.NOTHING, "worker1": Action.RECONFIGURE, "worker2": Action.NOTHING}),
+        (k3s_upgraded, {"controller": Action.UPGRADE, "worker1": Action.UPGRADE, "worker2": Action.UPGRADE}),
+        (k3s_reinstalled_agent, {"controller": Action.NOTHING, "worker1": Action.NOTHING, "worker2": Action.JOIN}),
+    ],
+    ids=["install-join", "nothing", "restart", "reconfigure", "upgrade", "rejoin-stale-node"],
+)
 def test_k3s_up_runs_exactly_the_planned_steps(prepare: Callable[[FakeK3sCluster], None], expected: dict[str, Action]) -> None:
     cluster = k3s_cluster()
     prepare(cluster)
@@ -208,12 +221,16 @@ def kubeadm_other_minor(cluster: FakeKubeadmCluster) -> None:
     cluster.inventory = make_inventory(KUBEADM_INVENTORY.replace('version: "1.31"', 'version: "1.32"'))
 
 
-@pytest.mark.parametrize("prepare,expected", [
-    (kubeadm_fresh, {"cp1": Action.INSTALL, "w1": Action.JOIN}),
-    (kubeadm_converged, {"cp1": Action.NOTHING, "w1": Action.NOTHING}),
-    (kubeadm_stopped, {"cp1": Action.NOTHING, "w1": Action.RESTART}),
-    (kubeadm_reconfigured, {"cp1": Action.NOTHING, "w1": Action.RECONFIGURE}),
-], ids=["install-join", "nothing", "restart", "reconfigure"])
+@pytest.mark.parametrize(
+    "prepare,expected",
+    [
+        (kubeadm_fresh, {"cp1": Action.INSTALL, "w1": Action.JOIN}),
+        (kubeadm_converged, {"cp1": Action.NOTHING, "w1": Action.NOTHING}),
+        (kubeadm_stopped, {"cp1": Action.NOTHING, "w1": Action.RESTART}),
+        (kubeadm_reconfigured, {"cp1": Action.NOTHING, "w1": Action.RECONFIGURE}),
+    ],
+    ids=["install-join", "nothing", "restart", "reconfigure"],
+)
 def test_kubeadm_up_runs_exactly_the_planned_steps(prepare: Callable[[FakeKubeadmCluster], None], expected: dict[str, Action]) -> None:
     cluster = kubeadm_cluster()
     prepare(cluster)
@@ -237,9 +254,20 @@ def test_kubeadm_minor_upgrade_rolls_the_control_plane_then_the_worker_running_e
     assert actions_of(planned) == {"cp1": Action.UPGRADE, "w1": Action.UPGRADE}
     assert [[h.host.name for h in wave] for wave in planned.plan.rollout] == [["cp1"], ["w1"]]
     assert cluster.events == [
-        "cordon cp1", "drain cp1", "repository key cp1", "kubeadm 1.32.0-1.1 cp1", "kubeadm upgrade plan cp1", "kubeadm upgrade apply cp1",
-        "kubelet kubectl 1.32.0-1.1 cp1", "uncordon cp1",
-        "cordon w1", "drain w1", "repository key w1", "kubeadm 1.32.0-1.1 w1", "kubeadm upgrade node w1", "kubelet kubectl 1.32.0-1.1 w1",
+        "cordon cp1",
+        "drain cp1",
+        "repository key cp1",
+        "kubeadm 1.32.0-1.1 cp1",
+        "kubeadm upgrade plan cp1",
+        "kubeadm upgrade apply cp1",
+        "kubelet kubectl 1.32.0-1.1 cp1",
+        "uncordon cp1",
+        "cordon w1",
+        "drain w1",
+        "repository key w1",
+        "kubeadm 1.32.0-1.1 w1",
+        "kubeadm upgrade node w1",
+        "kubelet kubectl 1.32.0-1.1 w1",
         "uncordon w1",
     ]
     assert_plan_is_what_ran(cluster, planned, executed, "cp1")

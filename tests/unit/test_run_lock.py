@@ -102,8 +102,10 @@ def test_a_cluster_lock_held_by_another_run_refuses_up_before_anything_changes()
 
     outcome = actions.up(cluster.inventory, Options(timeout=3, inventory_path=INVENTORY_FILE), connector=connect)
     assert isinstance(outcome.error, LockHeld)
-    assert str(outcome.error).startswith("another run (bob@desk, pid 777, since 2026-12-02T09:00:00+0000, `provisioner up`)"
-                                         " holds the lock on controller (/var/lib/provisioner/run.lock)")
+    assert str(outcome.error).startswith(
+        "another run (bob@desk, pid 777, since 2026-12-02T09:00:00+0000, `provisioner up`)"
+        " holds the lock on controller (/var/lib/provisioner/run.lock)"
+    )
     for remote in cluster.remotes.values():  # the facts, the lock attempt, nothing else
         assert all("os.id=" in c or LOCKED_MARK in c for _, c in remote.commands), remote.commands
         assert remote.uploads == []
@@ -128,8 +130,7 @@ def test_with_wait_lock_up_waits_for_the_cluster_lock_then_gathers_the_facts_aga
         remote.on(LOCKED_MARK, handler=lock)
         return remote
 
-    outcome = actions.up(cluster.inventory, Options(timeout=3, inventory_path=INVENTORY_FILE, wait_lock=30),
-                         connector=connect)
+    outcome = actions.up(cluster.inventory, Options(timeout=3, inventory_path=INVENTORY_FILE, wait_lock=30), connector=connect)
     assert outcome.ok, outcome.error
     assert "flock -n 9" in attempts[0] and "flock -w 30 9" in attempts[1]
     for remote in cluster.remotes.values():  # facts once before the lock, once after the wait
@@ -191,9 +192,7 @@ def test_the_cluster_lock_goes_on_the_server_that_already_runs_the_cluster() -> 
     assert len(lock_commands(cluster.remotes["s1"])) == 1 and lock_commands(cluster.remotes["s0"]) == []
 
 
-def test_a_state_directory_that_cannot_be_written_is_one_line_naming_the_lock_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_state_directory_that_cannot_be_written_is_one_line_naming_the_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     monkeypatch.setenv("XDG_STATE_HOME", str(blocker))
@@ -231,6 +230,9 @@ def test_the_cli_passes_wait_lock_and_the_inventory_file_and_a_held_lock_is_one_
         holder.release()
     assert seen[0].wait_lock == 0.5 and seen[0].inventory_path == Path("homelab.yaml")
     assert result.exit_code == 1, result.output
-    assert "error: another run (bob@desk, pid 777, since 2026-12-02T09:00:00+0000, `provisioner up`) holds the lock on" \
-        " this machine" in result.stderr and "after waiting 0.5s" in result.stderr
+    assert (
+        "error: another run (bob@desk, pid 777, since 2026-12-02T09:00:00+0000, `provisioner up`) holds the lock on this machine"
+        in result.stderr
+        and "after waiting 0.5s" in result.stderr
+    )
     assert "internal error" not in result.stderr

@@ -58,8 +58,10 @@ def test_fact_output_parses_into_host_facts() -> None:
     assert facts.systemd and facts.tools == {"curl"} and facts.user == "root"
 
 
-@pytest.mark.parametrize("os_id,like,family", [("rocky", "rhel centos fedora", "rhel"), ("almalinux", "rhel", "rhel"),
-                                               ("debian", "", "debian"), ("arch", "", "other")])
+@pytest.mark.parametrize(
+    "os_id,like,family",
+    [("rocky", "rhel centos fedora", "rhel"), ("almalinux", "rhel", "rhel"), ("debian", "", "debian"), ("arch", "", "other")],
+)
 def test_os_family(os_id: str, like: str, family: str) -> None:
     facts = parse_host_facts("a", {"os.id": os_id, "os.id_like": like})
     assert facts.os.family == family
@@ -73,9 +75,22 @@ def test_k3s_facts_from_an_agent() -> None:
 
 
 def test_flags_become_config_entries() -> None:
-    config, problems = flags_to_config(["--disable=traefik", "--disable=metrics-server", "--secrets-encryption", "--cluster-cidr=10.50.0.0/16", "--etcd-expose-metrics=true"])
+    config, problems = flags_to_config(
+        [
+            "--disable=traefik",
+            "--disable=metrics-server",
+            "--secrets-encryption",
+            "--cluster-cidr=10.50.0.0/16",
+            "--etcd-expose-metrics=true",
+        ]
+    )
     assert problems == []
-    assert config == {"disable": ["traefik", "metrics-server"], "secrets-encryption": True, "cluster-cidr": ["10.50.0.0/16"], "etcd-expose-metrics": "true"}
+    assert config == {
+        "disable": ["traefik", "metrics-server"],
+        "secrets-encryption": True,
+        "cluster-cidr": ["10.50.0.0/16"],
+        "etcd-expose-metrics": "true",
+    }
 
 
 def test_flag_problems_are_named() -> None:

@@ -63,8 +63,7 @@ def test_the_parser_reads_free_kib_and_mount_points_with_spaces_and_skips_bad_li
 
 
 def test_a_path_counts_against_the_nearest_measured_directory_above_it() -> None:
-    disks = (DiskSpace("/", "/", 1), DiskSpace("/etc", "/", 1), DiskSpace("/etc/rancher/k3s", "/k", 1),
-             DiskSpace("/var/lib", "/", 1))
+    disks = (DiskSpace("/", "/", 1), DiskSpace("/etc", "/", 1), DiskSpace("/etc/rancher/k3s", "/k", 1), DiskSpace("/var/lib", "/", 1))
     assert disk_for(disks, "/etc/rancher/k3s/config.yaml") == disks[2]
     assert disk_for(disks, "/etc/rancher/k3s") == disks[2]
     assert disk_for(disks, "/etc/rancher/k3s-other/x") == disks[1]
@@ -82,10 +81,12 @@ def plan_of(*ops: Upload | Command) -> HostPlan:
 
 
 def test_uploads_and_declared_estimates_add_up_per_filesystem_with_a_margin() -> None:
-    plan = plan_of(Upload("/etc/rancher/k3s/config.yaml", "x" * 1000), Upload("/usr/local/bin/k3s", b"y" * (10 * MIB)),
-                   Command("install packages", 60, space=(("/var/lib", 300 * MIB),)))
-    one_fs = {"/": ("/", 400 * MIB), "/etc/rancher/k3s": ("/", 400 * MIB), "/usr/local/bin": ("/", 400 * MIB),
-              "/var/lib": ("/", 400 * MIB)}
+    plan = plan_of(
+        Upload("/etc/rancher/k3s/config.yaml", "x" * 1000),
+        Upload("/usr/local/bin/k3s", b"y" * (10 * MIB)),
+        Command("install packages", 60, space=(("/var/lib", 300 * MIB),)),
+    )
+    one_fs = {"/": ("/", 400 * MIB), "/etc/rancher/k3s": ("/", 400 * MIB), "/usr/local/bin": ("/", 400 * MIB), "/var/lib": ("/", 400 * MIB)}
     assert shortages(facts_with(one_fs), plan) == []
     tight = {k: ("/", 300 * MIB) for k in one_fs}
     [short] = shortages(facts_with(tight), plan)
@@ -116,8 +117,11 @@ def test_uploads_of_a_non_root_user_are_staged_in_tmp_too() -> None:
 
 def test_up_refuses_before_any_change_when_an_agent_has_no_room_naming_host_path_and_space() -> None:
     cluster = FakeK3sCluster(make_inventory())
-    cluster.hosts["worker2"].disks = {"/": ("/", 10_000_000), "/etc/rancher/k3s": ("/etc/rancher/k3s", 0),
-                                      "/usr/local/bin": ("/", 10_000_000)}
+    cluster.hosts["worker2"].disks = {
+        "/": ("/", 10_000_000),
+        "/etc/rancher/k3s": ("/etc/rancher/k3s", 0),
+        "/usr/local/bin": ("/", 10_000_000),
+    }
     outcome = actions.up(cluster.inventory, Options(timeout=3), connector=cluster.connector)
     assert isinstance(outcome.error, HostValidationError)
     [line] = outcome.error.lines()

@@ -39,8 +39,16 @@ def server(keys: tuple[paramiko.PKey, paramiko.PKey, Path]) -> Iterator[FakeSSHS
     srv.stop()
 
 
-def remote_for(server: FakeSSHServer, tmp_path: Path, key_file: Path, *, policy: str = "accept-new", user: str = "root",
-               sudo_password: Secret | None = None, extra: str = "") -> SSHRemote:
+def remote_for(
+    server: FakeSSHServer,
+    tmp_path: Path,
+    key_file: Path,
+    *,
+    policy: str = "accept-new",
+    user: str = "root",
+    sudo_password: Secret | None = None,
+    extra: str = "",
+) -> SSHRemote:
     empty_ssh_config = tmp_path / "ssh_config"
     empty_ssh_config.touch()
     inventory = make_inventory(
@@ -142,8 +150,7 @@ def test_ssh_config_host_alias_port_user_and_identity_file_are_honoured(server: 
     config = tmp_path / "ssh_config"
     config.write_text(f"Host rack-node\n  HostName 127.0.0.1\n  Port {server.port}\n  User root\n  IdentityFile {keys[2]}\n")
     inventory = make_inventory(
-        f"cluster: {{name: t}}\nssh: {{known_hosts: {tmp_path}/known_hosts}}\n"
-        "hosts:\n  - {name: h1, address: rack-node, role: server}\n"
+        f"cluster: {{name: t}}\nssh: {{known_hosts: {tmp_path}/known_hosts}}\nhosts:\n  - {{name: h1, address: rack-node, role: server}}\n"
     )
     remote = connect(inventory, inventory.hosts[0], ssh_config_path=str(config))
     assert remote.run("echo hello").stdout == "hello\n"

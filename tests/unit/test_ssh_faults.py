@@ -156,7 +156,11 @@ def _network_cut_probe() -> None:
 def test_a_network_cut_mid_command_is_detected_within_the_dead_peer_time(tmp_path: Path) -> None:
     result = subprocess.run(
         ["unshare", "--net", sys.executable, "-c", "from tests.unit.test_ssh_faults import _network_cut_probe; _network_cut_probe()"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, env=dict(os.environ, PROBE_DIR=str(tmp_path)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PROBE_DIR=str(tmp_path)),
     )
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["error"] == "ConnectionLost", outcome
@@ -168,7 +172,9 @@ def test_a_network_cut_mid_command_is_detected_within_the_dead_peer_time(tmp_pat
 
 
 @pytest.mark.parametrize("user", ["root", "admin"])
-def test_an_upload_replaces_the_file_whole_with_its_mode_and_leaves_nothing_behind(host: FakeSSHServer, tmp_path: Path, key_pair, user: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_upload_replaces_the_file_whole_with_its_mode_and_leaves_nothing_behind(
+    host: FakeSSHServer, tmp_path: Path, key_pair, user: str
+) -> None:  # type: ignore[no-untyped-def]
     target = tmp_path / "etc" / "config.yaml"
     target.parent.mkdir()
     target.write_text("old\n")
@@ -187,7 +193,9 @@ def test_an_upload_creates_missing_directories(host: FakeSSHServer, tmp_path: Pa
     assert (tmp_path / "usr/local/bin/k3s").stat().st_mode & 0o777 == 0o755
 
 
-def test_an_upload_over_an_sftp_server_that_stops_answering_ends_within_the_dead_peer_time(host: FakeSSHServer, tmp_path: Path, key_pair) -> None:  # type: ignore[no-untyped-def]
+def test_an_upload_over_an_sftp_server_that_stops_answering_ends_within_the_dead_peer_time(
+    host: FakeSSHServer, tmp_path: Path, key_pair
+) -> None:  # type: ignore[no-untyped-def]
     target = tmp_path / "config.yaml"
     target.write_text("old\n")
     remote = open_remote(host, tmp_path, key_pair[2])
@@ -218,7 +226,9 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("user", ["root", "admin"])
-def test_an_upload_to_a_full_filesystem_keeps_the_old_file_and_names_the_full_disk(host: FakeSSHServer, tmp_path: Path, key_pair, full_disk: Path, user: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_upload_to_a_full_filesystem_keeps_the_old_file_and_names_the_full_disk(
+    host: FakeSSHServer, tmp_path: Path, key_pair, full_disk: Path, user: str
+) -> None:  # type: ignore[no-untyped-def]
     remote = open_remote(host, tmp_path, key_pair[2], user=user)
     with pytest.raises(UploadError) as caught:
         remote.put("node-ip: 10.0.0.2\n" * 500, str(full_disk / "config.yaml"), mode=0o600)

@@ -14,8 +14,7 @@ def test_one_minor_up_is_allowed() -> None:
 
 def test_skipping_a_minor_is_a_fatal_error_as_in_kubeadm() -> None:
     mandatory, _ = version_policy("v1.30.2", "v1.32.0", "v1.32.0")
-    assert mandatory == ['Specified version to upgrade to "v1.32.0" is too high; kubeadm can upgrade only 1 minor '
-                         'version at a time']
+    assert mandatory == ['Specified version to upgrade to "v1.32.0" is too high; kubeadm can upgrade only 1 minor version at a time']
     with pytest.raises(KubeadmError) as raised:
         _enforce("v1.30.2", "v1.32.0", force=True)  # --force does not bypass it
     assert "FATAL: the --version argument is invalid due to these fatal errors" in raised.value.message

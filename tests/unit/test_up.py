@@ -213,7 +213,11 @@ def test_plan_changes_nothing_and_reports_install_and_join() -> None:
     cluster = FakeK3sCluster(make_inventory())
     outcome = actions.plan(cluster.inventory, connector=cluster.connector)
     assert outcome.ok
-    assert {n: p.action.value for n, p in outcome.summary.plan.hosts.items()} == {"controller": "install", "worker1": "join", "worker2": "join"}
+    assert {n: p.action.value for n, p in outcome.summary.plan.hosts.items()} == {
+        "controller": "install",
+        "worker1": "join",
+        "worker2": "join",
+    }
     assert not any(r.ran(INSTALLER) or r.uploads for r in cluster.remotes.values())
     assert all(len(r.commands) == 1 for r in cluster.remotes.values())
 
@@ -257,12 +261,19 @@ def test_outcome_json_is_serialisable() -> None:
 def test_a_changed_host_setting_reconfigures_that_host_only() -> None:
     cluster = FakeK3sCluster(make_inventory())
     assert up(cluster).ok
-    changed = make_inventory(BASIC.replace("{name: worker1, address: 192.0.2.11, role: agent}",
-                                           "{name: worker1, address: 192.0.2.11, role: agent, flannel_iface: eth9}"))
+    changed = make_inventory(
+        BASIC.replace(
+            "{name: worker1, address: 192.0.2.11, role: agent}", "{name: worker1, address: 192.0.2.11, role: agent, flannel_iface: eth9}"
+        )
+    )
     cluster.inventory = changed
     outcome = up(cluster, changed)
     assert outcome.ok, outcome.error
-    assert {n: o.action for n, o in outcome.summary.outcomes.items()} == {"controller": "nothing", "worker1": "reconfigure", "worker2": "nothing"}
+    assert {n: o.action for n, o in outcome.summary.outcomes.items()} == {
+        "controller": "nothing",
+        "worker1": "reconfigure",
+        "worker2": "nothing",
+    }
     assert b'flannel-iface: "eth9"' in cluster.remotes["worker1"].files["/etc/rancher/k3s/config.yaml"]
     assert cluster.hosts["worker1"].restarts == 1
     assert not cluster.remotes["worker1"].ran(INSTALLER)

@@ -94,7 +94,10 @@ def fake_vms(outputs: dict[str, str]):  # type: ignore[no-untyped-def]
 def test_ssh_config_is_parsed_including_quoted_paths_with_spaces() -> None:
     machines = vagrant.parse_ssh_config(SSH_CONFIG_VIRTUALBOX)
     assert [(m.name, m.hostname, m.port, m.user) for m in machines] == [
-        ("controller", "127.0.0.1", 2222, "vagrant"), ("worker1", "127.0.0.1", 2200, "vagrant"), ("worker2", "127.0.0.1", 2201, "vagrant")]
+        ("controller", "127.0.0.1", 2222, "vagrant"),
+        ("worker1", "127.0.0.1", 2200, "vagrant"),
+        ("worker2", "127.0.0.1", 2201, "vagrant"),
+    ]
     assert machines[0].identity_file == "/home/me/my lab/.vagrant/machines/controller/virtualbox/private_key"
 
 
@@ -105,11 +108,19 @@ def test_workers_are_sorted_naturally() -> None:
 
 @pytest.mark.parametrize("recorded,iface", [(DEBIAN_VBOX, "eth1"), (UBUNTU_VBOX, "enp0s8")], ids=["debian-box", "ubuntu-box"])
 def test_inventory_uses_the_private_interface_never_the_nat_one(tmp_path: Path, recorded: str, iface: str) -> None:
-    outputs = {n: recorded.format(ip=f"192.168.56.{10 + i}", key=f"KEY{i}", name=n) for i, n in enumerate(("controller", "worker1", "worker2"))}
+    outputs = {
+        n: recorded.format(ip=f"192.168.56.{10 + i}", key=f"KEY{i}", name=n) for i, n in enumerate(("controller", "worker1", "worker2"))
+    }
     out = tmp_path / "inventories" / "vagrant.yaml"
     inventory, known_hosts, _ = vagrant.write_inventory(
-        tmp_path, out, network="192.168.56", cluster_name="vlab", distribution="k3s", version=None,
-        connector=fake_vms(outputs), ssh_config=SSH_CONFIG_VIRTUALBOX,
+        tmp_path,
+        out,
+        network="192.168.56",
+        cluster_name="vlab",
+        distribution="k3s",
+        version=None,
+        connector=fake_vms(outputs),
+        ssh_config=SSH_CONFIG_VIRTUALBOX,
     )
     loaded = load_inventory(inventory, check_files=False)
     assert [(h.name, h.address, h.role, h.node_ip, h.flannel_iface) for h in loaded.hosts] == [
@@ -135,8 +146,14 @@ def test_libvirt_vms_are_discovered_through_their_management_address(tmp_path: P
     }
     connector = fake_vms(outputs)
     inventory, _, machines = vagrant.write_inventory(
-        tmp_path, tmp_path / "v.yaml", network="192.168.56.0/24", cluster_name="v", distribution="kubeadm",
-        version="1.31", connector=connector, ssh_config=SSH_CONFIG_LIBVIRT,
+        tmp_path,
+        tmp_path / "v.yaml",
+        network="192.168.56.0/24",
+        cluster_name="v",
+        distribution="kubeadm",
+        version="1.31",
+        connector=connector,
+        ssh_config=SSH_CONFIG_LIBVIRT,
     )
     assert [m.hostname for m in connector.seen] == ["192.168.121.37", "192.168.121.82"]  # type: ignore[attr-defined]
     loaded = load_inventory(inventory, check_files=False)
@@ -146,25 +163,56 @@ def test_libvirt_vms_are_discovered_through_their_management_address(tmp_path: P
 
 
 def test_a_vm_without_an_address_on_the_private_network_is_a_clear_error(tmp_path: Path) -> None:
-    outputs = {"controller": DEBIAN_VBOX.format(ip="192.168.56.10", key="A", name="c"),
-               "worker1": DEBIAN_VBOX.format(ip="192.168.57.11", key="B", name="w"),
-               "worker2": DEBIAN_VBOX.format(ip="192.168.56.12", key="C", name="w2")}
-    with pytest.raises(vagrant.VagrantError, match=r"worker1 has no address in 192.168.56.0/24 \(its addresses: lo 127.0.0.1/8, eth0 10.0.2.15/24, eth1 192.168.57.11/24\)"):
-        vagrant.write_inventory(tmp_path, tmp_path / "v.yaml", network="192.168.56", cluster_name="v", distribution="k3s",
-                                version=None, connector=fake_vms(outputs), ssh_config=SSH_CONFIG_VIRTUALBOX)
+    outputs = {
+        "controller": DEBIAN_VBOX.format(ip="192.168.56.10", key="A", name="c"),
+        "worker1": DEBIAN_VBOX.format(ip="192.168.57.11", key="B", name="w"),
+        "worker2": DEBIAN_VBOX.format(ip="192.168.56.12", key="C", name="w2"),
+    }
+    with pytest.raises(
+        vagrant.VagrantError,
+        match=r"worker1 has no address in 192.168.56.0/24 \(its addresses: lo 127.0.0.1/8, eth0 10.0.2.15/24, eth1 192.168.57.11/24\)",
+    ):
+        vagrant.write_inventory(
+            tmp_path,
+            tmp_path / "v.yaml",
+            network="192.168.56",
+            cluster_name="v",
+            distribution="k3s",
+            version=None,
+            connector=fake_vms(outputs),
+            ssh_config=SSH_CONFIG_VIRTUALBOX,
+        )
     assert not (tmp_path / "v.yaml").exists()
 
 
 def test_growing_the_lab_and_regenerating_adds_the_new_worker_and_keeps_the_others(tmp_path: Path) -> None:
     three = SSH_CONFIG_VIRTUALBOX + "\nHost worker3\n  HostName 127.0.0.1\n  User vagrant\n  Port 2202\n  IdentityFile /k3\n"
-    outputs = {n: DEBIAN_VBOX.format(ip=f"192.168.56.{10 + i}", key=f"K{i}", name=n)
-               for i, n in enumerate(("controller", "worker1", "worker2", "worker3"))}
+    outputs = {
+        n: DEBIAN_VBOX.format(ip=f"192.168.56.{10 + i}", key=f"K{i}", name=n)
+        for i, n in enumerate(("controller", "worker1", "worker2", "worker3"))
+    }
     out = tmp_path / "v.yaml"
-    vagrant.write_inventory(tmp_path, out, network="192.168.56", cluster_name="v", distribution="k3s", version=None,
-                            connector=fake_vms(outputs), ssh_config=SSH_CONFIG_VIRTUALBOX)
+    vagrant.write_inventory(
+        tmp_path,
+        out,
+        network="192.168.56",
+        cluster_name="v",
+        distribution="k3s",
+        version=None,
+        connector=fake_vms(outputs),
+        ssh_config=SSH_CONFIG_VIRTUALBOX,
+    )
     before = load_inventory(out, check_files=False).hosts
-    vagrant.write_inventory(tmp_path, out, network="192.168.56", cluster_name="v", distribution="k3s", version=None,
-                            connector=fake_vms(outputs), ssh_config=three)
+    vagrant.write_inventory(
+        tmp_path,
+        out,
+        network="192.168.56",
+        cluster_name="v",
+        distribution="k3s",
+        version=None,
+        connector=fake_vms(outputs),
+        ssh_config=three,
+    )
     after = load_inventory(out, check_files=False).hosts
     assert after[:3] == before and after[3].name == "worker3" and after[3].address == "192.168.56.13"
 
@@ -172,8 +220,13 @@ def test_growing_the_lab_and_regenerating_adds_the_new_worker_and_keeps_the_othe
 def test_vagrant_inventory_command_reports_a_missing_lab_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from provisioner.cli import main
 
-    monkeypatch.setattr(vagrant, "vagrant_ssh_config", lambda folder: (_ for _ in ()).throw(
-        vagrant.VagrantError("`vagrant ssh-config` failed in .: The VM is not created. Run `vagrant up` first.")))
+    monkeypatch.setattr(
+        vagrant,
+        "vagrant_ssh_config",
+        lambda folder: (_ for _ in ()).throw(
+            vagrant.VagrantError("`vagrant ssh-config` failed in .: The VM is not created. Run `vagrant up` first.")
+        ),
+    )
     result = CliRunner().invoke(main, ["vagrant-inventory", "--dir", str(tmp_path), "--out", str(tmp_path / "v.yaml")])
     assert result.exit_code == 1
     assert "error: `vagrant ssh-config` failed in .: The VM is not created." in result.stderr
@@ -187,7 +240,9 @@ def test_vagrantfile_validates(tmp_path: Path, workers: str) -> None:
         pytest.skip("vagrant is not installed (apt-get install --no-install-recommends vagrant)")
     shutil.copy(REPO / "Vagrantfile", tmp_path / "Vagrantfile")
     env = dict(os.environ, VAGRANT_HOME=str(tmp_path / "home"), WORKERS=workers)
-    result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Vagrantfile validated successfully." in result.stdout
 
@@ -197,7 +252,9 @@ def test_vagrantfile_refuses_a_bad_worker_count(tmp_path: Path) -> None:
         pytest.skip("vagrant is not installed")
     shutil.copy(REPO / "Vagrantfile", tmp_path / "Vagrantfile")
     env = dict(os.environ, VAGRANT_HOME=str(tmp_path / "home"), WORKERS="many")
-    result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0 and 'invalid value for Integer(): "many"' in result.stdout + result.stderr
 
 
@@ -206,7 +263,9 @@ def test_vagrantfile_refuses_an_unknown_libvirt_driver(tmp_path: Path) -> None:
         pytest.skip("vagrant is not installed")
     shutil.copy(REPO / "Vagrantfile", tmp_path / "Vagrantfile")
     env = dict(os.environ, VAGRANT_HOME=str(tmp_path / "home"), LIBVIRT_DRIVER="xen")
-    result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0 and "LIBVIRT_DRIVER must be kvm or qemu, not xen" in result.stdout + result.stderr
 
 
@@ -214,8 +273,13 @@ def test_discovery_connects_the_way_vagrant_does_with_its_port_and_key(monkeypat
     seen = {}
 
     def fake_connect(inventory, host, ssh_config_path=None):  # type: ignore[no-untyped-def]
-        seen.update(name=host.name, address=host.address, port=inventory.ssh.port, key=str(inventory.ssh.private_key),
-                    policy=str(inventory.ssh.host_key_policy))
+        seen.update(
+            name=host.name,
+            address=host.address,
+            port=inventory.ssh.port,
+            key=str(inventory.ssh.private_key),
+            policy=str(inventory.ssh.host_key_policy),
+        )
         return FakeRemote(host.name)
 
     monkeypatch.setattr("provisioner.remote.connect", fake_connect)
@@ -234,7 +298,9 @@ def test_vagrantfile_keeps_workers_created_earlier_when_workers_is_not_set(tmp_p
 
     def machines(**extra: str) -> list[str]:
         env = {k: v for k, v in os.environ.items() if k != "WORKERS"} | {"VAGRANT_HOME": str(tmp_path / "home"), **extra}
-        result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            ["vagrant", "validate", "--ignore-provider"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return [line.split(":")[0].removeprefix("==> ") for line in result.stdout.splitlines() if line.startswith("==> ")]
 

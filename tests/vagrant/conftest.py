@@ -95,20 +95,33 @@ class VagrantLab:
 
     def vagrant(self, *args: str, workers: int = 2, timeout: float = 1200) -> Run:
         env = dict(self.env, WORKERS=str(workers))
-        result = subprocess.run(["vagrant", *args], cwd=self.folder, env=env, capture_output=True, text=True,
-                                timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            ["vagrant", *args], cwd=self.folder, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
         with self.log.open("a") as f:
             f.write(f"$ WORKERS={workers} vagrant {' '.join(args)}  # exit {result.returncode}\n{result.stdout}{result.stderr}\n")
         return Run(result.returncode, result.stdout, result.stderr)
 
     def provisioner(self, *args: str, timeout: float = 900) -> Run:
-        result = subprocess.run([sys.executable, "-m", "provisioner", *args], cwd=self.folder, env=self.env,
-                                capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [sys.executable, "-m", "provisioner", *args],
+            cwd=self.folder,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         return Run(result.returncode, result.stdout, result.stderr)
 
     def kubectl(self, *args: str) -> Run:
-        result = subprocess.run(["kubectl", "--kubeconfig", str(self.folder / "vagrant.kubeconfig"), *args],
-                                capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.folder / "vagrant.kubeconfig"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         return Run(result.returncode, result.stdout, result.stderr)
 
     def timed(self, name: str, started: float) -> None:

@@ -67,7 +67,10 @@ def test_vagrant_up_then_provisioner_up_gives_three_ready_nodes_on_the_private_n
     hosts = {h["name"]: h for h in inventory["hosts"]}
     assert sorted(hosts) == ["controller", "worker1", "worker2"]
     assert {n: h["address"] for n, h in hosts.items()} == {
-        "controller": "192.168.56.10", "worker1": "192.168.56.11", "worker2": "192.168.56.12"}
+        "controller": "192.168.56.10",
+        "worker1": "192.168.56.11",
+        "worker2": "192.168.56.12",
+    }
     assert all(h["node_ip"] == h["address"] for h in hosts.values())
 
     result = _up(lab, "provisioner up (1+2 VMs)")
@@ -79,8 +82,7 @@ def test_vagrant_up_then_provisioner_up_gives_three_ready_nodes_on_the_private_n
     assert view["clusters"][0]["cluster"].get("certificate-authority-data")
     assert "insecure-skip-tls-verify" not in json.dumps(view)
     nodes = _nodes(lab)
-    assert nodes == {"controller": ("True", "192.168.56.10"), "worker1": ("True", "192.168.56.11"),
-                     "worker2": ("True", "192.168.56.12")}
+    assert nodes == {"controller": ("True", "192.168.56.10"), "worker1": ("True", "192.168.56.11"), "worker2": ("True", "192.168.56.12")}
     assert not any(ipaddress.IPv4Address(ip) in MANAGEMENT for _, ip in nodes.values())
 
     # One more VM: only it is touched.
@@ -93,9 +95,17 @@ def test_vagrant_up_then_provisioner_up_gives_three_ready_nodes_on_the_private_n
 
     result = _up(lab, "provisioner up (+worker3)")
     results = {h["name"]: (h["action"], h["result"]) for h in result["hosts"]}
-    assert results == {"controller": ("nothing", "unchanged"), "worker1": ("nothing", "unchanged"),
-                       "worker2": ("nothing", "unchanged"), "worker3": ("join", "changed")}
+    assert results == {
+        "controller": ("nothing", "unchanged"),
+        "worker1": ("nothing", "unchanged"),
+        "worker2": ("nothing", "unchanged"),
+        "worker3": ("join", "changed"),
+    }
     nodes = _nodes(lab)
-    assert nodes == {"controller": ("True", "192.168.56.10"), "worker1": ("True", "192.168.56.11"),
-                     "worker2": ("True", "192.168.56.12"), "worker3": ("True", "192.168.56.13")}
+    assert nodes == {
+        "controller": ("True", "192.168.56.10"),
+        "worker1": ("True", "192.168.56.11"),
+        "worker2": ("True", "192.168.56.12"),
+        "worker3": ("True", "192.168.56.13"),
+    }
     assert all(ipaddress.IPv4Address(ip) in PRIVATE for _, ip in nodes.values())

@@ -22,18 +22,15 @@ def run_agent(cfg, node_args, stop):
     url = cfg.get("server") or ""
     token = resolve_token(cfg)
     if not url:
-        raise Fatal("--server is required (set K3S_URL, --server or 'server:' in "
-                    "/etc/rancher/k3s/config.yaml)")
+        raise Fatal("--server is required (set K3S_URL, --server or 'server:' in /etc/rancher/k3s/config.yaml)")
     if not token:
-        raise Fatal("--token is required (set K3S_TOKEN, K3S_TOKEN_FILE, --token or 'token:' in "
-                    "/etc/rancher/k3s/config.yaml)")
+        raise Fatal("--token is required (set K3S_TOKEN, K3S_TOKEN_FILE, --token or 'token:' in /etc/rancher/k3s/config.yaml)")
     client = NodeClient(url, token)
     node_name = resolve_node_name(cfg)
     password = load_node_password()
     agent_dir = hp(os.path.join(cfg.get("data-dir") or DEFAULT_DATA_DIR, "agent"))
     retry = env_float("K3S_STANDIN_RETRY_SECONDS", 5.0)
-    log("info", "Starting stand-in k3s agent %s (%s) for node %s, server %s"
-        % (STANDIN_VERSION, STANDIN_NOTE, node_name, url))
+    log("info", "Starting stand-in k3s agent %s (%s) for node %s, server %s" % (STANDIN_VERSION, STANDIN_NOTE, node_name, url))
     while not stop.is_set():
         try:
             ca = client.fetch_cacerts()

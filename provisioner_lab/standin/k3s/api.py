@@ -70,14 +70,17 @@ def openapi_v2_protobuf(version):
 def scale_of(obj):
     """The autoscaling/v1 Scale of a Deployment or ReplicaSet."""
     md = obj["metadata"]
-    selector = ((obj.get("spec") or {}).get("selector") or {})
-    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                            "creationTimestamp") if k in md},
-            "spec": {"replicas": obj["spec"].get("replicas", 0)},
-            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                       "selector": ",".join("%s=%s" % kv for kv in sorted(
-                           (selector.get("matchLabels") or {}).items()))}}
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md},
+        "spec": {"replicas": obj["spec"].get("replicas", 0)},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", 0),
+            "selector": ",".join("%s=%s" % kv for kv in sorted((selector.get("matchLabels") or {}).items())),
+        },
+    }
 
 
 def resource_not_found():
@@ -85,8 +88,7 @@ def resource_not_found():
 
 
 class ApiApp:
-    def __init__(self, store, cluster, ca_pem, secret, agent_secret, advertise, port,
-                 bootstrap=None, upstream=None):
+    def __init__(self, store, cluster, ca_pem, secret, agent_secret, advertise, port, bootstrap=None, upstream=None):
         self.store, self.cluster = store, cluster
         self.ca_pem, self.secret, self.agent_secret = ca_pem, secret, agent_secret
         self.advertise, self.port = advertise, port
@@ -131,8 +133,7 @@ class ApiApp:
             raise unauthorized()
         if user == "server" and hmac.compare_digest(pw.encode(), self.secret.encode()):
             return "server"
-        if user == "node" and any(hmac.compare_digest(pw.encode(), s.encode())
-                                  for s in {self.secret, self.agent_secret}):
+        if user == "node" and any(hmac.compare_digest(pw.encode(), s.encode()) for s in {self.secret, self.agent_secret}):
             return "node"
         raise unauthorized()
 
@@ -182,19 +183,29 @@ class ApiApp:
         if segs == ["openapi", "v2"] and method == "GET":
             if "protobuf" in (h.headers.get("Accept") or ""):
                 # the media type itself has an '@' that Go's mime parser refuses in a reply
-                return h.send_bytes(200, openapi_v2_protobuf(self.git_version),
-                                    "application/octet-stream")
-            return h.send_json(200, {"swagger": "2.0", "info": {
-                "title": "Kubernetes (stand-in for testing)", "version": self.git_version},
-                "paths": {}, "definitions": {}})
+                return h.send_bytes(200, openapi_v2_protobuf(self.git_version), "application/octet-stream")
+            return h.send_json(
+                200,
+                {
+                    "swagger": "2.0",
+                    "info": {"title": "Kubernetes (stand-in for testing)", "version": self.git_version},
+                    "paths": {},
+                    "definitions": {},
+                },
+            )
         if segs == ["api"]:
-            return h.send_json(200, {
-                "kind": "APIVersions", "versions": ["v1"],
-                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress":
-                                                "%s:%d" % (self.advertise, self.port)}]})
+            return h.send_json(
+                200,
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "%s:%d" % (self.advertise, self.port)}],
+                },
+            )
         if segs == ["apis"]:
-            return h.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                self.api_group(g, vs) for g, vs in self.groups().items()]})
+            return h.send_json(
+                200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [self.api_group(g, vs) for g, vs in self.groups().items()]}
+            )
         if len(segs) >= 2 and segs[0] == "api":
             if segs[1] != "v1":
                 raise resource_not_found()
@@ -204,8 +215,7 @@ class ApiApp:
             if group not in self.groups():
                 raise resource_not_found()
             if len(segs) == 2:
-                return h.send_json(200, dict(kind="APIGroup", apiVersion="v1",
-                                             **self.api_group(group, self.groups()[group])))
+                return h.send_json(200, dict(kind="APIGroup", apiVersion="v1", **self.api_group(group, self.groups()[group])))
             version, rest = segs[2], segs[3:]
         else:
             raise resource_not_found()
@@ -216,9 +226,9 @@ class ApiApp:
             if method != "GET":
                 raise ApiError(405, "MethodNotAllowed", "method not allowed")
             resources = [r for k in kinds for r in k.discovery()]
-            return h.send_json(200, {"kind": "APIResourceList", "apiVersion": "v1",
-                                     "groupVersion": kinds[0].api_version,
-                                     "resources": resources})
+            return h.send_json(
+                200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": kinds[0].api_version, "resources": resources}
+            )
         return self.resource(h, method, group, version, rest, q, body)
 
     def decode(self, h, body):
@@ -229,9 +239,11 @@ class ApiApp:
             elif ctype in ("application/json", "*/*", ""):
                 obj = json.loads(body or b"null")
             else:
-                raise ApiError(415, "UnsupportedMediaType",
-                               "the body of the request was in an unknown format - accepted "
-                               "media types include: application/json, application/yaml")
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+                )
         except (ValueError, Fatal) as e:
             raise bad_request("the body of the request could not be decoded: %s" % e)
         if not isinstance(obj, dict):
@@ -262,8 +274,7 @@ class ApiApp:
         dry = q.get("dryRun") == "All"
         if sub == "eviction":
             if method != "POST":
-                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method "
-                                                        "on the requested resource")
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
             return h.send_json(201, self.disruption.evict(ns, name, self.decode(h, body), dry))
         if sub == "scale":
             return self.scale(h, method, kind, ns, name, body, dry)
@@ -278,40 +289,34 @@ class ApiApp:
             obj = self.view(kind, obj)
             tv = wants_table(h.headers.get("Accept"))
             if tv:
-                return h.send_json(200, self.table(kind, [obj], obj["metadata"]["resourceVersion"],
-                                                   q, tv))
+                return h.send_json(200, self.table(kind, [obj], obj["metadata"]["resourceVersion"], q, tv))
             return h.send_json(200, obj)
         if method == "POST":
             if name is not None:
-                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method "
-                                                        "on the requested resource")
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
             obj = self.decode(h, body)
             if kind.namespaced:
                 bns = obj.get("metadata", {}).get("namespace")
                 if bns and bns != ns:
-                    raise bad_request("the namespace of the provided object does not match the "
-                                      "namespace sent on the request")
+                    raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
                 obj.setdefault("metadata", {})["namespace"] = ns
             self._check_type(kind, obj)
             return h.send_json(201, store.create(kind, obj, dry))
         if method == "PUT":
             if name is None:
-                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method "
-                                                        "on the requested resource")
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
             obj = self.decode(h, body)
             self._check_type(kind, obj)
             md = obj.setdefault("metadata", {})
             if md.get("name", name) != name:
-                raise bad_request("the name of the object (%s) does not match the name on the "
-                                  "URL (%s)" % (md.get("name"), name))
+                raise bad_request("the name of the object (%s) does not match the name on the URL (%s)" % (md.get("name"), name))
             md["name"] = name
             if kind.namespaced:
                 md["namespace"] = ns
             return h.send_json(200, store.update(kind, obj, subresource=sub, dry_run=dry))
         if method == "PATCH":
             if name is None:
-                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method "
-                                                        "on the requested resource")
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
             ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
             try:
                 patch = json.loads(body or b"null")
@@ -328,11 +333,14 @@ class ApiApp:
                 elif ctype == "application/json-patch+json":
                     new = json_patch(cur, patch)
                 else:
-                    raise ApiError(415, "UnsupportedMediaType",
-                                   "the body of the request was in an unknown format - accepted "
-                                   "media types include: application/json-patch+json, "
-                                   "application/merge-patch+json, "
-                                   "application/strategic-merge-patch+json")
+                    raise ApiError(
+                        415,
+                        "UnsupportedMediaType",
+                        "the body of the request was in an unknown format - accepted "
+                        "media types include: application/json-patch+json, "
+                        "application/merge-patch+json, "
+                        "application/strategic-merge-patch+json",
+                    )
                 if not isinstance(new, dict):
                     raise bad_request("patch did not produce an object")
                 want_rv = ""
@@ -342,8 +350,7 @@ class ApiApp:
                 md["name"] = name
                 if kind.namespaced:
                     md["namespace"] = ns
-                return h.send_json(200, store.update(kind, new, expect_rv=want_rv,
-                                                     subresource=sub, dry_run=dry))
+                return h.send_json(200, store.update(kind, new, expect_rv=want_rv, subresource=sub, dry_run=dry))
         if method == "DELETE":
             if sub is not None:
                 raise ApiError(405, "MethodNotAllowed", "method not allowed")
@@ -355,22 +362,32 @@ class ApiApp:
                 for o in items:
                     if label_match(ls, o["metadata"].get("labels")) and field_match(fs, o):
                         try:
-                            deleted.append(store.delete(kind, o["metadata"].get("namespace"),
-                                                        o["metadata"]["name"], dry))
+                            deleted.append(store.delete(kind, o["metadata"].get("namespace"), o["metadata"]["name"], dry))
                         except ApiError:
                             pass
-                return h.send_json(200, {"kind": kind.kind + "List",
-                                         "apiVersion": kind.api_version,
-                                         "metadata": {"resourceVersion": str(store.rv)},
-                                         "items": deleted})
+                return h.send_json(
+                    200,
+                    {
+                        "kind": kind.kind + "List",
+                        "apiVersion": kind.api_version,
+                        "metadata": {"resourceVersion": str(store.rv)},
+                        "items": deleted,
+                    },
+                )
             options = self.decode(h, body) if body and body.strip() else {}
             if options.get("propagationPolicy") == "Orphan" and not dry:
                 self.orphan_dependents(kind, ns, name)
             obj = store.delete(kind, ns, name, dry)
-            return h.send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                     "status": "Success", "details": {
-                                         "name": name, "group": kind.group, "kind": kind.plural,
-                                         "uid": obj["metadata"].get("uid", "")}})
+            return h.send_json(
+                200,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {"name": name, "group": kind.group, "kind": kind.plural, "uid": obj["metadata"].get("uid", "")},
+                },
+            )
         raise ApiError(405, "MethodNotAllowed", "method not allowed")
 
     def orphan_dependents(self, kind, ns, name):
@@ -385,8 +402,7 @@ class ApiApp:
                 for obj in self.store.list(k)[0]:
                     refs = obj["metadata"].get("ownerReferences") or []
                     if any(r.get("uid") == uid for r in refs):
-                        obj["metadata"]["ownerReferences"] = [r for r in refs
-                                                              if r.get("uid") != uid]
+                        obj["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
                         self.store.update(k, obj, expect_rv="")
 
     def scale(self, h, method, kind, ns, name, body, dry):
@@ -410,16 +426,18 @@ class ApiApp:
                 if ctype == "application/json-patch+json":
                     new = json_patch(scale_of(obj), patch)
                 else:
-                    new = merge_patch(scale_of(obj), patch,
-                                      strategic=ctype == "application/strategic-merge-patch+json")
+                    new = merge_patch(scale_of(obj), patch, strategic=ctype == "application/strategic-merge-patch+json")
             else:
-                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method "
-                                                        "on the requested resource")
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
             replicas = ((new or {}).get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                raise ApiError(422, "Invalid", 'Scale.autoscaling "%s" is invalid: '
-                               "spec.replicas: Invalid value: %r: must be greater than or "
-                               "equal to 0" % (name, replicas))
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    'Scale.autoscaling "%s" is invalid: '
+                    "spec.replicas: Invalid value: %r: must be greater than or "
+                    "equal to 0" % (name, replicas),
+                )
             want_rv = (new.get("metadata") or {}).get("resourceVersion") or ""
             obj["spec"]["replicas"] = replicas
             updated = store.update(kind, obj, expect_rv=want_rv, dry_run=dry)
@@ -428,26 +446,26 @@ class ApiApp:
     @staticmethod
     def _check_type(kind, obj):
         if obj.get("apiVersion") and obj["apiVersion"] != kind.api_version:
-            raise bad_request("the API version in the data (%s) does not match the expected API "
-                              "version (%s)" % (obj["apiVersion"], kind.api_version))
+            raise bad_request(
+                "the API version in the data (%s) does not match the expected API version (%s)" % (obj["apiVersion"], kind.api_version)
+            )
         if obj.get("kind") and obj["kind"] != kind.kind:
-            raise bad_request("the kind in the data (%s) does not match the expected kind (%s)"
-                              % (obj["kind"], kind.kind))
+            raise bad_request("the kind in the data (%s) does not match the expected kind (%s)" % (obj["kind"], kind.kind))
 
     def list(self, h, kind, ns, q):
         items, rv = self.store.list(kind, ns)
         ls = parse_label_selector(q.get("labelSelector"))
         fs = parse_field_selector(q.get("fieldSelector"))
-        items = [o for o in items if label_match(ls, o["metadata"].get("labels"))
-                 and field_match(fs, o)]
+        items = [o for o in items if label_match(ls, o["metadata"].get("labels")) and field_match(fs, o)]
         tv = wants_table(h.headers.get("Accept"))
         if tv:
             return h.send_json(200, self.table(kind, items, rv, q, tv))
         for o in items:
             o.pop("kind", None)
             o.pop("apiVersion", None)
-        return h.send_json(200, {"kind": kind.kind + "List", "apiVersion": kind.api_version,
-                                 "metadata": {"resourceVersion": rv}, "items": items})
+        return h.send_json(
+            200, {"kind": kind.kind + "List", "apiVersion": kind.api_version, "metadata": {"resourceVersion": rv}, "items": items}
+        )
 
     @staticmethod
     def table(kind, items, rv, q, version):
@@ -458,13 +476,15 @@ class ApiApp:
             if include == "Object":
                 row["object"] = o
             elif include != "None":
-                row["object"] = {"kind": "PartialObjectMetadata",
-                                 "apiVersion": "meta.k8s.io/" + version,
-                                 "metadata": o["metadata"]}
+                row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/" + version, "metadata": o["metadata"]}
             rows.append(row)
-        return {"kind": "Table", "apiVersion": "meta.k8s.io/" + version,
-                "metadata": {"resourceVersion": rv}, "columnDefinitions": kind.columns,
-                "rows": rows}
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/" + version,
+            "metadata": {"resourceVersion": rv},
+            "columnDefinitions": kind.columns,
+            "rows": rows,
+        }
 
     def watch(self, h, kind, ns, name, q):
         store = self.store
@@ -496,8 +516,7 @@ class ApiApp:
                     raise bad_request("invalid resourceVersion %r" % rv)
                 oldest = store.events[0][0] - 1 if store.events else store.rv
                 if cursor < max(oldest, store.start_rv):
-                    initial = [("ERROR", ApiError(410, "Expired", "too old resource version: "
-                                                  "%s (%d)" % (rv, store.start_rv)).status())]
+                    initial = [("ERROR", ApiError(410, "Expired", "too old resource version: %s (%d)" % (rv, store.start_rv)).status())]
                     cursor = None
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
@@ -510,8 +529,7 @@ class ApiApp:
 
         def send(etype, obj):
             if table_version and etype != "ERROR":
-                obj = self.table(kind, [obj], obj["metadata"].get("resourceVersion", ""), q,
-                                 table_version)
+                obj = self.table(kind, [obj], obj["metadata"].get("resourceVersion", ""), q, table_version)
                 if not first[0]:
                     obj["columnDefinitions"] = []
                 first[0] = False
@@ -542,18 +560,18 @@ class ApiApp:
     def proxy(self, h, method, body):
         host, port, ctx = self.upstream
         is_watch = "watch=" in h.path or "/watch/" in h.path
-        conn = http.client.HTTPSConnection(host, port, context=ctx,
-                                           timeout=2000 if is_watch else 30)
-        headers = {k: h.headers[k] for k in ("Accept", "Content-Type", "Authorization",
-                                             "K3s-Node-Name", "K3s-Node-Password", "User-Agent")
-                   if h.headers.get(k)}
+        conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=2000 if is_watch else 30)
+        headers = {
+            k: h.headers[k]
+            for k in ("Accept", "Content-Type", "Authorization", "K3s-Node-Name", "K3s-Node-Password", "User-Agent")
+            if h.headers.get(k)
+        }
         try:
             conn.request(method, h.path, body=body or None, headers=headers)
             resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as e:
             conn.close()
-            raise ApiError(503, "ServiceUnavailable", "upstream server %s:%d unavailable: %s"
-                           % (host, port, e))
+            raise ApiError(503, "ServiceUnavailable", "upstream server %s:%d unavailable: %s" % (host, port, e))
         try:
             if (resp.getheader("Transfer-Encoding") or "").lower() == "chunked":
                 h.send_response(resp.status)
@@ -570,7 +588,6 @@ class ApiApp:
                 h.wfile.flush()
             else:
                 data = resp.read()
-                h.send_bytes(resp.status, data, resp.getheader("Content-Type") or
-                             "application/json")
+                h.send_bytes(resp.status, data, resp.getheader("Content-Type") or "application/json")
         finally:
             conn.close()

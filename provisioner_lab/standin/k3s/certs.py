@@ -56,21 +56,18 @@ class PKI:
 
     def _key_pem(self, key):
         s = self.c.serialization
-        return key.private_bytes(s.Encoding.PEM, s.PrivateFormat.TraditionalOpenSSL,
-                                 s.NoEncryption())
+        return key.private_bytes(s.Encoding.PEM, s.PrivateFormat.TraditionalOpenSSL, s.NoEncryption())
 
     def _load(self, name):
         c = self.c
         crt, key = read_file(self.path(name + ".crt")), read_file(self.path(name + ".key"))
         if crt is None or key is None:
             return None, None
-        return (c.x509.load_pem_x509_certificate(crt),
-                c.serialization.load_pem_private_key(key, password=None))
+        return (c.x509.load_pem_x509_certificate(crt), c.serialization.load_pem_private_key(key, password=None))
 
     def _write(self, name, cert, key):
         atomic_write(self.path(name + ".key"), self._key_pem(key), 0o600)
-        atomic_write(self.path(name + ".crt"),
-                     cert.public_bytes(self.c.serialization.Encoding.PEM), 0o644)
+        atomic_write(self.path(name + ".crt"), cert.public_bytes(self.c.serialization.Encoding.PEM), 0o644)
 
     def ensure_ca(self, name, cn_prefix):
         cert, key = self._load(name)
@@ -80,21 +77,34 @@ class PKI:
             raise Fatal("%s exists but its key is missing" % self.path(name + ".crt"))
         c = self.c
         key = c.ec.generate_private_key(c.ec.SECP256R1())
-        subject = c.x509.Name([c.x509.NameAttribute(
-            c.NameOID.COMMON_NAME, "%s@%d" % (cn_prefix, int(time.time())))])
+        subject = c.x509.Name([c.x509.NameAttribute(c.NameOID.COMMON_NAME, "%s@%d" % (cn_prefix, int(time.time())))])
         now = utcnow()
-        cert = (c.x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                .public_key(key.public_key()).serial_number(c.x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=3650))
-                .add_extension(c.x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .add_extension(c.x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(c.x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                               critical=False)
-                .sign(key, c.hashes.SHA256()))
+        cert = (
+            c.x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(c.x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(c.x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                c.x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(c.x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, c.hashes.SHA256())
+        )
         self._write(name, cert, key)
         log("info", "Generated %s certificate authority %s" % (name, self.path(name + ".crt")))
         return cert, key
@@ -108,8 +118,7 @@ class PKI:
         if cert.issuer != ca_cert.subject:
             return False
         try:
-            ca_key.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
-                                       self.c.ec.ECDSA(cert.signature_hash_algorithm))
+            ca_key.public_key().verify(cert.signature, cert.tbs_certificate_bytes, self.c.ec.ECDSA(cert.signature_hash_algorithm))
             return True
         except Exception:  # noqa: BLE001 - any failure to verify means "not signed by this CA"
             return False
@@ -143,8 +152,7 @@ class PKI:
             want = set(ips) | set(dns)
         if cert is not None:
             fresh = _not_after(cert) > utcnow() + datetime.timedelta(days=90)
-            if fresh and self._signed_by(cert, ca_cert, ca_key) and (
-                    want is None or self.cert_sans(cert) == want):
+            if fresh and self._signed_by(cert, ca_cert, ca_key) and (want is None or self.cert_sans(cert) == want):
                 return False
             if want is not None and self.cert_sans(cert) != want:
                 log("info", "Updating TLS secret for %s (SANs changed)" % name)
@@ -152,20 +160,32 @@ class PKI:
         attrs = [c.x509.NameAttribute(c.NameOID.ORGANIZATION_NAME, o) for o in orgs]
         attrs.append(c.x509.NameAttribute(c.NameOID.COMMON_NAME, cn))
         now = utcnow()
-        b = (c.x509.CertificateBuilder().subject_name(c.x509.Name(attrs))
-             .issuer_name(ca_cert.subject).public_key(key.public_key())
-             .serial_number(c.x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(minutes=5))
-             .not_valid_after(now + datetime.timedelta(days=365))
-             .add_extension(c.x509.BasicConstraints(ca=False, path_length=None), critical=True)
-             .add_extension(c.x509.KeyUsage(
-                 digital_signature=True, content_commitment=False, key_encipherment=True,
-                 data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                 crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-             .add_extension(c.x509.ExtendedKeyUsage(
-                 [c.EKU.SERVER_AUTH] if server else [c.EKU.CLIENT_AUTH]), critical=False)
-             .add_extension(c.x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                 ca_key.public_key()), critical=False))
+        b = (
+            c.x509.CertificateBuilder()
+            .subject_name(c.x509.Name(attrs))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(c.x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(c.x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                c.x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=True,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(c.x509.ExtendedKeyUsage([c.EKU.SERVER_AUTH] if server else [c.EKU.CLIENT_AUTH]), critical=False)
+            .add_extension(c.x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        )
         if sans is not None:
             ips, dns = self.split_sans(sans)
             names = [c.x509.DNSName(d) for d in dns]
@@ -205,8 +225,16 @@ def first_service_ip(cfg):
 
 def serving_sans(cfg):
     domain = cfg.get("cluster-domain") or "cluster.local"
-    sans = ["127.0.0.1", "localhost", "::1", "kubernetes", "kubernetes.default",
-            "kubernetes.default.svc", "kubernetes.default.svc." + domain, first_service_ip(cfg)]
+    sans = [
+        "127.0.0.1",
+        "localhost",
+        "::1",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc." + domain,
+        first_service_ip(cfg),
+    ]
     sans += [a for _, a in host_interface_addresses()]
     sans.append(hostname())
     for key in ("tls-san", "node-ip", "node-external-ip"):

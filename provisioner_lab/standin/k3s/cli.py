@@ -24,21 +24,25 @@ def run_kubectl(args):
     target = os.environ.get("K3S_STANDIN_KUBECTL") or REAL_KUBECTL
     me = os.path.realpath(os.path.abspath(sys.argv[0]))  # the executable (a zipapp)
     if os.environ.get("K3S_STANDIN_KUBECTL_EXEC") or os.path.realpath(target) == me:
-        sys.stderr.write("k3s (stand-in): refusing to exec %s: it is this stand-in itself. Install "
-                         "the real kubectl (apt-get install kubernetes-client).\n" % target)
+        sys.stderr.write(
+            "k3s (stand-in): refusing to exec %s: it is this stand-in itself. Install "
+            "the real kubectl (apt-get install kubernetes-client).\n" % target
+        )
         return 1
     if not os.access(target, os.X_OK):
-        sys.stderr.write("k3s (stand-in): 'kubectl' is delegated to %s, which is not installed "
-                         "(apt-get install kubernetes-client).\n" % target)
+        sys.stderr.write(
+            "k3s (stand-in): 'kubectl' is delegated to %s, which is not installed (apt-get install kubernetes-client).\n" % target
+        )
         return 1
     env = dict(os.environ)
     explicit = any(a == "--kubeconfig" or a.startswith("--kubeconfig=") for a in args)
     if not env.get("KUBECONFIG") and not explicit:
         path = hp(DEFAULT_KUBECONFIG)
         if os.path.exists(path) and not os.access(path, os.R_OK):
-            sys.stderr.write("Unable to read %s, please start server with --write-kubeconfig-mode "
-                             "or --write-kubeconfig-group to modify kube config permissions\n"
-                             % path)
+            sys.stderr.write(
+                "Unable to read %s, please start server with --write-kubeconfig-mode "
+                "or --write-kubeconfig-group to modify kube config permissions\n" % path
+            )
         env["KUBECONFIG"] = path
     env["K3S_STANDIN_KUBECTL_EXEC"] = "1"
     os.execve(target, ["kubectl"] + list(args), env)
@@ -77,8 +81,10 @@ def run_command(cmd, args):
         cfg, positional, node_args = parse_command_config(cmd, args)
     except FlagError as e:
         sys.stderr.write("Incorrect Usage: %s\n\n" % e)
-        sys.stderr.write("NAME:\n   k3s %s - Run %s (stand-in)\n\nUSAGE:\n   k3s %s [OPTIONS]\n\n"
-                         % (cmd, "management server" if cmd == "server" else "node agent", cmd))
+        sys.stderr.write(
+            "NAME:\n   k3s %s - Run %s (stand-in)\n\nUSAGE:\n   k3s %s [OPTIONS]\n\n"
+            % (cmd, "management server" if cmd == "server" else "node agent", cmd)
+        )
         log("fatal", str(e))
         return 1
     util.DEBUG = util.DEBUG or bool(cfg.get("debug"))
@@ -122,6 +128,5 @@ def main(argv):
     if cmd.startswith("-"):
         sys.stderr.write("Incorrect Usage: flag provided but not defined: -%s\n" % cmd.lstrip("-"))
         return 1
-    sys.stderr.write("k3s (stand-in): command %r is not implemented by the stand-in "
-                     "(supported: server, agent, kubectl, --version)\n" % cmd)
+    sys.stderr.write("k3s (stand-in): command %r is not implemented by the stand-in (supported: server, agent, kubectl, --version)\n" % cmd)
     return 1

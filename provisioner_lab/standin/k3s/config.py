@@ -27,59 +27,135 @@ def _flags(*specs):
 
 # flags shared by `server` and `agent` (names as in k3s v1.31)
 COMMON_FLAGS = _flags(
-    ("config", "str", "K3S_CONFIG_FILE", "c"), ("debug", "bool", "K3S_DEBUG"), ("v", "int"),
-    "vmodule", ("log", "str", None, "l"), ("alsologtostderr", "bool"),
-    ("token", "str", "K3S_TOKEN", "t"), ("token-file", "str", "K3S_TOKEN_FILE"),
-    ("server", "str", "K3S_URL", "s"), ("data-dir", "str", None, "d"),
-    ("node-name", "str", "K3S_NODE_NAME"), ("with-node-id", "bool"),
-    ("node-label", "list"), ("node-taint", "list"),
-    "image-credential-provider-bin-dir", "image-credential-provider-config",
-    ("selinux", "bool", "K3S_SELINUX"), ("lb-server-port", "int", "K3S_LB_SERVER_PORT"),
-    ("protect-kernel-defaults", "bool"), "container-runtime-endpoint", "image-service-endpoint",
-    "default-runtime", "pause-image", "snapshotter", "private-registry",
-    ("disable-default-registry-endpoint", "bool"), ("airgap-extra-registry", "list"),
-    ("node-ip", "list", None, "i"), ("node-external-ip", "list"), ("node-internal-dns", "list"),
-    ("node-external-dns", "list"), ("resolv-conf", "str", "K3S_RESOLV_CONF"),
-    "flannel-iface", "flannel-conf", "flannel-cni-conf", ("kubelet-arg", "list"),
-    ("kube-proxy-arg", "list"), ("rootless", "bool"), ("prefer-bundled-bin", "bool"),
-    ("docker", "bool"), ("disable-selinux", "bool"), ("no-flannel", "bool"),
-    ("cluster-secret", "str", "K3S_CLUSTER_SECRET"), ("vpn-auth", "str", "K3S_VPN_AUTH"),
-    ("vpn-auth-file", "str", "K3S_VPN_AUTH_FILE"), ("enable-pprof", "bool"),
+    ("config", "str", "K3S_CONFIG_FILE", "c"),
+    ("debug", "bool", "K3S_DEBUG"),
+    ("v", "int"),
+    "vmodule",
+    ("log", "str", None, "l"),
+    ("alsologtostderr", "bool"),
+    ("token", "str", "K3S_TOKEN", "t"),
+    ("token-file", "str", "K3S_TOKEN_FILE"),
+    ("server", "str", "K3S_URL", "s"),
+    ("data-dir", "str", None, "d"),
+    ("node-name", "str", "K3S_NODE_NAME"),
+    ("with-node-id", "bool"),
+    ("node-label", "list"),
+    ("node-taint", "list"),
+    "image-credential-provider-bin-dir",
+    "image-credential-provider-config",
+    ("selinux", "bool", "K3S_SELINUX"),
+    ("lb-server-port", "int", "K3S_LB_SERVER_PORT"),
+    ("protect-kernel-defaults", "bool"),
+    "container-runtime-endpoint",
+    "image-service-endpoint",
+    "default-runtime",
+    "pause-image",
+    "snapshotter",
+    "private-registry",
+    ("disable-default-registry-endpoint", "bool"),
+    ("airgap-extra-registry", "list"),
+    ("node-ip", "list", None, "i"),
+    ("node-external-ip", "list"),
+    ("node-internal-dns", "list"),
+    ("node-external-dns", "list"),
+    ("resolv-conf", "str", "K3S_RESOLV_CONF"),
+    "flannel-iface",
+    "flannel-conf",
+    "flannel-cni-conf",
+    ("kubelet-arg", "list"),
+    ("kube-proxy-arg", "list"),
+    ("rootless", "bool"),
+    ("prefer-bundled-bin", "bool"),
+    ("docker", "bool"),
+    ("disable-selinux", "bool"),
+    ("no-flannel", "bool"),
+    ("cluster-secret", "str", "K3S_CLUSTER_SECRET"),
+    ("vpn-auth", "str", "K3S_VPN_AUTH"),
+    ("vpn-auth-file", "str", "K3S_VPN_AUTH_FILE"),
+    ("enable-pprof", "bool"),
     ("nonroot-devices", "bool"),
 )
 
 
 SERVER_ONLY_FLAGS = _flags(
-    "bind-address", ("https-listen-port", "int", None, None, 6443), ("supervisor-port", "int"),
-    ("apiserver-port", "int"), "apiserver-bind-address", "advertise-address",
-    ("advertise-port", "int"), ("tls-san", "list"), ("tls-san-security", "bool"),
-    ("cluster-cidr", "list"), ("service-cidr", "list"), "service-node-port-range",
-    ("cluster-dns", "list"), "cluster-domain", "flannel-backend", ("flannel-ipv6-masq", "bool"),
-    ("flannel-external-ip", "bool"), "egress-selector-mode", "servicelb-namespace",
+    "bind-address",
+    ("https-listen-port", "int", None, None, 6443),
+    ("supervisor-port", "int"),
+    ("apiserver-port", "int"),
+    "apiserver-bind-address",
+    "advertise-address",
+    ("advertise-port", "int"),
+    ("tls-san", "list"),
+    ("tls-san-security", "bool"),
+    ("cluster-cidr", "list"),
+    ("service-cidr", "list"),
+    "service-node-port-range",
+    ("cluster-dns", "list"),
+    "cluster-domain",
+    "flannel-backend",
+    ("flannel-ipv6-masq", "bool"),
+    ("flannel-external-ip", "bool"),
+    "egress-selector-mode",
+    "servicelb-namespace",
     ("write-kubeconfig", "str", "K3S_KUBECONFIG_OUTPUT", "o"),
     ("write-kubeconfig-mode", "str", "K3S_KUBECONFIG_MODE"),
-    ("write-kubeconfig-group", "str", "K3S_KUBECONFIG_GROUP"), "helm-job-image",
-    ("agent-token", "str", "K3S_AGENT_TOKEN"), ("agent-token-file", "str", "K3S_AGENT_TOKEN_FILE"),
-    ("cluster-init", "bool", "K3S_CLUSTER_INIT"), ("cluster-reset", "bool", "K3S_CLUSTER_RESET"),
-    "cluster-reset-restore-path", ("kube-apiserver-arg", "list"), ("etcd-arg", "list"),
-    ("kube-controller-manager-arg", "list"), ("kube-scheduler-arg", "list"),
-    ("kube-cloud-controller-manager-arg", "list"), ("kine-tls", "bool"),
-    ("datastore-endpoint", "str", "K3S_DATASTORE_ENDPOINT"), "datastore-cafile",
-    "datastore-certfile", "datastore-keyfile", ("etcd-expose-metrics", "bool"),
-    ("etcd-disable-snapshots", "bool"), "etcd-snapshot-name", "etcd-snapshot-schedule-cron",
-    ("etcd-snapshot-retention", "int"), "etcd-snapshot-dir", ("etcd-snapshot-compress", "bool"),
-    ("etcd-s3", "bool"), "etcd-s3-endpoint", "etcd-s3-endpoint-ca",
-    ("etcd-s3-skip-ssl-verify", "bool"), "etcd-s3-access-key", "etcd-s3-secret-key",
-    "etcd-s3-session-token", "etcd-s3-bucket", "etcd-s3-region", "etcd-s3-folder",
-    "etcd-s3-proxy", "etcd-s3-config-secret", ("etcd-s3-insecure", "bool"), "etcd-s3-timeout",
-    "default-local-storage-path", ("disable", "list"), ("disable-scheduler", "bool"),
-    ("disable-cloud-controller", "bool"), ("disable-kube-proxy", "bool"),
-    ("disable-network-policy", "bool"), ("disable-helm-controller", "bool"),
-    ("disable-apiserver", "bool"), ("disable-controller-manager", "bool"),
-    ("disable-etcd", "bool"), ("disable-apiserver-lb", "bool"), ("embedded-registry", "bool"),
-    ("supervisor-metrics", "bool"), ("secrets-encryption", "bool"),
-    "secrets-encryption-provider", ("system-default-registry", "str", "K3S_SYSTEM_DEFAULT_REGISTRY"),
-    ("disable-agent", "bool"), ("no-deploy", "list"), ("cluster-reset-restore-path", "str"),
+    ("write-kubeconfig-group", "str", "K3S_KUBECONFIG_GROUP"),
+    "helm-job-image",
+    ("agent-token", "str", "K3S_AGENT_TOKEN"),
+    ("agent-token-file", "str", "K3S_AGENT_TOKEN_FILE"),
+    ("cluster-init", "bool", "K3S_CLUSTER_INIT"),
+    ("cluster-reset", "bool", "K3S_CLUSTER_RESET"),
+    "cluster-reset-restore-path",
+    ("kube-apiserver-arg", "list"),
+    ("etcd-arg", "list"),
+    ("kube-controller-manager-arg", "list"),
+    ("kube-scheduler-arg", "list"),
+    ("kube-cloud-controller-manager-arg", "list"),
+    ("kine-tls", "bool"),
+    ("datastore-endpoint", "str", "K3S_DATASTORE_ENDPOINT"),
+    "datastore-cafile",
+    "datastore-certfile",
+    "datastore-keyfile",
+    ("etcd-expose-metrics", "bool"),
+    ("etcd-disable-snapshots", "bool"),
+    "etcd-snapshot-name",
+    "etcd-snapshot-schedule-cron",
+    ("etcd-snapshot-retention", "int"),
+    "etcd-snapshot-dir",
+    ("etcd-snapshot-compress", "bool"),
+    ("etcd-s3", "bool"),
+    "etcd-s3-endpoint",
+    "etcd-s3-endpoint-ca",
+    ("etcd-s3-skip-ssl-verify", "bool"),
+    "etcd-s3-access-key",
+    "etcd-s3-secret-key",
+    "etcd-s3-session-token",
+    "etcd-s3-bucket",
+    "etcd-s3-region",
+    "etcd-s3-folder",
+    "etcd-s3-proxy",
+    "etcd-s3-config-secret",
+    ("etcd-s3-insecure", "bool"),
+    "etcd-s3-timeout",
+    "default-local-storage-path",
+    ("disable", "list"),
+    ("disable-scheduler", "bool"),
+    ("disable-cloud-controller", "bool"),
+    ("disable-kube-proxy", "bool"),
+    ("disable-network-policy", "bool"),
+    ("disable-helm-controller", "bool"),
+    ("disable-apiserver", "bool"),
+    ("disable-controller-manager", "bool"),
+    ("disable-etcd", "bool"),
+    ("disable-apiserver-lb", "bool"),
+    ("embedded-registry", "bool"),
+    ("supervisor-metrics", "bool"),
+    ("secrets-encryption", "bool"),
+    "secrets-encryption-provider",
+    ("system-default-registry", "str", "K3S_SYSTEM_DEFAULT_REGISTRY"),
+    ("disable-agent", "bool"),
+    ("no-deploy", "list"),
+    ("cluster-reset-restore-path", "str"),
 )
 
 
@@ -89,8 +165,16 @@ SERVER_FLAGS = {f.name: f for f in COMMON_FLAGS + SERVER_ONLY_FLAGS}
 AGENT_FLAGS = {f.name: f for f in COMMON_FLAGS}
 
 
-SECRET_FLAGS = {"token", "agent-token", "cluster-secret", "vpn-auth", "datastore-endpoint",
-                "etcd-s3-secret-key", "etcd-s3-access-key", "etcd-s3-session-token"}
+SECRET_FLAGS = {
+    "token",
+    "agent-token",
+    "cluster-secret",
+    "vpn-auth",
+    "datastore-endpoint",
+    "etcd-s3-secret-key",
+    "etcd-s3-access-key",
+    "etcd-s3-session-token",
+}
 
 
 TRUE_WORDS = {"1", "t", "T", "TRUE", "true", "True"}
@@ -110,7 +194,7 @@ def parse_flag_args(flags, args):
     while i < len(args):
         a = args[i]
         if a == "--":
-            return out, args[i + 1:]
+            return out, args[i + 1 :]
         if not a.startswith("-") or a == "-":
             return out, args[i:]
         if a.startswith("---"):
@@ -150,6 +234,7 @@ def parse_flag_args(flags, args):
 def _yaml():
     try:
         import yaml
+
         return yaml
     except ImportError:
         raise Fatal("python3-yaml is required to read config.yaml (apt-get install python3-yaml)")
@@ -170,9 +255,11 @@ def read_config_args(path):
         files.append(path)
     dropins = path + ".d"
     if os.path.isdir(dropins):
-        files += sorted(os.path.join(dropins, n) for n in os.listdir(dropins)
-                        if n.lower().endswith((".yaml", ".yml"))
-                        and os.path.isfile(os.path.join(dropins, n)))
+        files += sorted(
+            os.path.join(dropins, n)
+            for n in os.listdir(dropins)
+            if n.lower().endswith((".yaml", ".yml")) and os.path.isfile(os.path.join(dropins, n))
+        )
     if not files:
         return []
     yaml = _yaml()
@@ -216,7 +303,7 @@ def find_config_path(args):
             if a == n and i + 1 < len(args):
                 return args[i + 1]
             if a.startswith(n + "="):
-                return a[len(n) + 1:]
+                return a[len(n) + 1 :]
     return DEFAULT_CONFIG
 
 

@@ -55,15 +55,13 @@ def scaled_value(value: Any, total: int, field: str) -> int:
 def too_many_requests(cause: str) -> ApiError:
     """errors.NewTooManyRequests(VIOLATION, 0) with a DisruptionBudget cause (no Retry-After,
     so clients do not retry on their own: kubectl drain reports it and retries after 5 s)."""
-    return ApiError(429, "TooManyRequests", VIOLATION,
-                    {"causes": [{"reason": "DisruptionBudget", "message": cause}]})
+    return ApiError(429, "TooManyRequests", VIOLATION, {"causes": [{"reason": "DisruptionBudget", "message": cause}]})
 
 
 def update_allowed_condition(status: Obj, generation: int) -> None:
     """UpdateDisruptionAllowedCondition."""
     allowed = status.get("disruptionsAllowed", 0) > 0
-    _set_condition(status, "True" if allowed else "False",
-                   "SufficientPods" if allowed else "InsufficientPods", "", generation)
+    _set_condition(status, "True" if allowed else "False", "SufficientPods" if allowed else "InsufficientPods", "", generation)
 
 
 def _set_condition(status: Obj, value: str, reason: str, message: str, generation: int) -> None:
@@ -76,9 +74,16 @@ def _set_condition(status: Obj, value: str, reason: str, message: str, generatio
                 c.update({"status": value, "reason": reason, "message": message})
             c["observedGeneration"] = generation
             return
-    conds.append({"type": "DisruptionAllowed", "status": value, "reason": reason,
-                  "message": message, "observedGeneration": generation,
-                  "lastTransitionTime": ts()})
+    conds.append(
+        {
+            "type": "DisruptionAllowed",
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "observedGeneration": generation,
+            "lastTransitionTime": ts(),
+        }
+    )
 
 
 class Disruption:
@@ -89,8 +94,11 @@ class Disruption:
 
     def pods_of(self, pdb: Obj) -> list[Obj]:
         selector = (pdb.get("spec") or {}).get("selector")
-        return [p for p in self.store.list(POD, pdb["metadata"].get("namespace"))[0]
-                if selector_matches(selector, p["metadata"].get("labels"), empty_matches=False)]
+        return [
+            p
+            for p in self.store.list(POD, pdb["metadata"].get("namespace"))[0]
+            if selector_matches(selector, p["metadata"].get("labels"), empty_matches=False)
+        ]
 
     def _expected_scale(self, pods: list[Obj]) -> int:
         """SUM of the scale of the pods' controllers (getExpectedScale)."""
@@ -109,8 +117,7 @@ class Disruption:
             if dref is not None and dref.get("kind") == "Deployment":
                 d = self.store.get(DEPLOYMENT, ns, dref.get("name", ""))
                 if d is None:
-                    raise InvalidObject('found no controllers for pod "%s"'
-                                        % pod["metadata"]["name"])
+                    raise InvalidObject('found no controllers for pod "%s"' % pod["metadata"]["name"])
                 scales[d["metadata"]["uid"]] = int(d["spec"].get("replicas", 1))
             else:
                 scales[rs["metadata"]["uid"]] = int(rs["spec"].get("replicas", 1))
@@ -122,8 +129,7 @@ class Disruption:
         spec = pdb.get("spec") or {}
         if "maxUnavailable" in spec:
             expected = self._expected_scale(pods)
-            return expected, max(0, expected - scaled_value(spec["maxUnavailable"], expected,
-                                                             "spec.maxUnavailable"))
+            return expected, max(0, expected - scaled_value(spec["maxUnavailable"], expected, "spec.maxUnavailable"))
         if "minAvailable" in spec:
             if isinstance(spec["minAvailable"], int):
                 return len(pods), int(spec["minAvailable"])
@@ -150,18 +156,23 @@ class Disruption:
         try:
             expected, desired = self._desired(pdb, pods)
         except InvalidObject as e:
-            status.update({"disruptionsAllowed": 0, "observedGeneration": old.get(
-                "observedGeneration", 0)})
-            _set_condition(status, "False", "SyncFailed", str(e),
-                           status["observedGeneration"])
+            status.update({"disruptionsAllowed": 0, "observedGeneration": old.get("observedGeneration", 0)})
+            _set_condition(status, "False", "SyncFailed", str(e), status["observedGeneration"])
             self._write(pdb, status)
             return
-        healthy = sum(1 for p in pods if pod_ready(p) and p["metadata"]["name"] not in disrupted
-                      and not p["metadata"].get("deletionTimestamp"))
+        healthy = sum(
+            1 for p in pods if pod_ready(p) and p["metadata"]["name"] not in disrupted and not p["metadata"].get("deletionTimestamp")
+        )
         allowed = healthy - desired if expected > 0 and healthy > desired else 0
-        status.update({"currentHealthy": healthy, "desiredHealthy": desired,
-                       "expectedPods": expected, "disruptionsAllowed": allowed,
-                       "observedGeneration": generation})
+        status.update(
+            {
+                "currentHealthy": healthy,
+                "desiredHealthy": desired,
+                "expectedPods": expected,
+                "disruptionsAllowed": allowed,
+                "observedGeneration": generation,
+            }
+        )
         if disrupted:
             status["disruptedPods"] = disrupted
         else:
@@ -191,42 +202,40 @@ class Disruption:
             if pod is None:
                 raise not_found(POD, name)
             phase = (pod.get("status") or {}).get("phase", "Pending")
-            if phase not in ("Succeeded", "Failed", "Pending") and \
-                    not pod["metadata"].get("deletionTimestamp"):
+            if phase not in ("Succeeded", "Failed", "Pending") and not pod["metadata"].get("deletionTimestamp"):
                 self._check_budgets(pod, dry_run)
             if not dry_run:
                 self.store.delete(POD, ns, name)
                 log("info", "Evicted pod %s/%s" % (ns, name))
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "code": 201}
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     def _check_budgets(self, pod: Obj, dry_run: bool) -> None:
         ns = pod["metadata"].get("namespace")
-        pdbs = [p for p in self.store.list(PDB, ns)[0]
-                if selector_matches((p.get("spec") or {}).get("selector"),
-                                    pod["metadata"].get("labels"), empty_matches=False)]
+        pdbs = [
+            p
+            for p in self.store.list(PDB, ns)[0]
+            if selector_matches((p.get("spec") or {}).get("selector"), pod["metadata"].get("labels"), empty_matches=False)
+        ]
         if len(pdbs) > 1:
-            raise ApiError(500, "InternalError", "This pod has more than one "
-                           "PodDisruptionBudget, which the eviction subresource does not "
-                           "support.")
+            raise ApiError(
+                500, "InternalError", "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+            )
         if not pdbs:
             return
         pdb = pdbs[0]
         status = pdb.get("status") or {}
         pname = pdb["metadata"]["name"]
-        if not pod_ready(pod) and status.get("currentHealthy", 0) >= \
-                status.get("desiredHealthy", 0) > 0:
+        if not pod_ready(pod) and status.get("currentHealthy", 0) >= status.get("desiredHealthy", 0) > 0:
             return
         if status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 1):
-            raise too_many_requests("The disruption budget %s is still being processed by the "
-                                    "server." % pname)
+            raise too_many_requests("The disruption budget %s is still being processed by the server." % pname)
         if status.get("disruptionsAllowed", 0) < 0:
-            raise ApiError(403, "Forbidden", 'poddisruptionbudgets.policy "%s" is forbidden: '
-                           "pdb disruptions allowed is negative" % pname)
+            raise ApiError(403, "Forbidden", 'poddisruptionbudgets.policy "%s" is forbidden: pdb disruptions allowed is negative' % pname)
         if status.get("disruptionsAllowed", 0) == 0:
-            raise too_many_requests("The disruption budget %s needs %d healthy pods and has %d "
-                                    "currently" % (pname, status.get("desiredHealthy", 0),
-                                                   status.get("currentHealthy", 0)))
+            raise too_many_requests(
+                "The disruption budget %s needs %d healthy pods and has %d "
+                "currently" % (pname, status.get("desiredHealthy", 0), status.get("currentHealthy", 0))
+            )
         status = dict(status)
         status["disruptionsAllowed"] -= 1
         if status["disruptionsAllowed"] == 0:

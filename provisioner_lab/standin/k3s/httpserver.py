@@ -79,11 +79,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
         except Exception as e:  # noqa: BLE001
-            log("error", "internal error on %s %s: %s\n%s" % (
-                self.command, self.path, e, traceback.format_exc()))
+            log("error", "internal error on %s %s: %s\n%s" % (self.command, self.path, e, traceback.format_exc()))
             try:
-                self.send_json(500, ApiError(500, "InternalError", "stand-in internal error: %s"
-                                             % e).status())
+                self.send_json(500, ApiError(500, "InternalError", "stand-in internal error: %s" % e).status())
             except OSError:
                 self.close_connection = True
 

@@ -50,23 +50,33 @@ def age(obj):
 
 
 def col(name, description, priority=0, fmt="", typ="string"):
-    return {"name": name, "type": typ, "format": fmt, "description": description,
-            "priority": priority}
+    return {"name": name, "type": typ, "format": fmt, "description": description, "priority": priority}
 
 
 NAME_COL = col("Name", "Name must be unique within a namespace.", fmt="name")
 
 
-AGE_COL = col("Age", "CreationTimestamp is a timestamp representing the server time when "
-              "this object was created.")
+AGE_COL = col("Age", "CreationTimestamp is a timestamp representing the server time when this object was created.")
 
 
 class Kind:
     """One entry of the kind registry. Add more kinds by appending to KINDS."""
 
-    def __init__(self, group, version, kind, plural, namespaced, short_names=(),
-                 status_subresource=True, columns=None, cells=None, prepare=None,
-                 subresources=(), categories=()):
+    def __init__(
+        self,
+        group,
+        version,
+        kind,
+        plural,
+        namespaced,
+        short_names=(),
+        status_subresource=True,
+        columns=None,
+        cells=None,
+        prepare=None,
+        subresources=(),
+        categories=(),
+    ):
         self.group, self.version, self.kind, self.plural = group, version, kind, plural
         self.namespaced, self.short_names = namespaced, list(short_names)
         self.singular = kind.lower()
@@ -92,24 +102,33 @@ class Kind:
 
     def discovery(self):
         verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-        out = [{"name": self.plural, "singularName": self.singular, "namespaced": self.namespaced,
-                "kind": self.kind, "verbs": verbs}]
+        out = [{"name": self.plural, "singularName": self.singular, "namespaced": self.namespaced, "kind": self.kind, "verbs": verbs}]
         if self.short_names:
             out[0]["shortNames"] = self.short_names
         if self.status_subresource:
-            out.append({"name": self.plural + "/status", "singularName": "",
-                        "namespaced": self.namespaced, "kind": self.kind,
-                        "verbs": ["get", "patch", "update"]})
+            out.append(
+                {
+                    "name": self.plural + "/status",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "kind": self.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
         if self.categories:
             out[0]["categories"] = self.categories
         for sub, group, version, kind, verbs in self.subresources:
-            entry = {"name": "%s/%s" % (self.plural, sub), "singularName": "",
-                     "namespaced": self.namespaced, "kind": kind, "verbs": list(verbs)}
+            entry = {
+                "name": "%s/%s" % (self.plural, sub),
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "kind": kind,
+                "verbs": list(verbs),
+            }
             if group or version:
                 entry["group"], entry["version"] = group, version
             out.append(entry)
         return out
 
     def has_subresource(self, sub):
-        return (sub == "status" and self.status_subresource) or \
-            any(s[0] == sub for s in self.subresources)
+        return (sub == "status" and self.status_subresource) or any(s[0] == sub for s in self.subresources)

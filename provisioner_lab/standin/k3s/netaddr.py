@@ -25,8 +25,7 @@ def host_interface_addresses():
     """[(ifname, address)] for every address on the host's interfaces (no link-local)."""
     result = []
     try:
-        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True,
-                             timeout=5).stdout
+        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True, timeout=5).stdout
         for line in out.splitlines():
             parts = line.split()
             for fam in ("inet", "inet6"):
@@ -52,7 +51,7 @@ def host_interface_addresses():
         parts = line.split()
         if len(parts) >= 6:
             raw = parts[0]
-            addr = str(ipaddress.ip_address(":".join(raw[i:i + 4] for i in range(0, 32, 4))))
+            addr = str(ipaddress.ip_address(":".join(raw[i : i + 4] for i in range(0, 32, 4))))
             if not _is_link_local(addr):
                 result.append((parts[5], addr))
     return result

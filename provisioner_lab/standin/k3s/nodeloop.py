@@ -51,14 +51,12 @@ class NodeClient:
     def trust(self, ca_pem):
         got = sha256_hex(ca_pem)
         if self.ca_hash and got != self.ca_hash:
-            raise Fatal("token CA hash does not match the Cluster CA certificate hash: %s != %s"
-                        % (self.ca_hash, got))
+            raise Fatal("token CA hash does not match the Cluster CA certificate hash: %s != %s" % (self.ca_hash, got))
         self.ctx = ssl.create_default_context(cadata=ca_pem.decode())
         return got
 
     def call(self, method, path, body=None, headers=None, ctx=None):
-        hdrs = {"Authorization": basic_auth(self.user, self.secret),
-                "User-Agent": "k3s-standin/" + STANDIN_VERSION}
+        hdrs = {"Authorization": basic_auth(self.user, self.secret), "User-Agent": "k3s-standin/" + STANDIN_VERSION}
         hdrs.update(headers or {})
         data = None
         if body is not None:
@@ -80,8 +78,7 @@ class NodeClient:
         return resp.status, parsed
 
     def node_call(self, what, reg, password):
-        return self.call("POST", "/v1-k3s/standin/" + what, reg,
-                         {"K3s-Node-Name": reg["nodeName"], "K3s-Node-Password": password})
+        return self.call("POST", "/v1-k3s/standin/" + what, reg, {"K3s-Node-Name": reg["nodeName"], "K3s-Node-Password": password})
 
 
 def load_node_password():
@@ -127,8 +124,7 @@ class NodeLoop:
         try:
             status, data = self.client.node_call(what, reg, self.password)
         except ssl.SSLCertVerificationError as e:
-            log("error", "Failed to validate connection to cluster at %s: %s"
-                % (self.client.url, e.verify_message or e))
+            log("error", "Failed to validate connection to cluster at %s: %s" % (self.client.url, e.verify_message or e))
             return self.retry
         except (OSError, http.client.HTTPException) as e:
             log("info", "Waiting to retrieve agent configuration; server is not ready: %s" % e)
@@ -151,8 +147,9 @@ class NodeLoop:
         if status == 403:
             log("error", "Waiting to retrieve agent configuration; server is not ready: %s" % msg)
         elif status == 401:
-            log("error", "Failed to validate connection to cluster at %s: token rejected by the "
-                         "server (401 Unauthorized)" % self.client.url)
+            log(
+                "error", "Failed to validate connection to cluster at %s: token rejected by the server (401 Unauthorized)" % self.client.url
+            )
         else:
             log("error", "Unexpected response from %s: %d %s" % (self.client.url, status, msg))
         return self.retry

@@ -93,9 +93,14 @@ def local_node_info(version=STANDIN_VERSION):
     mid = machine_id()
     boot = read_host_text("/proc/sys/kernel/random/boot_id").strip()
     return {
-        "architecture": go_arch(), "bootID": boot, "containerRuntimeVersion": "containerd://stand-in",
-        "kernelVersion": os.uname().release, "kubeProxyVersion": version,
-        "kubeletVersion": version, "machineID": mid, "operatingSystem": "linux",
+        "architecture": go_arch(),
+        "bootID": boot,
+        "containerRuntimeVersion": "containerd://stand-in",
+        "kernelVersion": os.uname().release,
+        "kubeProxyVersion": version,
+        "kubeletVersion": version,
+        "machineID": mid,
+        "operatingSystem": "linux",
         "osImage": os_image(),
         "systemUUID": str(uuid.UUID(mid)) if re.fullmatch(r"[0-9a-f]{32}", mid) else mid,
     }
@@ -108,8 +113,7 @@ def local_capacity():
         disk = "%dKi" % (st.f_blocks * st.f_frsize // 1024)
     except OSError:
         disk = "0Ki"
-    return {"cpu": cpu, "memory": mem_total_ki(), "pods": "110", "ephemeral-storage": disk,
-            "hugepages-2Mi": "0"}
+    return {"cpu": cpu, "memory": mem_total_ki(), "pods": "110", "ephemeral-storage": disk, "hugepages-2Mi": "0"}
 
 
 def node_registration(node_name, role, cfg, node_args, internal_ip, version=STANDIN_VERSION):
@@ -117,12 +121,17 @@ def node_registration(node_name, role, cfg, node_args, internal_ip, version=STAN
     ips = [x.strip() for v in cfg.get("node-ip") or [] for x in v.split(",") if x.strip()]
     ext = [x.strip() for v in cfg.get("node-external-ip") or [] for x in v.split(",") if x.strip()]
     return {
-        "nodeName": node_name, "role": role, "hostname": hostname(),
-        "internalIPs": ips or [internal_ip], "externalIPs": ext,
+        "nodeName": node_name,
+        "role": role,
+        "hostname": hostname(),
+        "internalIPs": ips or [internal_ip],
+        "externalIPs": ext,
         "labels": parse_node_labels(cfg.get("node-label")),
         "taints": parse_node_taints(cfg.get("node-taint")),
-        "nodeInfo": local_node_info(version), "capacity": local_capacity(),
-        "nodeArgs": node_args, "etcd": bool(cfg.get("cluster-init")),
+        "nodeInfo": local_node_info(version),
+        "capacity": local_capacity(),
+        "nodeArgs": node_args,
+        "etcd": bool(cfg.get("cluster-init")),
     }
 
 
@@ -130,9 +139,11 @@ NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 
 
 #: Ready=False message of a real kubelet whose CNI plugin has written no config yet.
-NETWORK_NOT_READY = ("container runtime network not ready: NetworkReady=false "
-                     "reason:NetworkPluginNotReady message:Network plugin returns error: "
-                     "cni plugin not initialized")
+NETWORK_NOT_READY = (
+    "container runtime network not ready: NetworkReady=false "
+    "reason:NetworkPluginNotReady message:Network plugin returns error: "
+    "cni plugin not initialized"
+)
 
 
 #: kubeadm mode: nodes count as networked once this DaemonSet (namespace, name) exists.
@@ -182,15 +193,19 @@ class Cluster:
         with self.store.lock:
             sec = self.store.get(SECRET, "kube-system", sname)
             if sec is None:
-                self.store.create(SECRET, {
-                    "apiVersion": "v1", "kind": "Secret", "type": "k3s.cattle.io/node-password",
-                    "immutable": True,
-                    "metadata": {"name": sname, "namespace": "kube-system"},
-                    "data": {"hash": base64.b64encode(hash_password(password).encode()).decode()},
-                })
+                self.store.create(
+                    SECRET,
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "type": "k3s.cattle.io/node-password",
+                        "immutable": True,
+                        "metadata": {"name": sname, "namespace": "kube-system"},
+                        "data": {"hash": base64.b64encode(hash_password(password).encode()).decode()},
+                    },
+                )
                 return
-            stored = base64.b64decode((sec.get("data") or {}).get("hash", "")).decode(
-                errors="replace")
+            stored = base64.b64decode((sec.get("data") or {}).get("hash", "")).decode(errors="replace")
             if not verify_password(password, stored):
                 raise ApiError(403, "Forbidden", NODE_PASSWORD_REJECTED)
 
@@ -221,13 +236,19 @@ class Cluster:
         now = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         lease = self.store.get(LEASE, "kube-node-lease", name)
         if lease is None:
-            self.store.create(LEASE, {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": [{
-                    "apiVersion": "v1", "kind": "Node", "name": name,
-                    "uid": node["metadata"]["uid"]}]},
-                "spec": {"holderIdentity": name, "leaseDurationSeconds": int(self.grace),
-                         "renewTime": now}})
+            self.store.create(
+                LEASE,
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {
+                        "name": name,
+                        "namespace": "kube-node-lease",
+                        "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}],
+                    },
+                    "spec": {"holderIdentity": name, "leaseDurationSeconds": int(self.grace), "renewTime": now},
+                },
+            )
         else:
             lease["spec"]["renewTime"] = now
             lease["spec"]["holderIdentity"] = name
@@ -252,9 +273,12 @@ class Cluster:
         name = reg["nodeName"]
         arch = reg.get("nodeInfo", {}).get("architecture", go_arch())
         labels = {
-            "beta.kubernetes.io/arch": arch, "beta.kubernetes.io/instance-type": "k3s",
-            "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": arch,
-            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": arch,
+            "beta.kubernetes.io/instance-type": "k3s",
+            "beta.kubernetes.io/os": "linux",
+            "kubernetes.io/arch": arch,
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
             "node.kubernetes.io/instance-type": "k3s",
         }
         if reg.get("role") == "control-plane":
@@ -265,12 +289,17 @@ class Cluster:
         labels.update(reg.get("labels") or {})
         cidr = self._pod_cidr()
         node = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": labels, "annotations": {
-                "k3s.io/standin": "true",
-                "node.alpha.kubernetes.io/ttl": "0",
-                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
-            }},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": {
+                    "k3s.io/standin": "true",
+                    "node.alpha.kubernetes.io/ttl": "0",
+                    "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                },
+            },
             "spec": {"podCIDR": cidr, "podCIDRs": [cidr], "providerID": "k3s://" + name},
         }
         if reg.get("taints"):
@@ -281,17 +310,26 @@ class Cluster:
         """A Node as a real kubelet registers it (kubeadm adds roles and taints later)."""
         name = reg["nodeName"]
         arch = reg.get("nodeInfo", {}).get("architecture", go_arch())
-        labels = {"beta.kubernetes.io/arch": arch, "beta.kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": arch, "kubernetes.io/hostname": name,
-                  "kubernetes.io/os": "linux"}
+        labels = {
+            "beta.kubernetes.io/arch": arch,
+            "beta.kubernetes.io/os": "linux",
+            "kubernetes.io/arch": arch,
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+        }
         labels.update(reg.get("labels") or {})
         cidr = self._pod_cidr()
         node = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": labels, "annotations": {
-                "node.alpha.kubernetes.io/ttl": "0",
-                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
-            }},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": {
+                    "node.alpha.kubernetes.io/ttl": "0",
+                    "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                },
+            },
             "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
         }
         if reg.get("taints"):
@@ -341,34 +379,39 @@ class Cluster:
         old = {c["type"]: c for c in status.get("conditions") or []}
         if ready:
             want = [
-                ("MemoryPressure", "False", "KubeletHasSufficientMemory",
-                 "kubelet has sufficient memory available"),
+                ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
                 ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                ("PIDPressure", "False", "KubeletHasSufficientPID",
-                 "kubelet has sufficient PID available"),
+                ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
                 ("Ready", "True", "KubeletReady", "kubelet is posting ready status")
-                if network_ready else ("Ready", "False", "KubeletNotReady", NETWORK_NOT_READY),
+                if network_ready
+                else ("Ready", "False", "KubeletNotReady", NETWORK_NOT_READY),
             ]
         else:
-            want = [(t, "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
-                    for t in ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready")]
+            want = [
+                (t, "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
+                for t in ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready")
+            ]
         conds = []
         for typ, st, reason, msg in want:
             prev = old.get(typ, {})
             changed = prev.get("status") != st
-            conds.append({
-                "type": typ, "status": st, "reason": reason, "message": msg,
-                "lastHeartbeatTime": now if ready else prev.get("lastHeartbeatTime", now),
-                "lastTransitionTime": now if changed else prev.get("lastTransitionTime", now),
-            })
+            conds.append(
+                {
+                    "type": typ,
+                    "status": st,
+                    "reason": reason,
+                    "message": msg,
+                    "lastHeartbeatTime": now if ready else prev.get("lastHeartbeatTime", now),
+                    "lastTransitionTime": now if changed else prev.get("lastTransitionTime", now),
+                }
+            )
         status["conditions"] = conds
 
     def _sync_network(self, node, network):
         """kubeadm mode: flip a fresh node's Ready between True and False when the CNI
         DaemonSet appears or goes (a real kubelet notices its CNI config within seconds)."""
         want = "True" if network else "False"
-        ready = [c for c in node.get("status", {}).get("conditions") or []
-                 if c.get("type") == "Ready"]
+        ready = [c for c in node.get("status", {}).get("conditions") or [] if c.get("type") == "Ready"]
         if not ready or ready[0].get("status") in (want, "Unknown"):
             return
         try:
@@ -401,19 +444,20 @@ class Cluster:
                 if self.mode == "kubeadm":
                     self._sync_network(node, network)
                 continue
-            ready = [c for c in node.get("status", {}).get("conditions") or []
-                     if c.get("type") == "Ready"]
+            ready = [c for c in node.get("status", {}).get("conditions") or [] if c.get("type") == "Ready"]
             if ready and ready[0].get("status") == "Unknown":
                 continue
 
             def mark(n):
                 self._set_conditions(n.setdefault("status", {}), False, ts())
                 spec = n.setdefault("spec", {})
-                taints = [t for t in spec.get("taints") or []
-                          if t.get("key") not in (UNREACHABLE_TAINT, NOT_READY_TAINT)]
-                taints += [{"key": UNREACHABLE_TAINT, "effect": "NoSchedule"},
-                           {"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": ts()}]
+                taints = [t for t in spec.get("taints") or [] if t.get("key") not in (UNREACHABLE_TAINT, NOT_READY_TAINT)]
+                taints += [
+                    {"key": UNREACHABLE_TAINT, "effect": "NoSchedule"},
+                    {"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": ts()},
+                ]
                 spec["taints"] = taints
+
             try:
                 with self.store.lock:
                     n = self.store.get(NODE, None, name)

@@ -72,20 +72,17 @@ def node_selected(pod_spec: Obj, node: Obj) -> bool:
     for k, v in (pod_spec.get("nodeSelector") or {}).items():
         if labels.get(k) != v:
             return False
-    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {}
     terms = required.get("nodeSelectorTerms")
     if terms is not None:
         return any(_term_matches(t, node) for t in terms)
     return True
 
 
-def untolerated_taint(pod_spec: Obj, node: Obj,
-                      effects: tuple[str, ...] = ("NoSchedule", "NoExecute")) -> Obj | None:
+def untolerated_taint(pod_spec: Obj, node: Obj, effects: tuple[str, ...] = ("NoSchedule", "NoExecute")) -> Obj | None:
     """The first taint of the node with one of these effects the pod does not tolerate."""
     for taint in (node.get("spec") or {}).get("taints") or []:
-        if taint.get("effect") in effects and \
-                not tolerates(pod_spec.get("tolerations") or [], taint):
+        if taint.get("effect") in effects and not tolerates(pod_spec.get("tolerations") or [], taint):
             return taint
     return None
 
@@ -93,7 +90,8 @@ def untolerated_taint(pod_spec: Obj, node: Obj,
 def unschedulable(pod_spec: Obj, node: Obj) -> bool:
     """A cordoned node (spec.unschedulable) takes only pods tolerating its taint."""
     return bool((node.get("spec") or {}).get("unschedulable")) and not tolerates(
-        pod_spec.get("tolerations") or [], {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"})
+        pod_spec.get("tolerations") or [], {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}
+    )
 
 
 def node_condition(node: Obj | None, typ: str = "Ready") -> str:
@@ -118,13 +116,11 @@ def _why_not(pod_spec: Obj, node: Obj) -> str | None:
         return "node(s) didn't match Pod's node affinity/selector"
     taint = untolerated_taint(pod_spec, node)
     if taint is not None:
-        return "node(s) had untolerated taint {%s: %s}" % (taint.get("key"),
-                                                              taint.get("value", ""))
+        return "node(s) had untolerated taint {%s: %s}" % (taint.get("key"), taint.get("value", ""))
     return None
 
 
-def _set_condition(status: Obj, typ: str, value: str, reason: str = "",
-                   message: str = "") -> bool:
+def _set_condition(status: Obj, typ: str, value: str, reason: str = "", message: str = "") -> bool:
     """Set one pod condition; True when it changed."""
     conds = status.setdefault("conditions", [])
     for c in conds:
@@ -187,8 +183,7 @@ class Scheduler:
         except ApiError as e:
             log("debug", "scheduler: %s" % e.message)
 
-    def _bind(self, pod: Obj, nodes: dict[str, Obj], per_node: dict[str, int],
-              per_owner: dict[tuple[str, str], int]) -> str | None:
+    def _bind(self, pod: Obj, nodes: dict[str, Obj], per_node: dict[str, int], per_owner: dict[tuple[str, str], int]) -> str | None:
         spec = pod.get("spec") or {}
         if (pod.get("status") or {}).get("phase", "Pending") != "Pending":
             return None
@@ -202,8 +197,10 @@ class Scheduler:
                 fits.append(name)
         status = pod.setdefault("status", {})
         if not fits:
-            message = "0/%d nodes are available: %s." % (len(nodes), ", ".join(
-                "%d %s" % (n, why) for why, n in sorted(reasons.items())) or "no nodes")
+            message = "0/%d nodes are available: %s." % (
+                len(nodes),
+                ", ".join("%d %s" % (n, why) for why, n in sorted(reasons.items())) or "no nodes",
+            )
             if _set_condition(status, "PodScheduled", "False", "Unschedulable", message):
                 self._write(POD, pod, "status")
             return None
@@ -214,8 +211,7 @@ class Scheduler:
         _set_condition(status, "PodScheduled", "True")
         try:
             self.store.update(POD, pod, expect_rv="", subresource="all")
-            log("debug", "scheduler: bound %s/%s to %s" % (pod["metadata"].get("namespace"),
-                                                          pod["metadata"]["name"], chosen))
+            log("debug", "scheduler: bound %s/%s to %s" % (pod["metadata"].get("namespace"), pod["metadata"]["name"], chosen))
         except ApiError:
             return None
         return chosen
@@ -224,24 +220,21 @@ class Scheduler:
         """The pod garbage collector: pods bound to a node that no longer exists go."""
         try:
             self.store.delete(POD, pod["metadata"].get("namespace"), pod["metadata"]["name"])
-            log("info", "Deleted pod %s/%s of deleted node %s"
-                % (pod["metadata"].get("namespace"), pod["metadata"]["name"], node_name))
+            log("info", "Deleted pod %s/%s of deleted node %s" % (pod["metadata"].get("namespace"), pod["metadata"]["name"], node_name))
         except ApiError:
             pass
 
     @staticmethod
     def _pod_ip(pod: Obj, node: Obj, pods: list[Obj]) -> str:
         spec = pod.get("spec") or {}
-        addrs = [a["address"] for a in (node.get("status") or {}).get("addresses") or []
-                 if a.get("type") == "InternalIP"]
+        addrs = [a["address"] for a in (node.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"]
         if spec.get("hostNetwork"):
             return addrs[0] if addrs else ""
         try:
             net = ipaddress.ip_network((node.get("spec") or {}).get("podCIDR") or "", strict=False)
         except ValueError:
             return ""
-        used = {(p.get("status") or {}).get("podIP") for p in pods
-                if (p.get("spec") or {}).get("nodeName") == node["metadata"]["name"]}
+        used = {(p.get("status") or {}).get("podIP") for p in pods if (p.get("spec") or {}).get("nodeName") == node["metadata"]["name"]}
         for i, ip in enumerate(net.hosts()):
             if i >= 1 and str(ip) not in used:  # .1 is the bridge, as with Flannel's cni0
                 return str(ip)
@@ -260,23 +253,28 @@ class Scheduler:
             if node_ready == "Unknown":
                 return
             now = ts()
-            addrs = [a["address"] for a in (node.get("status") or {}).get("addresses") or []
-                     if a.get("type") == "InternalIP"]
+            addrs = [a["address"] for a in (node.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"]
             ip = self._pod_ip(pod, node, pods)
-            status.update({"phase": "Running", "startTime": now,
-                           "hostIP": addrs[0] if addrs else "",
-                           "hostIPs": [{"ip": a} for a in addrs[:1]]})
+            status.update(
+                {"phase": "Running", "startTime": now, "hostIP": addrs[0] if addrs else "", "hostIPs": [{"ip": a} for a in addrs[:1]]}
+            )
             if ip:
                 status["podIP"], status["podIPs"] = ip, [{"ip": ip}]
-            status["containerStatuses"] = [{
-                "name": c.get("name", ""), "image": c.get("image", ""),
-                "imageID": "%s@sha256:%s" % (c.get("image", ""), hashlib.sha256(
-                    c.get("image", "").encode()).hexdigest()),
-                "containerID": "containerd://" + hashlib.sha256(
-                    (pod["metadata"].get("uid", "") + c.get("name", "")).encode()).hexdigest(),
-                "ready": False, "restartCount": 0, "started": True,
-                "state": {"running": {"startedAt": now}}, "lastState": {},
-            } for c in spec.get("containers") or []]
+            status["containerStatuses"] = [
+                {
+                    "name": c.get("name", ""),
+                    "image": c.get("image", ""),
+                    "imageID": "%s@sha256:%s" % (c.get("image", ""), hashlib.sha256(c.get("image", "").encode()).hexdigest()),
+                    "containerID": "containerd://"
+                    + hashlib.sha256((pod["metadata"].get("uid", "") + c.get("name", "")).encode()).hexdigest(),
+                    "ready": False,
+                    "restartCount": 0,
+                    "started": True,
+                    "state": {"running": {"startedAt": now}},
+                    "lastState": {},
+                }
+                for c in spec.get("containers") or []
+            ]
             for typ in ("PodReadyToStartContainers", "Initialized", "PodScheduled"):
                 _set_condition(status, typ, "True")
             changed = True

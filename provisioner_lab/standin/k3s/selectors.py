@@ -61,16 +61,15 @@ def parse_label_selector(sel):
             try:
                 values = {int(v.strip())}
             except ValueError:
-                raise bad_request("unable to parse requirement: for 'Gt', 'Lt' operators, "
-                                  "the value must be an integer")
+                raise bad_request("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer")
         else:
             key, op, values = p, "exists", set()
         key = key.strip()
         if not valid_label_key(key):
-            raise bad_request("unable to parse requirement: invalid label key \"%s\"" % key)
+            raise bad_request('unable to parse requirement: invalid label key "%s"' % key)
         for v in values:
             if isinstance(v, str) and not valid_label_value(v):
-                raise bad_request("unable to parse requirement: invalid label value: \"%s\"" % v)
+                raise bad_request('unable to parse requirement: invalid label value: "%s"' % v)
         reqs.append((key, op, values))
     return reqs
 
@@ -199,8 +198,7 @@ def json_patch(doc, ops):
             kind = op["op"]
             if kind == "test":
                 if get(op["path"]) != op.get("value"):
-                    raise ApiError(422, "Invalid", "the server rejected our request due to an "
-                                                   "error in our request: test failed")
+                    raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request: test failed")
                 continue
             if kind in ("move", "copy"):
                 value = copy.deepcopy(get(op["from"]))
@@ -227,8 +225,7 @@ def json_patch(doc, ops):
             else:
                 raise bad_request("unknown json patch operation %r" % kind)
         except (KeyError, IndexError, ValueError, TypeError) as e:
-            raise ApiError(422, "Invalid", "the server rejected our request due to an error in "
-                                           "our request: %s" % e)
+            raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request: %s" % e)
     return doc
 
 

@@ -33,6 +33,7 @@ def install_signal_handlers(stop):
     def handler(signum, frame):
         log("info", "Received %s, shutting down" % signal.Signals(signum).name)
         stop.set()
+
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 
@@ -47,9 +48,9 @@ def write_kubeconfig(cfg, pki, port, bind):
             raise Fatal("invalid write-kubeconfig-mode %r" % cfg["write-kubeconfig-mode"])
     host = bind if bind and bind not in ("0.0.0.0", "::") else "127.0.0.1"
     url = "https://%s:%d" % (url_host(host), port)
-    content = kubeconfig_yaml(url, read_file(pki.path("server-ca.crt")),
-                              read_file(pki.path("client-admin.crt")),
-                              read_file(pki.path("client-admin.key")))
+    content = kubeconfig_yaml(
+        url, read_file(pki.path("server-ca.crt")), read_file(pki.path("client-admin.crt")), read_file(pki.path("client-admin.key"))
+    )
     atomic_write(path, content, mode)
     os.chmod(path, mode)
     if cfg.get("write-kubeconfig-group"):
@@ -81,8 +82,7 @@ def join_cluster(url, token, pki, stop):
             status, data = client.call("GET", "/v1-k3s/standin/bootstrap")
             if status == 200:
                 break
-            log("error", "Failed to fetch bootstrap data from %s: %d %s"
-                % (url, status, data.get("message", "")))
+            log("error", "Failed to fetch bootstrap data from %s: %d %s" % (url, status, data.get("message", "")))
         except (OSError, http.client.HTTPException) as e:
             log("info", "Waiting to join cluster at %s: %s" % (url, e))
         stop.wait(retry)
@@ -120,8 +120,7 @@ def run_server(cfg, node_args, stop):
     if token:
         thash, _, secret = parse_token(token)
         if thash and thash != ca_hash:
-            raise Fatal("token CA hash does not match the Cluster CA certificate hash: %s != %s"
-                        % (thash, ca_hash))
+            raise Fatal("token CA hash does not match the Cluster CA certificate hash: %s != %s" % (thash, ca_hash))
     else:
         existing = (read_file(token_file) or b"").decode().strip()
         if existing.startswith("K10") and "::" in existing:
@@ -136,21 +135,21 @@ def run_server(cfg, node_args, stop):
     agent_secret = parse_token(agent_token)[2] if agent_token else secret
     add_secret(agent_secret)
     if agent_token:
-        atomic_write(os.path.join(server_dir, "agent-token"),
-                     "K10%s::node:%s\n" % (ca_hash, agent_secret), 0o600)
+        atomic_write(os.path.join(server_dir, "agent-token"), "K10%s::node:%s\n" % (ca_hash, agent_secret), 0o600)
 
     sans = serving_sans(cfg)
-    if pki.ensure_leaf("serving-kube-apiserver", server_ca, "kube-apiserver", orgs=["k3s"],
-                       sans=sans):
+    if pki.ensure_leaf("serving-kube-apiserver", server_ca, "kube-apiserver", orgs=["k3s"], sans=sans):
         log("info", "Generated serving certificate with SANs: %s" % ",".join(sans))
-    pki.ensure_leaf("client-admin", client_ca, "system:admin", orgs=["system:masters"],
-                    server=False)
+    pki.ensure_leaf("client-admin", client_ca, "system:admin", orgs=["system:masters"], server=False)
     write_kubeconfig(cfg, pki, port, bind)
 
     node_ips = [x.strip() for v in cfg.get("node-ip") or [] for x in v.split(",") if x.strip()]
-    advertise = (cfg.get("advertise-address") or (node_ips[0] if node_ips else "")
-                 or (bind if bind not in ("0.0.0.0", "::", "127.0.0.1", "::1") else "")
-                 or default_route_address())
+    advertise = (
+        cfg.get("advertise-address")
+        or (node_ips[0] if node_ips else "")
+        or (bind if bind not in ("0.0.0.0", "::", "127.0.0.1", "::1") else "")
+        or default_route_address()
+    )
     grace = env_float("K3S_STANDIN_NODE_GRACE_SECONDS", 40.0)
     store = cluster = upstream = None
     if join_url:
@@ -161,8 +160,7 @@ def run_server(cfg, node_args, stop):
         store = Store(os.path.join(server_dir, "db", "state.json"))
         for ns in PROTECTED_NAMESPACES:
             if store.get(NAMESPACE, None, ns) is None:
-                store.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
-                                         "metadata": {"name": ns}})
+                store.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         store.flush()
         cluster = Cluster(store, grace)
         bootstrap = {
@@ -172,21 +170,18 @@ def run_server(cfg, node_args, stop):
             "client-ca.key": read_file(pki.path("client-ca.key")).decode(),
             "etcd": bool(cfg.get("cluster-init")),
         }
-    app = ApiApp(store, cluster, ca_pem, secret, agent_secret, advertise, port,
-                 bootstrap=bootstrap, upstream=upstream)
-    ctx = server_ssl_context(pki.path("serving-kube-apiserver.crt"),
-                             pki.path("serving-kube-apiserver.key"), pki.path("client-ca.crt"))
+    app = ApiApp(store, cluster, ca_pem, secret, agent_secret, advertise, port, bootstrap=bootstrap, upstream=upstream)
+    ctx = server_ssl_context(pki.path("serving-kube-apiserver.crt"), pki.path("serving-kube-apiserver.key"), pki.path("client-ca.crt"))
     try:
         httpd = TLSServer((bind, port), Handler, ctx, app)
     except OSError as e:
         raise Fatal("failed to listen on %s:%d: %s" % (bind, port, e))
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                     name="https", daemon=True).start()
-    log("info", "Stand-in k3s %s (%s) serving on https://%s:%d"
-        % (STANDIN_VERSION, STANDIN_NOTE, url_host(bind), port))
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="https", daemon=True).start()
+    log("info", "Stand-in k3s %s (%s) serving on https://%s:%d" % (STANDIN_VERSION, STANDIN_NOTE, url_host(bind), port))
 
     threads = []
     if store is not None:
+
         def flusher():
             while not stop.wait(0.5):
                 store.flush()
@@ -194,10 +189,12 @@ def run_server(cfg, node_args, stop):
         def monitor():
             while not stop.wait(min(1.0, grace / 4)):
                 cluster.monitor_once()
-        threads += [threading.Thread(target=flusher, name="flush", daemon=True),
-                    threading.Thread(target=monitor, name="monitor", daemon=True),
-                    threading.Thread(target=ControllerManager(store).run, args=(stop,),
-                                     name="controllers", daemon=True)]
+
+        threads += [
+            threading.Thread(target=flusher, name="flush", daemon=True),
+            threading.Thread(target=monitor, name="monitor", daemon=True),
+            threading.Thread(target=ControllerManager(store).run, args=(stop,), name="controllers", daemon=True),
+        ]
 
     def notify_ready():
         sd_notify("READY=1")
@@ -210,11 +207,16 @@ def run_server(cfg, node_args, stop):
         etcd = bool(cfg.get("cluster-init")) or bool(bootstrap and bootstrap.get("etcd"))
 
         def reg_fn(local_ip):
-            reg = node_registration(node_name, "control-plane", cfg, node_args,
-                                    advertise if not join_url or not local_ip else
-                                    (node_ips[0] if node_ips else local_ip))
+            reg = node_registration(
+                node_name,
+                "control-plane",
+                cfg,
+                node_args,
+                advertise if not join_url or not local_ip else (node_ips[0] if node_ips else local_ip),
+            )
             reg["etcd"] = etcd
             return reg
+
         if store is not None:
             hb = env_float("K3S_STANDIN_HEARTBEAT_SECONDS", 10.0)
             retry = env_float("K3S_STANDIN_RETRY_SECONDS", 5.0)
@@ -232,6 +234,7 @@ def run_server(cfg, node_args, stop):
                         log("error", "Failed to register node %s: %s" % (node_name, e.message))
                         wait = retry
                     stop.wait(wait)
+
             threads.append(threading.Thread(target=own_node, name="node", daemon=True))
         else:
             loop = NodeLoop(client, reg_fn, password, stop, on_first_ready=notify_ready)

@@ -29,16 +29,24 @@ class ApiError(Exception):
         self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def status(self):
-        s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-             "message": self.message, "reason": self.reason, "code": self.code}
+        s = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
         if self.details:
             s["details"] = self.details
         return s
 
 
 def not_found(kind, name):
-    return ApiError(404, "NotFound", '%s "%s" not found' % (kind.resource_label, name),
-                    {"name": name, "group": kind.group, "kind": kind.plural})
+    return ApiError(
+        404, "NotFound", '%s "%s" not found' % (kind.resource_label, name), {"name": name, "group": kind.group, "kind": kind.plural}
+    )
 
 
 def bad_request(message):
@@ -51,8 +59,12 @@ def invalid(kind, name, message):
     cause = {"reason": "FieldValueInvalid", "message": detail or message, "field": field}
     if detail.startswith("Required value"):
         cause["reason"] = "FieldValueRequired"
-    return ApiError(422, "Invalid", '%s "%s" is invalid: %s' % (kind.kind, name, message),
-                    {"name": name, "group": kind.group, "kind": kind.kind, "causes": [cause]})
+    return ApiError(
+        422,
+        "Invalid",
+        '%s "%s" is invalid: %s' % (kind.kind, name, message),
+        {"name": name, "group": kind.group, "kind": kind.kind, "causes": [cause]},
+    )
 
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -92,7 +104,7 @@ def node_roles(node):
     roles = set()
     for k, v in (node.get("metadata", {}).get("labels") or {}).items():
         if k.startswith("node-role.kubernetes.io/"):
-            role = k[len("node-role.kubernetes.io/"):]
+            role = k[len("node-role.kubernetes.io/") :]
             if role:
                 roles.add(role)
         elif k == "kubernetes.io/role" and v:
@@ -101,30 +113,37 @@ def node_roles(node):
 
 
 def node_address(node, typ):
-    addrs = [a["address"] for a in node.get("status", {}).get("addresses", []) or []
-             if a.get("type") == typ]
+    addrs = [a["address"] for a in node.get("status", {}).get("addresses", []) or [] if a.get("type") == typ]
     return ",".join(addrs) or "<none>"
 
 
 def node_cells(n):
     info = n.get("status", {}).get("nodeInfo", {}) or {}
-    return [n["metadata"]["name"], node_status_text(n), node_roles(n), age(n),
-            info.get("kubeletVersion", ""), node_address(n, "InternalIP"),
-            node_address(n, "ExternalIP"), info.get("osImage", "<unknown>"),
-            info.get("kernelVersion", "<unknown>"), info.get("containerRuntimeVersion", "<unknown>")]
+    return [
+        n["metadata"]["name"],
+        node_status_text(n),
+        node_roles(n),
+        age(n),
+        info.get("kubeletVersion", ""),
+        node_address(n, "InternalIP"),
+        node_address(n, "ExternalIP"),
+        info.get("osImage", "<unknown>"),
+        info.get("kernelVersion", "<unknown>"),
+        info.get("containerRuntimeVersion", "<unknown>"),
+    ]
 
 
 NODE_COLUMNS = [
-    NAME_COL, col("Status", "The status of the node"), col("Roles", "The roles of the node"),
-    AGE_COL, col("Version", "Kubelet Version reported by the node."),
+    NAME_COL,
+    col("Status", "The status of the node"),
+    col("Roles", "The roles of the node"),
+    AGE_COL,
+    col("Version", "Kubelet Version reported by the node."),
     col("Internal-IP", "List of internal IPs for the node.", 1),
     col("External-IP", "List of external IPs for the node.", 1),
-    col("OS-Image", "OS Image reported by the node from /etc/os-release (e.g. Debian "
-        "GNU/Linux 7 (wheezy)).", 1),
-    col("Kernel-Version", "Kernel Version reported by the node from 'uname -r' "
-        "(e.g. 3.16.0-0.bpo.4-amd64).", 1),
-    col("Container-Runtime", "Container Runtime Version reported by the node through "
-        "runtime remote API (e.g. containerd://1.4.2).", 1),
+    col("OS-Image", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).", 1),
+    col("Kernel-Version", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).", 1),
+    col("Container-Runtime", "Container Runtime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).", 1),
 ]
 
 
@@ -139,8 +158,7 @@ def prepare_node(node, old):
     spec = node.setdefault("spec", {})
     taints = [t for t in spec.get("taints") or [] if t.get("key") != UNSCHEDULABLE_TAINT]
     if spec.get("unschedulable"):
-        taints.append({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule",
-                       "timeAdded": ts()})
+        taints.append({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule", "timeAdded": ts()})
     if taints:
         spec["taints"] = taints
     else:
@@ -150,8 +168,7 @@ def prepare_node(node, old):
 def prepare_namespace(ns, old):
     ns.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
     ns.setdefault("status", {}).setdefault("phase", "Active")
-    ns["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = \
-        ns["metadata"]["name"]
+    ns["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = ns["metadata"]["name"]
 
 
 def prepare_daemonset(ds, old):
@@ -163,18 +180,23 @@ def prepare_daemonset(ds, old):
         gen += 1
     md["generation"] = gen or 1
     status = ds.setdefault("status", {})
-    for k in ("currentNumberScheduled", "desiredNumberScheduled", "numberMisscheduled",
-              "numberReady"):
+    for k in ("currentNumberScheduled", "desiredNumberScheduled", "numberMisscheduled", "numberReady"):
         status.setdefault(k, 0)
 
 
 def _ds_cells(o):
     st = o.get("status") or {}
     sel = ((o.get("spec") or {}).get("template") or {}).get("spec", {}).get("nodeSelector") or {}
-    return [o["metadata"]["name"], st.get("desiredNumberScheduled", 0),
-            st.get("currentNumberScheduled", 0), st.get("numberReady", 0),
-            st.get("updatedNumberScheduled", 0), st.get("numberAvailable", 0),
-            ",".join("%s=%s" % kv for kv in sorted(sel.items())) or "<none>", age(o)]
+    return [
+        o["metadata"]["name"],
+        st.get("desiredNumberScheduled", 0),
+        st.get("currentNumberScheduled", 0),
+        st.get("numberReady", 0),
+        st.get("updatedNumberScheduled", 0),
+        st.get("numberAvailable", 0),
+        ",".join("%s=%s" % kv for kv in sorted(sel.items())) or "<none>",
+        age(o),
+    ]
 
 
 def _crb_cells(o):
@@ -183,50 +205,108 @@ def _crb_cells(o):
 
 
 KINDS = [
-    Kind("", "v1", "Namespace", "namespaces", False, ["ns"],
-         columns=[NAME_COL, col("Status", "The status of the namespace"), AGE_COL],
-         cells=lambda o: [o["metadata"]["name"], o.get("status", {}).get("phase", ""), age(o)],
-         prepare=prepare_namespace),
-    Kind("", "v1", "Node", "nodes", False, ["no"], columns=NODE_COLUMNS, cells=node_cells,
-         prepare=prepare_node),
-    Kind("", "v1", "Secret", "secrets", True, status_subresource=False,
-         columns=[NAME_COL, col("Type", "The type of the secret"),
-                  col("Data", "The number of entries in the secret", typ="integer"), AGE_COL],
-         cells=lambda o: [o["metadata"]["name"], o.get("type", "Opaque"),
-                          len(o.get("data") or {}), age(o)]),
+    Kind(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        False,
+        ["ns"],
+        columns=[NAME_COL, col("Status", "The status of the namespace"), AGE_COL],
+        cells=lambda o: [o["metadata"]["name"], o.get("status", {}).get("phase", ""), age(o)],
+        prepare=prepare_namespace,
+    ),
+    Kind("", "v1", "Node", "nodes", False, ["no"], columns=NODE_COLUMNS, cells=node_cells, prepare=prepare_node),
+    Kind(
+        "",
+        "v1",
+        "Secret",
+        "secrets",
+        True,
+        status_subresource=False,
+        columns=[
+            NAME_COL,
+            col("Type", "The type of the secret"),
+            col("Data", "The number of entries in the secret", typ="integer"),
+            AGE_COL,
+        ],
+        cells=lambda o: [o["metadata"]["name"], o.get("type", "Opaque"), len(o.get("data") or {}), age(o)],
+    ),
     POD_KIND,
     Kind("", "v1", "Event", "events", True, ["ev"], status_subresource=False),
-    Kind("coordination.k8s.io", "v1", "Lease", "leases", True, status_subresource=False,
-         columns=[NAME_COL, col("Holder", "The holder of the lease"), AGE_COL],
-         cells=lambda o: [o["metadata"]["name"],
-                          (o.get("spec") or {}).get("holderIdentity", ""), age(o)]),
+    Kind(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        True,
+        status_subresource=False,
+        columns=[NAME_COL, col("Holder", "The holder of the lease"), AGE_COL],
+        cells=lambda o: [o["metadata"]["name"], (o.get("spec") or {}).get("holderIdentity", ""), age(o)],
+    ),
     # what `kubectl apply` of a CNI manifest (Flannel) and kubeadm's bootstrap need
-    Kind("", "v1", "ConfigMap", "configmaps", True, ["cm"], status_subresource=False,
-         columns=[NAME_COL, col("Data", "The number of entries in the config map",
-                                typ="integer"), AGE_COL],
-         cells=lambda o: [o["metadata"]["name"],
-                          len(o.get("data") or {}) + len(o.get("binaryData") or {}), age(o)]),
-    Kind("", "v1", "ServiceAccount", "serviceaccounts", True, ["sa"], status_subresource=False,
-         columns=[NAME_COL, col("Secrets", "The number of secrets", typ="integer"), AGE_COL],
-         cells=lambda o: [o["metadata"]["name"], len(o.get("secrets") or []), age(o)]),
-    Kind("apps", "v1", "DaemonSet", "daemonsets", True, ["ds"], prepare=prepare_daemonset,
-         columns=[NAME_COL,
-                  col("Desired", "The desired number of pods.", typ="integer"),
-                  col("Current", "The current number of pods.", typ="integer"),
-                  col("Ready", "The number of pods ready.", typ="integer"),
-                  col("Up-to-date", "The number of pods updated.", typ="integer"),
-                  col("Available", "The number of pods ready for at least minReadySeconds.",
-                      typ="integer"),
-                  col("Node Selector", "Which nodes the pods are scheduled on."), AGE_COL],
-         cells=_ds_cells),
-    Kind("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False,
-         status_subresource=False,
-         columns=[NAME_COL, col("Created At", "Creation time of the cluster role.")],
-         cells=lambda o: [o["metadata"]["name"], o["metadata"].get("creationTimestamp", "")]),
-    Kind("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False,
-         status_subresource=False,
-         columns=[NAME_COL, col("Role", "The role of the binding."), AGE_COL],
-         cells=_crb_cells),
+    Kind(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        True,
+        ["cm"],
+        status_subresource=False,
+        columns=[NAME_COL, col("Data", "The number of entries in the config map", typ="integer"), AGE_COL],
+        cells=lambda o: [o["metadata"]["name"], len(o.get("data") or {}) + len(o.get("binaryData") or {}), age(o)],
+    ),
+    Kind(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        True,
+        ["sa"],
+        status_subresource=False,
+        columns=[NAME_COL, col("Secrets", "The number of secrets", typ="integer"), AGE_COL],
+        cells=lambda o: [o["metadata"]["name"], len(o.get("secrets") or []), age(o)],
+    ),
+    Kind(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        True,
+        ["ds"],
+        prepare=prepare_daemonset,
+        columns=[
+            NAME_COL,
+            col("Desired", "The desired number of pods.", typ="integer"),
+            col("Current", "The current number of pods.", typ="integer"),
+            col("Ready", "The number of pods ready.", typ="integer"),
+            col("Up-to-date", "The number of pods updated.", typ="integer"),
+            col("Available", "The number of pods ready for at least minReadySeconds.", typ="integer"),
+            col("Node Selector", "Which nodes the pods are scheduled on."),
+            AGE_COL,
+        ],
+        cells=_ds_cells,
+    ),
+    Kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        False,
+        status_subresource=False,
+        columns=[NAME_COL, col("Created At", "Creation time of the cluster role.")],
+        cells=lambda o: [o["metadata"]["name"], o["metadata"].get("creationTimestamp", "")],
+    ),
+    Kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        False,
+        status_subresource=False,
+        columns=[NAME_COL, col("Role", "The role of the binding."), AGE_COL],
+        cells=_crb_cells,
+    ),
     *WORKLOAD_KINDS,
 ]
 
@@ -296,8 +376,7 @@ class Store:
             state = json.loads(raw)
             self.rv = int(state.get("resourceVersion", 0))
             for obj in state.get("objects", []):
-                kind = kind_for(*_split_api_version(obj.get("apiVersion", "v1")),
-                                _plural_of(obj.get("kind", "")))
+                kind = kind_for(*_split_api_version(obj.get("apiVersion", "v1")), _plural_of(obj.get("kind", "")))
                 if kind:
                     md = obj["metadata"]
                     self.objs[kind.key][(md.get("namespace"), md["name"])] = obj
@@ -306,10 +385,8 @@ class Store:
     # -- persistence
     def snapshot(self):
         with self.lock:
-            objs = [o for k in KINDS for _, o in sorted(self.objs[k.key].items(),
-                                                          key=lambda kv: (kv[0][0] or "", kv[0][1]))]
-            data = json.dumps({"standin": STANDIN_VERSION, "resourceVersion": self.rv,
-                               "objects": objs}, indent=1, sort_keys=True)
+            objs = [o for k in KINDS for _, o in sorted(self.objs[k.key].items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))]
+            data = json.dumps({"standin": STANDIN_VERSION, "resourceVersion": self.rv, "objects": objs}, indent=1, sort_keys=True)
             self.dirty = False
         return data
 
@@ -335,8 +412,7 @@ class Store:
 
     def list(self, kind, ns=None):
         with self.lock:
-            items = [o for (ons, _), o in self.objs[kind.key].items()
-                     if ns is None or ons == ns]
+            items = [o for (ons, _), o in self.objs[kind.key].items() if ns is None or ons == ns]
             items.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
             return copy.deepcopy(items), str(self.rv)
 
@@ -349,29 +425,32 @@ class Store:
             name = md.get("name")
             if not name and md.get("generateName"):
                 while True:
-                    name = md["generateName"] + "".join(
-                        secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+                    name = md["generateName"] + "".join(secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
                     if (ns, name) not in self.objs[kind.key]:
                         break
                 md["name"] = name
             if not name:
-                raise invalid(kind, "", "metadata.name: Required value: name or generateName "
-                                        "is required")
+                raise invalid(kind, "", "metadata.name: Required value: name or generateName is required")
             if not NAME_RE.match(name) or len(name) > 253:
-                raise invalid(kind, name, "metadata.name: Invalid value: \"%s\": a lowercase "
-                                          "RFC 1123 subdomain must consist of lower case "
-                                          "alphanumeric characters, '-' or '.'" % name)
+                raise invalid(
+                    kind,
+                    name,
+                    'metadata.name: Invalid value: "%s": a lowercase '
+                    "RFC 1123 subdomain must consist of lower case "
+                    "alphanumeric characters, '-' or '.'" % name,
+                )
             if kind.namespaced:
                 if not ns:
-                    raise bad_request("the namespace of the object does not match the "
-                                      "namespace on the request")
+                    raise bad_request("the namespace of the object does not match the namespace on the request")
                 if (None, ns) not in self.objs[NAMESPACE.key]:
-                    raise ApiError(404, "NotFound", 'namespaces "%s" not found' % ns,
-                                   {"name": ns, "kind": "namespaces"})
+                    raise ApiError(404, "NotFound", 'namespaces "%s" not found' % ns, {"name": ns, "kind": "namespaces"})
             if (ns, name) in self.objs[kind.key]:
-                raise ApiError(409, "AlreadyExists",
-                               '%s "%s" already exists' % (kind.resource_label, name),
-                               {"name": name, "group": kind.group, "kind": kind.plural})
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    '%s "%s" already exists' % (kind.resource_label, name),
+                    {"name": name, "group": kind.group, "kind": kind.plural},
+                )
             self._check_labels(kind, obj)
             obj["kind"], obj["apiVersion"] = kind.kind, kind.api_version
             md["uid"] = str(uuid.uuid4())
@@ -408,12 +487,17 @@ class Store:
                 if not isinstance(v, str):
                     raise invalid(kind, name, "metadata.%s: Invalid value: %r" % (field, v))
                 if not valid_label_key(k):
-                    raise invalid(kind, name, "metadata.%s: Invalid value: \"%s\": name part "
-                                              "must consist of alphanumeric characters" % (field, k))
+                    raise invalid(
+                        kind, name, 'metadata.%s: Invalid value: "%s": name part must consist of alphanumeric characters' % (field, k)
+                    )
                 if field == "labels" and not valid_label_value(v):
-                    raise invalid(kind, name, "metadata.labels: Invalid value: \"%s\": a valid "
-                                              "label must be an empty string or consist of "
-                                              "alphanumeric characters" % v)
+                    raise invalid(
+                        kind,
+                        name,
+                        'metadata.labels: Invalid value: "%s": a valid '
+                        "label must be an empty string or consist of "
+                        "alphanumeric characters" % v,
+                    )
 
     def update(self, kind, obj, expect_rv=None, subresource=None, dry_run=False):
         """Replace an object. subresource 'status' only changes status; the main resource
@@ -427,11 +511,14 @@ class Store:
                 raise not_found(kind, name)
             want_rv = expect_rv if expect_rv is not None else md.get("resourceVersion")
             if want_rv and want_rv != old["metadata"]["resourceVersion"]:
-                raise ApiError(409, "Conflict",
-                               'Operation cannot be fulfilled on %s "%s": the object has been '
-                               'modified; please apply your changes to the latest version and '
-                               'try again' % (kind.resource_label, name),
-                               {"name": name, "group": kind.group, "kind": kind.plural})
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    'Operation cannot be fulfilled on %s "%s": the object has been '
+                    "modified; please apply your changes to the latest version and "
+                    "try again" % (kind.resource_label, name),
+                    {"name": name, "group": kind.group, "kind": kind.plural},
+                )
             if subresource == "status":
                 new = copy.deepcopy(old)
                 if "status" in obj:
@@ -465,9 +552,12 @@ class Store:
             if obj is None:
                 raise not_found(kind, name)
             if kind is NAMESPACE and name in PROTECTED_NAMESPACES[:3]:
-                raise ApiError(403, "Forbidden", 'namespaces "%s" is forbidden: this namespace '
-                                                 'may not be deleted' % name,
-                               {"name": name, "kind": "namespaces"})
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    'namespaces "%s" is forbidden: this namespace may not be deleted' % name,
+                    {"name": name, "kind": "namespaces"},
+                )
             if dry_run:
                 return copy.deepcopy(obj)
             del self.objs[kind.key][key]

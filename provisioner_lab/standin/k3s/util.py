@@ -81,8 +81,7 @@ def ts(dt=None):
 
 def parse_ts(value):
     try:
-        return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=datetime.UTC)
+        return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
     except (TypeError, ValueError):
         return None
 
@@ -181,9 +180,17 @@ def sd_notify(state):
 
 def go_arch():
     m = platform.machine().lower()
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-            "armv7l": "arm", "armv6l": "arm", "s390x": "s390x", "ppc64le": "ppc64le",
-            "riscv64": "riscv64"}.get(m, m)
+    return {
+        "x86_64": "amd64",
+        "amd64": "amd64",
+        "aarch64": "arm64",
+        "arm64": "arm64",
+        "armv7l": "arm",
+        "armv6l": "arm",
+        "s390x": "s390x",
+        "ppc64le": "ppc64le",
+        "riscv64": "riscv64",
+    }.get(m, m)
 
 
 def hostname():
@@ -214,8 +221,13 @@ def version_info(git_version=None):
     m = re.match(r"v(\d+)\.(\d+)", git_version)
     major, minor = (m.group(1), m.group(2)) if m else ("1", "0")
     return {
-        "major": major, "minor": minor, "gitVersion": git_version,
-        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
-        "buildDate": "2024-12-01T00:00:00Z", "goVersion": GO_VERSION, "compiler": "gc",
+        "major": major,
+        "minor": minor,
+        "gitVersion": git_version,
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2024-12-01T00:00:00Z",
+        "goVersion": GO_VERSION,
+        "compiler": "gc",
         "platform": "linux/%s" % go_arch(),
     }

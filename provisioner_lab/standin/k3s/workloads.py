@@ -54,8 +54,7 @@ DAEMON_TOLERATIONS = [
     {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
     {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
 ]
-HOST_NETWORK_TOLERATION = {"key": "node.kubernetes.io/network-unavailable", "operator": "Exists",
-                           "effect": "NoSchedule"}
+HOST_NETWORK_TOLERATION = {"key": "node.kubernetes.io/network-unavailable", "operator": "Exists", "effect": "NoSchedule"}
 
 
 def template_hash(template: Obj) -> str:
@@ -69,8 +68,14 @@ def template_hash(template: Obj) -> str:
 
 
 def owner_ref(kind: Kind, obj: Obj) -> Obj:
-    return {"apiVersion": kind.api_version, "kind": kind.kind, "name": obj["metadata"]["name"],
-            "uid": obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def owned_by(obj: Obj, owner: Obj) -> bool:
@@ -89,11 +94,9 @@ def _set_condition(status: Obj, typ: str, value: str, reason: str, message: str)
                 return
             if c.get("status") != value:
                 c["lastTransitionTime"] = now
-            c.update({"status": value, "reason": reason, "message": message,
-                      "lastUpdateTime": now})
+            c.update({"status": value, "reason": reason, "message": message, "lastUpdateTime": now})
             return
-    conds.append({"type": typ, "status": value, "reason": reason, "message": message,
-                  "lastUpdateTime": now, "lastTransitionTime": now})
+    conds.append({"type": typ, "status": value, "reason": reason, "message": message, "lastUpdateTime": now, "lastTransitionTime": now})
 
 
 class Controllers:
@@ -123,8 +126,7 @@ class Controllers:
             pass
 
     def _pods_of(self, owner: Obj, pods: list[Obj]) -> list[Obj]:
-        return [p for p in pods if owned_by(p, owner)
-                and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        return [p for p in pods if owned_by(p, owner) and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
 
     def sync(self) -> None:
         self.collect_garbage()
@@ -158,8 +160,7 @@ class Controllers:
                 if not refs:
                     continue
                 if not any(r.get("uid") in uids for r in refs):
-                    log("debug", "garbage collector: deleting %s %s" % (kind.kind,
-                                                                     obj["metadata"]["name"]))
+                    log("debug", "garbage collector: deleting %s %s" % (kind.kind, obj["metadata"]["name"]))
                     self._delete(kind, obj)
 
     # -- Deployment
@@ -174,10 +175,8 @@ class Controllers:
         template.setdefault("metadata", {}).get("labels", {}).pop(HASH_LABEL, None)
         h = template_hash(template)
         owned = self._replicasets_of(d)
-        new = next((rs for rs in owned
-                    if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == h), None)
-        revisions = [int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0)
-                     for rs in owned]
+        new = next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == h), None)
+        revisions = [int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0) for rs in owned]
         revision = str(max(revisions, default=0) + (0 if new is not None else 1))
         if new is not None:
             revision = (new["metadata"].get("annotations") or {}).get(REVISION, revision)
@@ -187,37 +186,47 @@ class Controllers:
             template["metadata"]["labels"] = labels
             selector = copy.deepcopy(spec.get("selector") or {})
             selector.setdefault("matchLabels", {})[HASH_LABEL] = h
-            new = self._create(REPLICASET, {
-                "apiVersion": "apps/v1", "kind": "ReplicaSet",
-                "metadata": {"name": "%s-%s" % (md["name"], h), "namespace": md.get("namespace"),
-                             "labels": labels, "ownerReferences": [owner_ref(DEPLOYMENT, d)],
-                             "annotations": {REVISION: revision,
-                                             "deployment.kubernetes.io/desired-replicas":
-                                                 str(replicas),
-                                             "deployment.kubernetes.io/max-replicas":
-                                                 str(replicas)}},
-                "spec": {"replicas": replicas, "selector": selector, "template": template,
-                         "minReadySeconds": spec.get("minReadySeconds", 0)}})
+            new = self._create(
+                REPLICASET,
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "metadata": {
+                        "name": "%s-%s" % (md["name"], h),
+                        "namespace": md.get("namespace"),
+                        "labels": labels,
+                        "ownerReferences": [owner_ref(DEPLOYMENT, d)],
+                        "annotations": {
+                            REVISION: revision,
+                            "deployment.kubernetes.io/desired-replicas": str(replicas),
+                            "deployment.kubernetes.io/max-replicas": str(replicas),
+                        },
+                    },
+                    "spec": {
+                        "replicas": replicas,
+                        "selector": selector,
+                        "template": template,
+                        "minReadySeconds": spec.get("minReadySeconds", 0),
+                    },
+                },
+            )
             if new is not None:
-                log("info", "Deployment %s/%s: created ReplicaSet %s"
-                    % (md.get("namespace"), md["name"], new["metadata"]["name"]))
+                log("info", "Deployment %s/%s: created ReplicaSet %s" % (md.get("namespace"), md["name"], new["metadata"]["name"]))
         for rs in owned:
-            want = replicas if new is not None and rs["metadata"]["uid"] == \
-                new["metadata"]["uid"] else 0
+            want = replicas if new is not None and rs["metadata"]["uid"] == new["metadata"]["uid"] else 0
             ann = rs["metadata"].setdefault("annotations", {})
-            if rs["spec"].get("replicas") != want or (
-                    want and ann.get("deployment.kubernetes.io/desired-replicas") != str(want)):
+            if rs["spec"].get("replicas") != want or (want and ann.get("deployment.kubernetes.io/desired-replicas") != str(want)):
                 rs["spec"]["replicas"] = want
                 if want:
                     ann["deployment.kubernetes.io/desired-replicas"] = str(want)
                     ann["deployment.kubernetes.io/max-replicas"] = str(want)
                 self._update(REPLICASET, rs)
         history = int(spec.get("revisionHistoryLimit", 10))
-        old = sorted((rs for rs in owned if new is None or rs["metadata"]["uid"] !=
-                      new["metadata"]["uid"]),
-                     key=lambda rs: int((rs["metadata"].get("annotations") or {})
-                                        .get(REVISION, "0") or 0))
-        for rs in old[:max(0, len(old) - history)]:
+        old = sorted(
+            (rs for rs in owned if new is None or rs["metadata"]["uid"] != new["metadata"]["uid"]),
+            key=lambda rs: int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0),
+        )
+        for rs in old[: max(0, len(old) - history)]:
             if not (rs.get("status") or {}).get("replicas"):
                 self._delete(REPLICASET, rs)
         if (md.get("annotations") or {}).get(REVISION) != revision:
@@ -231,17 +240,22 @@ class Controllers:
         template = copy.deepcopy(spec.get("template") or {})
         template.setdefault("metadata", {}).get("labels", {}).pop(HASH_LABEL, None)
         h = template_hash(template)
-        new = next((rs for rs in owned
-                    if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == h), None)
+        new = next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == h), None)
         total = sum(int((rs.get("status") or {}).get("replicas", 0)) for rs in owned)
         ready = sum(int((rs.get("status") or {}).get("readyReplicas", 0)) for rs in owned)
         available = sum(int((rs.get("status") or {}).get("availableReplicas", 0)) for rs in owned)
         updated = int((new.get("status") or {}).get("replicas", 0)) if new else 0
         new_available = int((new.get("status") or {}).get("availableReplicas", 0)) if new else 0
         status = copy.deepcopy(d.get("status") or {})
-        status.update({"observedGeneration": d["metadata"].get("generation", 1),
-                       "replicas": total, "updatedReplicas": updated,
-                       "readyReplicas": ready, "availableReplicas": available})
+        status.update(
+            {
+                "observedGeneration": d["metadata"].get("generation", 1),
+                "replicas": total,
+                "updatedReplicas": updated,
+                "readyReplicas": ready,
+                "availableReplicas": available,
+            }
+        )
         unavailable = max(0, replicas - available)
         if unavailable:
             status["unavailableReplicas"] = unavailable
@@ -256,19 +270,17 @@ class Controllers:
             value, pct = parse_int_or_percent(ru.get("maxUnavailable", "25%"), "maxUnavailable")
             max_unavailable = replicas * value // 100 if pct else value
         if available >= replicas - max_unavailable:
-            _set_condition(status, "Available", "True", "MinimumReplicasAvailable",
-                           "Deployment has minimum availability.")
+            _set_condition(status, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
         else:
-            _set_condition(status, "Available", "False", "MinimumReplicasUnavailable",
-                           "Deployment does not have minimum availability.")
+            _set_condition(status, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
         if new is not None:
             name = new["metadata"]["name"]
             if updated == replicas and new_available == replicas and total == replicas:
-                _set_condition(status, "Progressing", "True", "NewReplicaSetAvailable",
-                               'ReplicaSet "%s" has successfully progressed.' % name)
+                _set_condition(
+                    status, "Progressing", "True", "NewReplicaSetAvailable", 'ReplicaSet "%s" has successfully progressed.' % name
+                )
             else:
-                _set_condition(status, "Progressing", "True", "ReplicaSetUpdated",
-                               'ReplicaSet "%s" is progressing.' % name)
+                _set_condition(status, "Progressing", "True", "ReplicaSetUpdated", 'ReplicaSet "%s" is progressing.' % name)
         status["conditions"].sort(key=lambda c: c["type"] != "Available")
         if status != (d.get("status") or {}):
             d["status"] = status
@@ -283,12 +295,17 @@ class Controllers:
             template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
             tmd = template.get("metadata") or {}
             for _ in range(want - len(mine)):
-                pod = {"apiVersion": "v1", "kind": "Pod",
-                       "metadata": {"generateName": md["name"] + "-",
-                                    "namespace": md.get("namespace"),
-                                    "labels": dict(tmd.get("labels") or {}),
-                                    "ownerReferences": [owner_ref(REPLICASET, rs)]},
-                       "spec": copy.deepcopy(template.get("spec") or {})}
+                pod = {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "generateName": md["name"] + "-",
+                        "namespace": md.get("namespace"),
+                        "labels": dict(tmd.get("labels") or {}),
+                        "ownerReferences": [owner_ref(REPLICASET, rs)],
+                    },
+                    "spec": copy.deepcopy(template.get("spec") or {}),
+                }
                 if tmd.get("annotations"):
                     pod["metadata"]["annotations"] = dict(tmd["annotations"])
                 created = self._create(POD, pod)
@@ -303,21 +320,28 @@ class Controllers:
             def rank(p: Obj) -> tuple[Any, ...]:
                 node = (p.get("spec") or {}).get("nodeName") or ""
                 phase = (p.get("status") or {}).get("phase", "Pending")
-                return (bool(node), phase == "Running", pod_ready(p), -per_node.get(node, 0),
-                        [-ord(c) for c in p["metadata"].get("creationTimestamp", "")])
-            for p in sorted(mine, key=rank)[:len(mine) - want]:
+                return (
+                    bool(node),
+                    phase == "Running",
+                    pod_ready(p),
+                    -per_node.get(node, 0),
+                    [-ord(c) for c in p["metadata"].get("creationTimestamp", "")],
+                )
+
+            for p in sorted(mine, key=rank)[: len(mine) - want]:
                 self._delete(POD, p)
 
     def sync_replicaset_status(self, rs: Obj, pods: list[Obj]) -> None:
         mine = self._pods_of(rs, pods)
-        labels = ((rs.get("spec") or {}).get("template") or {}).get("metadata", {}) \
-            .get("labels") or {}
+        labels = ((rs.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
         ready = sum(1 for p in mine if pod_ready(p))
-        status = {"replicas": len(mine), "observedGeneration": rs["metadata"].get("generation", 1),
-                  "fullyLabeledReplicas": sum(
-                      1 for p in mine if all((p["metadata"].get("labels") or {}).get(k) == v
-                                             for k, v in labels.items())),
-                  "readyReplicas": ready, "availableReplicas": ready}
+        status = {
+            "replicas": len(mine),
+            "observedGeneration": rs["metadata"].get("generation", 1),
+            "fullyLabeledReplicas": sum(1 for p in mine if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+        }
         for k in ("fullyLabeledReplicas", "readyReplicas", "availableReplicas"):
             if not status[k]:
                 status.pop(k)
@@ -330,8 +354,7 @@ class Controllers:
     def _daemon_pod_spec(ds: Obj) -> Obj:
         spec = copy.deepcopy(((ds.get("spec") or {}).get("template") or {}).get("spec") or {})
         tol = spec.setdefault("tolerations", [])
-        extra = DAEMON_TOLERATIONS + ([HOST_NETWORK_TOLERATION] if spec.get("hostNetwork")
-                                      else [])
+        extra = DAEMON_TOLERATIONS + ([HOST_NETWORK_TOLERATION] if spec.get("hostNetwork") else [])
         for t in extra:
             if not any(x.get("key") == t["key"] and x.get("effect") == t["effect"] for x in tol):
                 tol.append(dict(t))
@@ -360,24 +383,30 @@ class Controllers:
                 for p in have:
                     self._delete(POD, p)
                 continue
-            current = [p for p in have if (p["metadata"].get("labels") or {})
-                       .get("controller-revision-hash") == revision]
+            current = [p for p in have if (p["metadata"].get("labels") or {}).get("controller-revision-hash") == revision]
             for p in [p for p in have if p not in current] + current[1:]:
                 self._delete(POD, p)  # OnDelete-free rolling update: replace at once
             if current:
                 continue
             spec = self._daemon_pod_spec(ds)
             spec.setdefault("affinity", {})["nodeAffinity"] = {
-                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
-                    "matchFields": [{"key": "metadata.name", "operator": "In",
-                                     "values": [name]}]}]}}
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [name]}]}]
+                }
+            }
             labels = dict((template.get("metadata") or {}).get("labels") or {})
-            labels.update({"controller-revision-hash": revision,
-                           "pod-template-generation": generation})
-            pod = {"apiVersion": "v1", "kind": "Pod",
-                   "metadata": {"generateName": md["name"] + "-", "namespace": md.get("namespace"),
-                                "labels": labels, "ownerReferences": [owner_ref(DAEMONSET, ds)]},
-                   "spec": spec}
+            labels.update({"controller-revision-hash": revision, "pod-template-generation": generation})
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "generateName": md["name"] + "-",
+                    "namespace": md.get("namespace"),
+                    "labels": labels,
+                    "ownerReferences": [owner_ref(DAEMONSET, ds)],
+                },
+                "spec": spec,
+            }
             created = self._create(POD, pod)
             if created is not None:
                 pods.append(created)
@@ -389,21 +418,26 @@ class Controllers:
         mine = self._pods_of(ds, pods)
         revision = template_hash((ds.get("spec") or {}).get("template") or {})
         scheduled = {(p.get("spec") or {}).get("nodeName") for p in mine} - {None, ""}
-        wanted = {n["metadata"]["name"] for n in nodes
-                  if self._should_run(ds, n, running=n["metadata"]["name"] in scheduled)}
-        ready = [p for p in mine if pod_ready(p)
-                 and (p.get("spec") or {}).get("nodeName") in wanted]
-        updated = [p for p in mine if (p["metadata"].get("labels") or {})
-                   .get("controller-revision-hash") == revision
-                   and (p.get("spec") or {}).get("nodeName") in wanted]
+        wanted = {n["metadata"]["name"] for n in nodes if self._should_run(ds, n, running=n["metadata"]["name"] in scheduled)}
+        ready = [p for p in mine if pod_ready(p) and (p.get("spec") or {}).get("nodeName") in wanted]
+        updated = [
+            p
+            for p in mine
+            if (p["metadata"].get("labels") or {}).get("controller-revision-hash") == revision
+            and (p.get("spec") or {}).get("nodeName") in wanted
+        ]
         status = dict(ds.get("status") or {})
-        status.update({
-            "desiredNumberScheduled": len(wanted),
-            "currentNumberScheduled": len(scheduled & wanted),
-            "numberMisscheduled": len(scheduled - wanted),
-            "numberReady": len(ready), "numberAvailable": len(ready),
-            "updatedNumberScheduled": len(updated),
-            "observedGeneration": ds["metadata"].get("generation", 1)})
+        status.update(
+            {
+                "desiredNumberScheduled": len(wanted),
+                "currentNumberScheduled": len(scheduled & wanted),
+                "numberMisscheduled": len(scheduled - wanted),
+                "numberReady": len(ready),
+                "numberAvailable": len(ready),
+                "updatedNumberScheduled": len(updated),
+                "observedGeneration": ds["metadata"].get("generation", 1),
+            }
+        )
         unavailable = len(wanted) - len(ready)
         if unavailable > 0:
             status["numberUnavailable"] = unavailable
@@ -419,12 +453,11 @@ def _pinned_node(pod: Obj) -> str:
     spec = pod.get("spec") or {}
     if spec.get("nodeName"):
         return spec["nodeName"]
-    terms = ((((spec.get("affinity") or {}).get("nodeAffinity") or {})
-              .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
-             .get("nodeSelectorTerms") or [])
+    terms = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get(
+        "nodeSelectorTerms"
+    ) or []
     for term in terms:
         for f in term.get("matchFields") or []:
             if f.get("key") == "metadata.name" and f.get("values"):
                 return f["values"][0]
     return ""
-

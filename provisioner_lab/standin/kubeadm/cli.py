@@ -47,8 +47,15 @@ def main(argv):
         sys.stdout.write(USAGE)
         return 0
     cmd, rest = args[0], args[1:]
-    handlers = {"config": cmd_config, "init": cmd_init, "join": cmd_join, "token": cmd_token, "reset": cmd_reset,
-                "version": cmd_version, "upgrade": cmd_upgrade}
+    handlers = {
+        "config": cmd_config,
+        "init": cmd_init,
+        "join": cmd_join,
+        "token": cmd_token,
+        "reset": cmd_reset,
+        "version": cmd_version,
+        "upgrade": cmd_upgrade,
+    }
     if cmd not in handlers:
         sys.stderr.write('unknown command "%s" for "kubeadm"\n%s\n' % (cmd, STACK_HINT))
         return 1

@@ -24,8 +24,7 @@ def admin_client(path=ADMIN_CONF):
     try:
         kc = Kubeconfig(path)
     except FileNotFoundError:
-        raise KubeadmError("failed to load admin kubeconfig: open %s: no such file or directory"
-                           % path)
+        raise KubeadmError("failed to load admin kubeconfig: open %s: no such file or directory" % path)
     return ApiClient.from_kubeconfig(kc), kc
 
 
@@ -50,8 +49,7 @@ def wait_for(what, fn, timeout, interval=0.5):
         except (OSError, ssl.SSLError, KubeadmError) as e:
             last = e
         time.sleep(interval)
-    raise KubeadmError("timed out after %s waiting for %s%s" % (
-        "%dm%ds" % divmod(int(timeout), 60), what, ": %s" % last if last else ""))
+    raise KubeadmError("timed out after %s waiting for %s%s" % ("%dm%ds" % divmod(int(timeout), 60), what, ": %s" % last if last else ""))
 
 
 def create_or_replace(client, path, name, obj):
@@ -63,20 +61,23 @@ def create_or_replace(client, path, name, obj):
         api(client, "POST", path, obj)
 
 
-def create_token(client, token=None, ttl=86400.0, usages=("signing", "authentication"),
-                 groups=("system:bootstrappers:kubeadm:default-node-token",), description=""):
+def create_token(
+    client,
+    token=None,
+    ttl=86400.0,
+    usages=("signing", "authentication"),
+    groups=("system:bootstrappers:kubeadm:default-node-token",),
+    description="",
+):
     token = token or new_token()
     m = BOOTSTRAP_TOKEN_RE.match(token)
     if not m:
-        raise KubeadmError('the bootstrap token "%s" was not of the form "%s"'
-                           % (token, r"\A([a-z0-9]{6})\.([a-z0-9]{16})\z"))
+        raise KubeadmError('the bootstrap token "%s" was not of the form "%s"' % (token, r"\A([a-z0-9]{6})\.([a-z0-9]{16})\z"))
     add_secret(m.group(2))
     obj = token_secret_object(m.group(1), m.group(2), ttl, usages, groups, description)
-    create_or_replace(client, "/api/v1/namespaces/kube-system/secrets",
-                      obj["metadata"]["name"], obj)
+    create_or_replace(client, "/api/v1/namespaces/kube-system/secrets", obj["metadata"]["name"], obj)
     return token
 
 
 def join_command(endpoint, token, ca_pem):
-    return ("kubeadm join %s --token %s --discovery-token-ca-cert-hash %s "
-            % (endpoint, token, ca_public_key_hash(ca_pem)))
+    return "kubeadm join %s --token %s --discovery-token-ca-cert-hash %s " % (endpoint, token, ca_public_key_hash(ca_pem))

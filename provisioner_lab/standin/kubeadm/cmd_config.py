@@ -22,10 +22,9 @@ COREDNS, PAUSE, ETCD = "v1.11.3", "3.10", "3.5.15-0"
 
 def images(version, repository="registry.k8s.io"):
     """The images ``kubeadm init`` needs for Kubernetes ``version``."""
-    return ["%s/%s:%s" % (repository, name, version) for name in
-            ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")] + [
-        "%s/coredns/coredns:%s" % (repository, COREDNS), "%s/pause:%s" % (repository, PAUSE),
-        "%s/etcd:%s" % (repository, ETCD)]
+    return [
+        "%s/%s:%s" % (repository, name, version) for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+    ] + ["%s/coredns/coredns:%s" % (repository, COREDNS), "%s/pause:%s" % (repository, PAUSE), "%s/etcd:%s" % (repository, ETCD)]
 
 
 def cmd_config(args):
@@ -49,9 +48,10 @@ def cmd_config(args):
         return 0
     sock = socket_path(flags.get("cri-socket", cri))
     if not is_socket(sock):
-        raise KubeadmError('failed to create new CRI image service: validate service connection: validate CRI v1 '
-                           'image API for endpoint "%s": rpc error: code = Unavailable desc = connection error'
-                           % flags.get("cri-socket", cri))
+        raise KubeadmError(
+            "failed to create new CRI image service: validate service connection: validate CRI v1 "
+            'image API for endpoint "%s": rpc error: code = Unavailable desc = connection error' % flags.get("cri-socket", cri)
+        )
     for image in wanted:
         say("[config/images] Pulled %s" % image)
     return 0

@@ -29,19 +29,34 @@ from .manifests import write_manifests
 from .pki import Certs
 from .preflight import Preflight, common_checks, port_free
 
-INIT_FLAGS = {"config", "ignore-preflight-errors", "v", "apiserver-advertise-address",
-              "apiserver-bind-port", "control-plane-endpoint", "pod-network-cidr",
-              "service-cidr", "kubernetes-version", "node-name", "cri-socket", "token",
-              "token-ttl", "apiserver-cert-extra-sans", "service-dns-domain", "skip-phases",
-              "certificate-key", "patches", "image-repository", "feature-gates"}
+INIT_FLAGS = {
+    "config",
+    "ignore-preflight-errors",
+    "v",
+    "apiserver-advertise-address",
+    "apiserver-bind-port",
+    "control-plane-endpoint",
+    "pod-network-cidr",
+    "service-cidr",
+    "kubernetes-version",
+    "node-name",
+    "cri-socket",
+    "token",
+    "token-ttl",
+    "apiserver-cert-extra-sans",
+    "service-dns-domain",
+    "skip-phases",
+    "certificate-key",
+    "patches",
+    "image-repository",
+    "feature-gates",
+}
 
 
 def init_docs_from_flags(flags):
     """An in-memory v1beta4 config for `kubeadm init` run with flags instead of --config."""
-    init = {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "InitConfiguration",
-            "nodeRegistration": {}, "localAPIEndpoint": {}}
-    cluster = {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration",
-               "networking": {}, "apiServer": {}}
+    init = {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "InitConfiguration", "nodeRegistration": {}, "localAPIEndpoint": {}}
+    cluster = {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration", "networking": {}, "apiServer": {}}
     if flags.get("node-name"):
         init["nodeRegistration"]["name"] = flags["node-name"]
     if flags.get("cri-socket"):
@@ -52,12 +67,10 @@ def init_docs_from_flags(flags):
         init["localAPIEndpoint"]["bindPort"] = int(flags["apiserver-bind-port"])
     if flags.get("token"):
         init["bootstrapTokens"] = [{"token": flags["token"], "ttl": flags.get("token-ttl", "24h0m0s")}]
-    for flag, key in (("control-plane-endpoint", "controlPlaneEndpoint"),
-                      ("kubernetes-version", "kubernetesVersion")):
+    for flag, key in (("control-plane-endpoint", "controlPlaneEndpoint"), ("kubernetes-version", "kubernetesVersion")):
         if flags.get(flag):
             cluster[key] = flags[flag]
-    for flag, key in (("pod-network-cidr", "podSubnet"), ("service-cidr", "serviceSubnet"),
-                      ("service-dns-domain", "dnsDomain")):
+    for flag, key in (("pod-network-cidr", "podSubnet"), ("service-cidr", "serviceSubnet"), ("service-dns-domain", "dnsDomain")):
         if flags.get(flag):
             cluster["networking"][key] = flags[flag]
     if flags.get("apiserver-cert-extra-sans"):
@@ -68,23 +81,24 @@ def init_docs_from_flags(flags):
 def resolve_version(v):
     if re.match(r"^v?\d+\.\d+\.\d+", v):
         return v if v.startswith("v") else "v" + v
-    say("W%s could not fetch a Kubernetes version from the internet: unable to get URL "
-        "\"https://dl.k8s.io/release/%s.txt\" (stand-in: never downloads)" %
-        (datetime.datetime.now().strftime("%m%d %H:%M:%S"), v))
-    say("W%s falling back to the local client version: %s" %
-        (datetime.datetime.now().strftime("%m%d %H:%M:%S"), STANDIN_VERSION))
+    say(
+        "W%s could not fetch a Kubernetes version from the internet: unable to get URL "
+        '"https://dl.k8s.io/release/%s.txt" (stand-in: never downloads)' % (datetime.datetime.now().strftime("%m%d %H:%M:%S"), v)
+    )
+    say("W%s falling back to the local client version: %s" % (datetime.datetime.now().strftime("%m%d %H:%M:%S"), STANDIN_VERSION))
     return STANDIN_VERSION
 
 
 def cmd_init(args):
-    flags, positional = parse_flags(args, INIT_FLAGS, ("dry-run", "upload-certs", "skip-token-print",
-                                                       "skip-certificate-key-print"))
+    flags, positional = parse_flags(args, INIT_FLAGS, ("dry-run", "upload-certs", "skip-token-print", "skip-certificate-key-print"))
     if positional:
         raise KubeadmError('unknown command "%s" for "kubeadm init"' % positional[0])
     if flags.get("config"):
-        mixed = [f for f in flags if f not in ("config", "ignore-preflight-errors", "v",
-                                               "skip-phases", "dry-run", "upload-certs",
-                                               "patches", "skip-token-print")]
+        mixed = [
+            f
+            for f in flags
+            if f not in ("config", "ignore-preflight-errors", "v", "skip-phases", "dry-run", "upload-certs", "patches", "skip-token-print")
+        ]
         if mixed:
             raise KubeadmError("can not mix '--config' with arguments %s" % sorted(mixed))
         docs = load_config(flags["config"])
@@ -116,12 +130,19 @@ def cmd_init(args):
     say('[certs] Using certificateDir folder "%s"' % PKI)
     certs = Certs(hp(PKI))
     ca = certs.ca("ca", "kubernetes")
-    sans = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
-            "kubernetes.default.svc." + cfg.dns_domain, cfg.reg.name, cfg.service_ip,
-            cfg.advertise, cfg.endpoint_host, *cfg.cert_sans]
+    sans = [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc." + cfg.dns_domain,
+        cfg.reg.name,
+        cfg.service_ip,
+        cfg.advertise,
+        cfg.endpoint_host,
+        *cfg.cert_sans,
+    ]
     certs.leaf("apiserver", ca, "kube-apiserver", sans=dedupe(sans))
-    certs.leaf("apiserver-kubelet-client", ca, "kube-apiserver-kubelet-client",
-               orgs=["kubeadm:cluster-admins"], server=False)
+    certs.leaf("apiserver-kubelet-client", ca, "kube-apiserver-kubelet-client", orgs=["kubeadm:cluster-admins"], server=False)
     fp_ca = certs.ca("front-proxy-ca", "front-proxy-ca")
     certs.leaf("front-proxy-client", fp_ca, "front-proxy-client", server=False)
     etcd_ca = certs.ca("etcd/ca", "etcd-ca")
@@ -139,10 +160,11 @@ def cmd_init(args):
     local_url = "https://" + join_hostport(cfg.advertise, cfg.bind_port)
     kc_pki = k3s_PKI(hp(ETC_K8S + "/.standin-kubeconfig-pki"))
     for fname, cn, orgs, url in (
-            ("admin.conf", "kubernetes-admin", ["kubeadm:cluster-admins"], endpoint_url),
-            ("super-admin.conf", "kubernetes-super-admin", ["system:masters"], endpoint_url),
-            ("controller-manager.conf", "system:kube-controller-manager", [], local_url),
-            ("scheduler.conf", "system:kube-scheduler", [], local_url)):
+        ("admin.conf", "kubernetes-admin", ["kubeadm:cluster-admins"], endpoint_url),
+        ("super-admin.conf", "kubernetes-super-admin", ["system:masters"], endpoint_url),
+        ("controller-manager.conf", "system:kube-controller-manager", [], local_url),
+        ("scheduler.conf", "system:kube-scheduler", [], local_url),
+    ):
         path = "%s/%s" % (ETC_K8S, fname)
         if os.path.exists(hp(path)):
             say('[kubeconfig] Using existing kubeconfig file: "%s"' % path)
@@ -150,8 +172,7 @@ def cmd_init(args):
         name = fname[:-5]
         kc_pki.ensure_leaf(name, ca, cn, orgs=orgs, server=False)
         cert_pem, key_pem = read_file(kc_pki.path(name + ".crt")), read_file(kc_pki.path(name + ".key"))
-        text = kubeconfig_text(url, ca_pem, cfg.cluster_name, cn, cert_pem=cert_pem,
-                                  key_pem=key_pem)
+        text = kubeconfig_text(url, ca_pem, cfg.cluster_name, cn, cert_pem=cert_pem, key_pem=key_pem)
         atomic_write(hp(path), text, 0o600)
         say('[kubeconfig] Writing "%s" kubeconfig file' % fname)
     shutil.rmtree(hp(ETC_K8S + "/.standin-kubeconfig-pki"), ignore_errors=True)
@@ -162,16 +183,15 @@ def cmd_init(args):
     restart_kubelet()
 
     # wait for the API
-    say('[wait-control-plane] Waiting for the kubelet to boot up the control plane as static '
-        'Pods from directory "%s"' % MANIFESTS)
-    say("[api-check] Waiting for a healthy API server. This can take up to %s" %
-        ("%dm%ds" % divmod(int(wait_seconds()), 60)))
+    say('[wait-control-plane] Waiting for the kubelet to boot up the control plane as static Pods from directory "%s"' % MANIFESTS)
+    say("[api-check] Waiting for a healthy API server. This can take up to %s" % ("%dm%ds" % divmod(int(wait_seconds()), 60)))
     client, _kc = admin_client()
     t0 = time.monotonic()
 
     def readyz():
         status, body = client.call("GET", "/readyz", raw=True)
         return status == 200 and body.strip() == b"ok"
+
     wait_for("the API server to be healthy at %s" % endpoint_url, readyz, wait_seconds())
     say("[api-check] The API server is healthy after %s" % fmt_duration(time.monotonic() - t0))
 
@@ -182,57 +202,83 @@ def cmd_init(args):
     cluster_doc["kubernetesVersion"] = version
     cluster_doc["controlPlaneEndpoint"] = cfg.endpoint
     cluster_doc.setdefault("clusterName", cfg.cluster_name)
-    say('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the '
-        '"kube-system" Namespace')
-    create_or_replace(client, "/api/v1/namespaces/kube-system/configmaps", "kubeadm-config", {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
-        "data": {"ClusterConfiguration": yaml().safe_dump(cluster_doc, sort_keys=True)}})
-    say('[kubelet] Creating a ConfigMap "kubelet-config" in namespace kube-system with the '
-        'configuration for the kubelets in the cluster')
-    create_or_replace(client, "/api/v1/namespaces/kube-system/configmaps", "kubelet-config", {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
-        "data": {"kubelet": yaml().safe_dump(cfg.kubelet_config, sort_keys=True)}})
+    say('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the "kube-system" Namespace')
+    create_or_replace(
+        client,
+        "/api/v1/namespaces/kube-system/configmaps",
+        "kubeadm-config",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+            "data": {"ClusterConfiguration": yaml().safe_dump(cluster_doc, sort_keys=True)},
+        },
+    )
+    say('[kubelet] Creating a ConfigMap "kubelet-config" in namespace kube-system with the configuration for the kubelets in the cluster')
+    create_or_replace(
+        client,
+        "/api/v1/namespaces/kube-system/configmaps",
+        "kubelet-config",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
+            "data": {"kubelet": yaml().safe_dump(cfg.kubelet_config, sort_keys=True)},
+        },
+    )
 
     # mark-control-plane
     name = cfg.reg.name
-    wait_for('the node "%s" to register' % name,
-             lambda: client.call("GET", "/api/v1/nodes/" + name)[0] == 200, wait_seconds())
+    wait_for('the node "%s" to register' % name, lambda: client.call("GET", "/api/v1/nodes/" + name)[0] == 200, wait_seconds())
     taints = cfg.reg.taints
     if taints is None:
         taints = [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}]
-    say("[mark-control-plane] Marking the node %s as control-plane by adding the labels: [%s %s]"
-        % (name, CONTROL_PLANE_LABEL, EXCLUDE_LB_LABEL))
+    say(
+        "[mark-control-plane] Marking the node %s as control-plane by adding the labels: [%s %s]"
+        % (name, CONTROL_PLANE_LABEL, EXCLUDE_LB_LABEL)
+    )
     if taints:
-        say("[mark-control-plane] Marking the node %s as control-plane by adding the taints [%s]"
-            % (name, " ".join("%s:%s" % (t["key"], t["effect"]) for t in taints)))
+        say(
+            "[mark-control-plane] Marking the node %s as control-plane by adding the taints [%s]"
+            % (name, " ".join("%s:%s" % (t["key"], t["effect"]) for t in taints))
+        )
     _, node = api(client, "GET", "/api/v1/nodes/" + name)
     have = node.get("spec", {}).get("taints") or []
     keys = {(t.get("key"), t.get("effect")) for t in have}
-    patch = {"metadata": {"labels": {CONTROL_PLANE_LABEL: "", EXCLUDE_LB_LABEL: ""}},
-             "spec": {"taints": have + [t for t in taints
-                                        if (t.get("key"), t.get("effect")) not in keys]}}
-    api(client, "PATCH", "/api/v1/nodes/" + name, patch,
-        ctype="application/strategic-merge-patch+json")
+    patch = {
+        "metadata": {"labels": {CONTROL_PLANE_LABEL: "", EXCLUDE_LB_LABEL: ""}},
+        "spec": {"taints": have + [t for t in taints if (t.get("key"), t.get("effect")) not in keys]},
+    }
+    api(client, "PATCH", "/api/v1/nodes/" + name, patch, ctype="application/strategic-merge-patch+json")
 
     # bootstrap-token
     token = None
     for t in cfg.tokens:
         ttl = parse_go_duration(t.get("ttl", "24h0m0s"))
-        tok = create_token(client, t.get("token"), ttl, tuple(t.get("usages") or ("signing", "authentication")),
-                           tuple(t.get("groups") or ("system:bootstrappers:kubeadm:default-node-token",)),
-                           t.get("description", ""))
+        tok = create_token(
+            client,
+            t.get("token"),
+            ttl,
+            tuple(t.get("usages") or ("signing", "authentication")),
+            tuple(t.get("groups") or ("system:bootstrappers:kubeadm:default-node-token",)),
+            t.get("description", ""),
+        )
         token = token or tok
     say("[bootstrap-token] Using token: %s" % token)
     say("[bootstrap-token] Configuring bootstrap tokens, cluster-info ConfigMap, RBAC Roles")
     say('[bootstrap-token] Creating the "cluster-info" ConfigMap in the "kube-public" namespace')
-    create_or_replace(client, "/api/v1/namespaces/kube-public/configmaps", "cluster-info", {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "cluster-info", "namespace": "kube-public"},
-        "data": {"kubeconfig": kubeconfig_text(endpoint_url, ca_pem)}})
-    say("[kubelet-finalize] Updating \"%s/kubelet.conf\" to point to a rotatable kubelet client "
-        "certificate and key" % ETC_K8S)
+    create_or_replace(
+        client,
+        "/api/v1/namespaces/kube-public/configmaps",
+        "cluster-info",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+            "data": {"kubeconfig": kubeconfig_text(endpoint_url, ca_pem)},
+        },
+    )
+    say('[kubelet-finalize] Updating "%s/kubelet.conf" to point to a rotatable kubelet client certificate and key' % ETC_K8S)
     say("[addons] (stand-in) CoreDNS and kube-proxy are not deployed by the stand-in")
     say()
     say("Your Kubernetes control-plane has initialized successfully!")
@@ -247,7 +293,7 @@ def cmd_init(args):
     say()
     say("  export KUBECONFIG=%s" % ADMIN_CONF)
     say()
-    say("Next, deploy a pod network to the cluster with \"kubectl apply -f [podnetwork].yaml\";")
+    say('Next, deploy a pod network to the cluster with "kubectl apply -f [podnetwork].yaml";')
     say("see https://kubernetes.io/docs/concepts/cluster-administration/addons/")
     say()
     say("Then join worker nodes by running this on each of them as root:")
@@ -260,8 +306,7 @@ def cmd_init(args):
     return 0
 
 
-def write_node_credentials(ca, ca_pem, node_name, server_url, cluster_name="kubernetes",
-                           cert_pem=None, key_pem=None):
+def write_node_credentials(ca, ca_pem, node_name, server_url, cluster_name="kubernetes", cert_pem=None, key_pem=None):
     """The node's client certificate under /var/lib/kubelet/pki (kubelet-client-current.pem)
     and /etc/kubernetes/kubelet.conf pointing at it; made here from the CA (init) or given
     (join, signed by the cluster)."""
@@ -269,11 +314,10 @@ def write_node_credentials(ca, ca_pem, node_name, server_url, cluster_name="kube
     if cert_pem is None:
         key = c.ec.generate_private_key(c.ec.SECP256R1())
         ca_cert, ca_key = ca
-        cert_pem = sign_client_cert(ca_cert, ca_key, key.public_key(),
-                                       "system:node:" + node_name, ["system:nodes"])
-        key_pem = key.private_bytes(c.serialization.Encoding.PEM,
-                                    c.serialization.PrivateFormat.TraditionalOpenSSL,
-                                    c.serialization.NoEncryption())
+        cert_pem = sign_client_cert(ca_cert, ca_key, key.public_key(), "system:node:" + node_name, ["system:nodes"])
+        key_pem = key.private_bytes(
+            c.serialization.Encoding.PEM, c.serialization.PrivateFormat.TraditionalOpenSSL, c.serialization.NoEncryption()
+        )
     pki = hp(KUBELET_PKI)
     os.makedirs(pki, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
@@ -286,21 +330,25 @@ def write_node_credentials(ca, ca_pem, node_name, server_url, cluster_name="kube
     os.symlink(pem_name, tmp)  # relative, so that it also resolves under K3S_STANDIN_ROOT
     os.replace(tmp, current)
     cur = KUBELET_PKI + "/kubelet-client-current.pem"
-    text = kubeconfig_text(server_url, ca_pem, cluster_name, "system:node:" + node_name,
-                              context="system:node:%s@%s" % (node_name, cluster_name),
-                              cert_file=cur, key_file=cur)
+    text = kubeconfig_text(
+        server_url,
+        ca_pem,
+        cluster_name,
+        "system:node:" + node_name,
+        context="system:node:%s@%s" % (node_name, cluster_name),
+        cert_file=cur,
+        key_file=cur,
+    )
     atomic_write(hp(KUBELET_CONF), text, 0o600)
 
 
 def write_kubelet_files(config, reg):
-    say('[kubelet-start] Writing kubelet environment file with flags to file "%s"'
-        % KUBEADM_FLAGS_ENV)
+    say('[kubelet-start] Writing kubelet environment file with flags to file "%s"' % KUBEADM_FLAGS_ENV)
     args = ["--container-runtime-endpoint=" + reg.cri_socket]
     if reg.name != hostname().lower():
         args.append("--hostname-override=" + reg.name)
     args += ["--%s=%s" % kv for kv in reg.kubelet_extra]
-    atomic_write(hp(KUBEADM_FLAGS_ENV),
-                     "KUBELET_KUBEADM_ARGS=\"%s\"\n" % " ".join(args), 0o644)
+    atomic_write(hp(KUBEADM_FLAGS_ENV), 'KUBELET_KUBEADM_ARGS="%s"\n' % " ".join(args), 0o644)
     say('[kubelet-start] Writing kubelet configuration to file "%s"' % KUBELET_CONFIG)
     atomic_write(hp(KUBELET_CONFIG), yaml().safe_dump(config, sort_keys=True), 0o644)
 
@@ -308,10 +356,8 @@ def write_kubelet_files(config, reg):
 def restart_kubelet():
     say("[kubelet-start] Starting the kubelet")
     try:
-        proc = subprocess.run(["systemctl", "restart", "kubelet"], capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(["systemctl", "restart", "kubelet"], capture_output=True, text=True, timeout=120)
     except OSError as e:
         raise KubeadmError("couldn't restart the kubelet: %s" % e, "kubelet-start")
     if proc.returncode != 0:
-        raise KubeadmError("couldn't restart the kubelet: %s" % (proc.stderr.strip() or
-                                                                 proc.returncode), "kubelet-start")
+        raise KubeadmError("couldn't restart the kubelet: %s" % (proc.stderr.strip() or proc.returncode), "kubelet-start")

@@ -23,13 +23,17 @@ from .config import parse_flags
 
 
 def cmd_reset(args):
-    flags, _ = parse_flags(args, {"v", "cri-socket", "kubeconfig", "cert-dir", "config",
-                                  "ignore-preflight-errors", "skip-phases"},
-                           ("force", "f", "dry-run", "cleanup-tmp-dir"))
+    flags, _ = parse_flags(
+        args,
+        {"v", "cri-socket", "kubeconfig", "cert-dir", "config", "ignore-preflight-errors", "skip-phases"},
+        ("force", "f", "dry-run", "cleanup-tmp-dir"),
+    )
     if not (flags.get("force") or flags.get("f")):
-        sys.stdout.write("[reset] WARNING: Changes made to this host by 'kubeadm init' or "
-                         "'kubeadm join' will be reverted.\n[reset] Are you sure you want to "
-                         "proceed? [y/N]: ")
+        sys.stdout.write(
+            "[reset] WARNING: Changes made to this host by 'kubeadm init' or "
+            "'kubeadm join' will be reverted.\n[reset] Are you sure you want to "
+            "proceed? [y/N]: "
+        )
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             raise KubeadmError("aborted reset operation")
@@ -37,8 +41,7 @@ def cmd_reset(args):
     say("[reset] Stopping the kubelet service")
     subprocess.run(["systemctl", "stop", "kubelet"], capture_output=True, timeout=120)
     removed = []
-    for rel in ("/var/lib/etcd", KUBELET_PKI, KUBELET_CONFIG, KUBEADM_FLAGS_ENV,
-                MANIFESTS, PKI):
+    for rel in ("/var/lib/etcd", KUBELET_PKI, KUBELET_CONFIG, KUBEADM_FLAGS_ENV, MANIFESTS, PKI):
         p = hp(rel)
         if os.path.isdir(p) and not os.path.islink(p):
             if rel == MANIFESTS:
@@ -50,8 +53,7 @@ def cmd_reset(args):
         elif os.path.lexists(p):
             os.unlink(p)
             removed.append(rel)
-    for f in ("admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf",
-              "controller-manager.conf", "scheduler.conf"):
+    for f in ("admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf", "controller-manager.conf", "scheduler.conf"):
         p = hp("%s/%s" % (ETC_K8S, f))
         if os.path.lexists(p):
             os.unlink(p)
@@ -78,7 +80,7 @@ def cmd_version(args):
     elif out == "yaml":
         sys.stdout.write(yaml().safe_dump({"clientVersion": info}, sort_keys=False))
     elif out:
-        raise KubeadmError('invalid output format: %s' % out)
+        raise KubeadmError("invalid output format: %s" % out)
     else:
         fields = ", ".join('%s:"%s"' % (k[0].upper() + k[1:], v) for k, v in info.items())
         say("kubeadm version: &version.Info{%s} (%s)" % (fields, STANDIN_NOTE))

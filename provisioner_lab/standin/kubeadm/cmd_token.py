@@ -21,9 +21,9 @@ def cmd_token(args):
         say("Usage: kubeadm token [create|list|delete] (stand-in)")
         return 0
     sub, rest = args[0], args[1:]
-    flags, positional = parse_flags(rest, {"ttl", "kubeconfig", "description", "usages", "groups",
-                                           "config", "v", "output", "o"},
-                                    ("print-join-command", "dry-run"))
+    flags, positional = parse_flags(
+        rest, {"ttl", "kubeconfig", "description", "usages", "groups", "config", "v", "output", "o"}, ("print-join-command", "dry-run")
+    )
     client, kc = admin_client(flags.get("kubeconfig", ADMIN_CONF))
     if sub == "create":
         try:
@@ -32,8 +32,7 @@ def cmd_token(args):
             raise KubeadmError('invalid argument "%s" for "--ttl" flag: %s' % (flags["ttl"], e))
         usages = tuple(u for u in flags.get("usages", "signing,authentication").split(",") if u)
         groups = tuple(g for g in flags.get("groups", "system:bootstrappers:kubeadm:default-node-token").split(",") if g)
-        token = create_token(client, positional[0] if positional else None, ttl, usages, groups,
-                             flags.get("description", ""))
+        token = create_token(client, positional[0] if positional else None, ttl, usages, groups, flags.get("description", ""))
         if flags.get("print-join-command"):
             say(join_command("%s:%d" % (url_host(kc.host), kc.port), token, kc.ca_pem))
         else:
@@ -52,11 +51,19 @@ def cmd_token(args):
             if when:
                 left = (when - utcnow()).total_seconds()
                 ttl = "<invalid>" if left <= 0 else human_duration(left)
-            usages = ",".join(sorted(k[len("usage-bootstrap-"):] for k, v in f.items()
-                                     if k.startswith("usage-bootstrap-") and v == "true"))
-            rows.append((f.get("token-id", "") + "." + f.get("token-secret", ""), ttl,
-                         exp or "<never>", usages, f.get("description", "<none>") or "<none>",
-                         f.get("auth-extra-groups", "")))
+            usages = ",".join(
+                sorted(k[len("usage-bootstrap-") :] for k, v in f.items() if k.startswith("usage-bootstrap-") and v == "true")
+            )
+            rows.append(
+                (
+                    f.get("token-id", "") + "." + f.get("token-secret", ""),
+                    ttl,
+                    exp or "<never>",
+                    usages,
+                    f.get("description", "<none>") or "<none>",
+                    f.get("auth-extra-groups", ""),
+                )
+            )
         fmt = "%-24s %-10s %-21s %-25s %-26s %s"
         say(fmt % ("TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS"))
         for r in rows:

@@ -37,8 +37,7 @@ def parse_flags(args, value_flags, bool_flags=()):
                         raise KubeadmError("flag needs an argument: --%s" % name)
                     value = args[i]
                     i += 1
-                if name in flags and name in ("ignore-preflight-errors", "apiserver-cert-extra-sans",
-                                              "usages", "groups"):
+                if name in flags and name in ("ignore-preflight-errors", "apiserver-cert-extra-sans", "usages", "groups"):
                     value = flags[name] + "," + value
                 flags[name] = value
             else:
@@ -52,8 +51,7 @@ def load_config(path):
     """{kind: (version, doc)} of a kubeadm config file (multi-document YAML)."""
     raw = read_file(hp(path))
     if raw is None:
-        raise KubeadmError('unable to read config from "%s" : open %s: no such file or directory'
-                           % (path, path))
+        raise KubeadmError('unable to read config from "%s" : open %s: no such file or directory' % (path, path))
     try:
         docs = [d for d in yaml().safe_load_all(raw) if d]
     except Exception as e:  # noqa: BLE001 - yaml errors
@@ -68,18 +66,24 @@ def load_config(path):
             if version in OLD_API_VERSIONS:
                 raise KubeadmError(
                     'your configuration file uses an old API spec: "%s" (kind: "%s"). Please use '
-                    'kubeadm %s instead and run \'kubeadm config migrate --old-config old.yaml '
-                    '--new-config new.yaml\', which will write the new, similar spec using a newer '
-                    'API version.' % (av, kind, OLD_API_VERSIONS[version]))
-            if version not in API_VERSIONS or kind not in (
-                    "InitConfiguration", "ClusterConfiguration", "JoinConfiguration"):
-                raise KubeadmError('no kind "%s" is registered for version "%s" in scheme '
-                                   '"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/'
-                                   'scheme.go:31"' % (kind, av))
-        elif (av, kind) not in (("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
-                                ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")):
-            say("W%s [config] WARNING: Ignored configuration document with GroupVersionKind %s, "
-                "Kind=%s" % (datetime.datetime.now().strftime("%m%d %H:%M:%S"), av, kind))
+                    "kubeadm %s instead and run 'kubeadm config migrate --old-config old.yaml "
+                    "--new-config new.yaml', which will write the new, similar spec using a newer "
+                    "API version." % (av, kind, OLD_API_VERSIONS[version])
+                )
+            if version not in API_VERSIONS or kind not in ("InitConfiguration", "ClusterConfiguration", "JoinConfiguration"):
+                raise KubeadmError(
+                    'no kind "%s" is registered for version "%s" in scheme '
+                    '"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/'
+                    'scheme.go:31"' % (kind, av)
+                )
+        elif (av, kind) not in (
+            ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
+            ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration"),
+        ):
+            say(
+                "W%s [config] WARNING: Ignored configuration document with GroupVersionKind %s, "
+                "Kind=%s" % (datetime.datetime.now().strftime("%m%d %H:%M:%S"), av, kind)
+            )
             continue
         if kind in out:
             raise KubeadmError("duplicate %s document in %s" % (kind, path))
@@ -93,8 +97,7 @@ def extra_args(value, version, field):
         return []
     if version == "v1beta4":
         if not isinstance(value, list):
-            raise KubeadmError('json: cannot unmarshal object into Go struct field %s of type '
-                               '[]v1beta4.Arg' % field)
+            raise KubeadmError("json: cannot unmarshal object into Go struct field %s of type []v1beta4.Arg" % field)
         out = []
         for a in value:
             if not isinstance(a, dict) or "name" not in a:
@@ -102,8 +105,7 @@ def extra_args(value, version, field):
             out.append((str(a["name"]), str(a.get("value", ""))))
         return out
     if not isinstance(value, dict):
-        raise KubeadmError('json: cannot unmarshal array into Go struct field %s of type '
-                           'map[string]string' % field)
+        raise KubeadmError("json: cannot unmarshal array into Go struct field %s of type map[string]string" % field)
     return [(str(k), str(v)) for k, v in value.items()]
 
 
@@ -129,12 +131,9 @@ class Registration:
         self.cri_socket = nr.get("criSocket") or DEFAULT_CRI
         if not self.cri_socket.startswith("unix://"):
             self.cri_socket = "unix://" + self.cri_socket
-        self.kubelet_extra = extra_args(nr.get("kubeletExtraArgs"), version,
-                                        "NodeRegistrationOptions.nodeRegistration.kubeletExtraArgs")
+        self.kubelet_extra = extra_args(nr.get("kubeletExtraArgs"), version, "NodeRegistrationOptions.nodeRegistration.kubeletExtraArgs")
         self.taints = nr.get("taints")
-        self.ignore = {x.strip().lower() for x in
-                       list(nr.get("ignorePreflightErrors") or []) + (ignore_flag or "").split(",")
-                       if x.strip()}
+        self.ignore = {x.strip().lower() for x in list(nr.get("ignorePreflightErrors") or []) + (ignore_flag or "").split(",") if x.strip()}
 
 
 class InitConfig:
@@ -160,16 +159,13 @@ class InitConfig:
         self.dns_domain = net.get("dnsDomain") or "cluster.local"
         api = cluster.get("apiServer") or {}
         self.cert_sans = [str(s) for s in api.get("certSANs") or []]
-        self.api_extra = extra_args(api.get("extraArgs"), cversion,
-                                    "ClusterConfiguration.apiServer.extraArgs")
+        self.api_extra = extra_args(api.get("extraArgs"), cversion, "ClusterConfiguration.apiServer.extraArgs")
         cm = cluster.get("controllerManager") or {}
-        self.cm_extra = extra_args(cm.get("extraArgs"), cversion,
-                                   "ClusterConfiguration.controllerManager.extraArgs")
+        self.cm_extra = extra_args(cm.get("extraArgs"), cversion, "ClusterConfiguration.controllerManager.extraArgs")
         kcfg = docs.get("KubeletConfiguration", (None, {}))[1]
         self.kubelet_config = kubelet_config(kcfg, self.service_subnet, self.dns_domain)
         try:
-            self.service_ip = str(ipaddress.ip_network(self.service_subnet.split(",")[0],
-                                                       strict=False).network_address + 1)
+            self.service_ip = str(ipaddress.ip_network(self.service_subnet.split(",")[0], strict=False).network_address + 1)
         except ValueError:
             raise KubeadmError("networking.serviceSubnet: Invalid value: %r" % self.service_subnet)
 
@@ -181,13 +177,18 @@ def kubelet_config(doc, service_subnet="10.96.0.0/12", dns_domain="cluster.local
     except ValueError:
         dns = "10.96.0.10"
     cfg = {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                           "x509": {"clientCAFile": PKI + "/ca.crt"}},
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}, "x509": {"clientCAFile": PKI + "/ca.crt"}},
         "authorization": {"mode": "Webhook"},
-        "cgroupDriver": "systemd", "clusterDNS": [dns], "clusterDomain": dns_domain,
-        "containerRuntimeEndpoint": "", "healthzBindAddress": "127.0.0.1", "healthzPort": 10248,
-        "rotateCertificates": True, "staticPodPath": MANIFESTS,
+        "cgroupDriver": "systemd",
+        "clusterDNS": [dns],
+        "clusterDomain": dns_domain,
+        "containerRuntimeEndpoint": "",
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": 10248,
+        "rotateCertificates": True,
+        "staticPodPath": MANIFESTS,
     }
     cfg.update({k: v for k, v in (doc or {}).items()})
     return cfg

@@ -21,44 +21,55 @@ def static_pod(name, image, command, extra, port=None):
     for k, v in extra:
         args[k] = v
     cmd = [name] + ["--%s=%s" % kv for kv in args.items()]
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": name, "namespace": "kube-system",
-                        "labels": {"component": name, "tier": "control-plane"},
-                        "annotations": {"kubeadm.standin/note": STANDIN_NOTE}},
-           "spec": {"hostNetwork": True, "priorityClassName": "system-node-critical",
-                    "containers": [{"name": name, "image": image, "command": cmd,
-                                    "imagePullPolicy": "IfNotPresent"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "kube-system",
+            "labels": {"component": name, "tier": "control-plane"},
+            "annotations": {"kubeadm.standin/note": STANDIN_NOTE},
+        },
+        "spec": {
+            "hostNetwork": True,
+            "priorityClassName": "system-node-critical",
+            "containers": [{"name": name, "image": image, "command": cmd, "imagePullPolicy": "IfNotPresent"}],
+        },
+    }
     if port:
-        pod["spec"]["containers"][0]["livenessProbe"] = {
-            "httpGet": {"path": "/livez", "port": port, "scheme": "HTTPS"}}
+        pod["spec"]["containers"][0]["livenessProbe"] = {"httpGet": {"path": "/livez", "port": port, "scheme": "HTTPS"}}
     return yaml().safe_dump(pod, default_flow_style=False, sort_keys=False)
 
 
 def write_manifests(cfg):
     v = "v1.31.4" if not re.match(r"^v\d+\.\d+\.\d+$", cfg.kubernetes_version) else cfg.kubernetes_version
-    api = [("advertise-address", cfg.advertise), ("allow-privileged", "true"),
-           ("authorization-mode", "Node,RBAC"), ("client-ca-file", PKI + "/ca.crt"),
-           ("enable-bootstrap-token-auth", "true"),
-           ("etcd-servers", "https://127.0.0.1:2379"),
-           ("secure-port", str(cfg.bind_port)),
-           ("service-cluster-ip-range", cfg.service_subnet),
-           ("tls-cert-file", PKI + "/apiserver.crt"),
-           ("tls-private-key-file", PKI + "/apiserver.key")]
-    cm = [("allocate-node-cidrs", "true" if cfg.pod_subnet else "false"),
-          ("cluster-name", cfg.cluster_name), ("kubeconfig", ETC_K8S + "/controller-manager.conf"),
-          ("service-cluster-ip-range", cfg.service_subnet)]
+    api = [
+        ("advertise-address", cfg.advertise),
+        ("allow-privileged", "true"),
+        ("authorization-mode", "Node,RBAC"),
+        ("client-ca-file", PKI + "/ca.crt"),
+        ("enable-bootstrap-token-auth", "true"),
+        ("etcd-servers", "https://127.0.0.1:2379"),
+        ("secure-port", str(cfg.bind_port)),
+        ("service-cluster-ip-range", cfg.service_subnet),
+        ("tls-cert-file", PKI + "/apiserver.crt"),
+        ("tls-private-key-file", PKI + "/apiserver.key"),
+    ]
+    cm = [
+        ("allocate-node-cidrs", "true" if cfg.pod_subnet else "false"),
+        ("cluster-name", cfg.cluster_name),
+        ("kubeconfig", ETC_K8S + "/controller-manager.conf"),
+        ("service-cluster-ip-range", cfg.service_subnet),
+    ]
     if cfg.pod_subnet:
         cm.append(("cluster-cidr", cfg.pod_subnet))
     files = {
-        "kube-apiserver": static_pod("kube-apiserver", "registry.k8s.io/kube-apiserver:" + v, api,
-                                     cfg.api_extra, cfg.bind_port),
-        "kube-controller-manager": static_pod("kube-controller-manager",
-                                              "registry.k8s.io/kube-controller-manager:" + v, cm,
-                                              cfg.cm_extra),
-        "kube-scheduler": static_pod("kube-scheduler", "registry.k8s.io/kube-scheduler:" + v,
-                                     [("kubeconfig", ETC_K8S + "/scheduler.conf")], []),
-        "etcd": static_pod("etcd", "registry.k8s.io/etcd:3.5.15-0",
-                           [("data-dir", "/var/lib/etcd"), ("name", cfg.reg.name)], []),
+        "kube-apiserver": static_pod("kube-apiserver", "registry.k8s.io/kube-apiserver:" + v, api, cfg.api_extra, cfg.bind_port),
+        "kube-controller-manager": static_pod("kube-controller-manager", "registry.k8s.io/kube-controller-manager:" + v, cm, cfg.cm_extra),
+        "kube-scheduler": static_pod(
+            "kube-scheduler", "registry.k8s.io/kube-scheduler:" + v, [("kubeconfig", ETC_K8S + "/scheduler.conf")], []
+        ),
+        "etcd": static_pod("etcd", "registry.k8s.io/etcd:3.5.15-0", [("data-dir", "/var/lib/etcd"), ("name", cfg.reg.name)], []),
     }
     say('[etcd] Creating static Pod manifest for local etcd in "%s"' % MANIFESTS)
     # the API server manifest last: the kubelet starts the API as soon as it appears

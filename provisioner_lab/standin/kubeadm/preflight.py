@@ -39,9 +39,12 @@ class Preflight:
             say("\t[WARNING %s]: %s" % (name, msg))
         if self.errors:
             lines = "".join("\t[ERROR %s]: %s\n" % e for e in self.errors)
-            raise KubeadmError("[preflight] Some fatal errors occurred:\n%s[preflight] If you know "
-                               "what you are doing, you can make a check non-fatal with "
-                               "`--ignore-preflight-errors=...`" % lines, "preflight")
+            raise KubeadmError(
+                "[preflight] Some fatal errors occurred:\n%s[preflight] If you know "
+                "what you are doing, you can make a check non-fatal with "
+                "`--ignore-preflight-errors=...`" % lines,
+                "preflight",
+            )
 
 
 def _file_check(pf, path):
@@ -86,8 +89,17 @@ def exec_checks(version):
     iptables, mount and nsenter are mandatory; ebtables, ethtool, socat, tc and touch warn."""
     numbers = tuple(int(x) for x in re.findall(r"\d+", version)[:3])
     checks = [("conntrack", True)] if numbers < (1, 32, 0) else []
-    checks += [("ip", True), ("iptables", True), ("mount", True), ("nsenter", True),
-               ("ebtables", False), ("ethtool", False), ("socat", False), ("tc", False), ("touch", False)]
+    checks += [
+        ("ip", True),
+        ("iptables", True),
+        ("mount", True),
+        ("nsenter", True),
+        ("ebtables", False),
+        ("ethtool", False),
+        ("socat", False),
+        ("tc", False),
+        ("touch", False),
+    ]
     return checks
 
 
@@ -97,21 +109,26 @@ def common_checks(pf, reg, control_plane):
     if control_plane:
         n = num_cpus()
         if n < MIN_CPUS:
-            pf.error("NumCPU", "the number of available CPUs %d is less than the required %d"
-                     % (n, MIN_CPUS))
+            pf.error("NumCPU", "the number of available CPUs %d is less than the required %d" % (n, MIN_CPUS))
         m = mem_mb()
         if m < MIN_MEM_MB:
             pf.error("Mem", "the system RAM (%d MB) is less than the minimum %d MB" % (m, MIN_MEM_MB))
     sock = socket_path(reg.cri_socket)
     if not is_socket(sock):
-        pf.error("CRI", 'container runtime is not running: validate CRI v1 runtime API for '
-                 'endpoint "%s": rpc error: code = Unavailable desc = connection error: desc = '
-                 '"transport: Error while dialing: dial unix %s: connect: no such file or '
-                 'directory"' % (reg.cri_socket, sock))
+        pf.error(
+            "CRI",
+            "container runtime is not running: validate CRI v1 runtime API for "
+            'endpoint "%s": rpc error: code = Unavailable desc = connection error: desc = '
+            '"transport: Error while dialing: dial unix %s: connect: no such file or '
+            'directory"' % (reg.cri_socket, sock),
+        )
     if swap_on():
-        pf.warn("Swap", "swap is supported for cgroup v2 only. The kubelet must be properly "
-                "configured to use swap. Please refer to https://kubernetes.io/docs/concepts/"
-                "architecture/nodes/#swap-memory, or disable swap on the node")
+        pf.warn(
+            "Swap",
+            "swap is supported for cgroup v2 only. The kubelet must be properly "
+            "configured to use swap. Please refer to https://kubernetes.io/docs/concepts/"
+            "architecture/nodes/#swap-memory, or disable swap on the node",
+        )
     for path in ("/proc/sys/net/bridge/bridge-nf-call-iptables", "/proc/sys/net/ipv4/ip_forward"):
         _file_check(pf, path)
     for tool, mandatory in exec_checks(STANDIN_VERSION):
@@ -121,20 +138,20 @@ def common_checks(pf, reg, control_plane):
         ver = kubelet_version()
         mine = tuple(int(x) for x in re.findall(r"\d+", STANDIN_VERSION)[:3])
         if ver[:2] > mine[:2]:
-            pf.error("KubeletVersion", 'the kubelet version is higher than the control plane '
-                     'version. This is not a supported version skew and may lead to a '
-                     'malfunctional cluster. Kubelet version: "%s" Control plane version: "%s"'
-                     % ("%d.%d.%d" % ver, "%d.%d.%d" % mine))
+            pf.error(
+                "KubeletVersion",
+                "the kubelet version is higher than the control plane "
+                "version. This is not a supported version skew and may lead to a "
+                'malfunctional cluster. Kubelet version: "%s" Control plane version: "%s"' % ("%d.%d.%d" % ver, "%d.%d.%d" % mine),
+            )
     except KubeadmError as e:
         pf.error("KubeletVersion", e.message)
     try:
-        enabled = subprocess.run(["systemctl", "is-enabled", "kubelet.service"],
-                                 capture_output=True, text=True, timeout=30).returncode == 0
+        enabled = subprocess.run(["systemctl", "is-enabled", "kubelet.service"], capture_output=True, text=True, timeout=30).returncode == 0
     except OSError:
         enabled = False
     if not enabled:
-        pf.warn("Service-Kubelet", "kubelet service is not enabled, please run "
-                "'systemctl enable kubelet.service'")
+        pf.warn("Service-Kubelet", "kubelet service is not enabled, please run 'systemctl enable kubelet.service'")
 
 
 def port_free(port):

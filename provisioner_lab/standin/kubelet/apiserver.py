@@ -37,10 +37,14 @@ class KubeadmApiApp(ApiApp):
     registration/heartbeats with node client certificates."""
 
     #: what a bootstrap token may read (GET), as kubeadm's RBAC rules allow
-    TOKEN_READABLE = (re.compile(r"^/api/v1/namespaces/kube-system/configmaps/"
-                                 r"(kubeadm-config|kubelet-config)$"),
-                      re.compile(r"^/api/v1/nodes/[a-z0-9.-]+$"),
-                      re.compile(r"^/api/v1/namespaces/kube-public/configmaps/cluster-info$"))
+    TOKEN_READABLE = (
+        re.compile(
+            r"^/api/v1/namespaces/kube-system/configmaps/"
+            r"(kubeadm-config|kubelet-config)$"
+        ),
+        re.compile(r"^/api/v1/nodes/[a-z0-9.-]+$"),
+        re.compile(r"^/api/v1/namespaces/kube-public/configmaps/cluster-info$"),
+    )
 
     def __init__(self, store, cluster, ca_pem, ca_key_pem, advertise, port):
         super().__init__(store, cluster, ca_pem, secrets.token_hex(16), None, advertise, port)
@@ -57,14 +61,16 @@ class KubeadmApiApp(ApiApp):
         if sec is None or sec.get("type") != "bootstrap.kubernetes.io/token":
             return False
         f = token_fields(sec)
-        return (hmac.compare_digest(f.get("token-secret", ""), m.group(2))
-                and f.get("usage-bootstrap-" + usage) == "true" and not token_expired(f))
+        return (
+            hmac.compare_digest(f.get("token-secret", ""), m.group(2))
+            and f.get("usage-bootstrap-" + usage) == "true"
+            and not token_expired(f)
+        )
 
     def view(self, kind, obj):
         """cluster-info carries a JWS of its kubeconfig for every valid signing token."""
         md = obj.get("metadata", {})
-        if kind is CONFIGMAP and (md.get("namespace"), md.get("name")) == \
-                ("kube-public", "cluster-info"):
+        if kind is CONFIGMAP and (md.get("namespace"), md.get("name")) == ("kube-public", "cluster-info"):
             data = obj.setdefault("data", {})
             for k in [k for k in data if k.startswith("jws-kubeconfig-")]:
                 del data[k]
@@ -72,10 +78,8 @@ class KubeadmApiApp(ApiApp):
                 if sec.get("type") != "bootstrap.kubernetes.io/token":
                     continue
                 f = token_fields(sec)
-                if f.get("usage-bootstrap-signing") == "true" and not token_expired(f) \
-                        and f.get("token-id") and "kubeconfig" in data:
-                    data["jws-kubeconfig-" + f["token-id"]] = jws_detached(
-                        data["kubeconfig"], f["token-id"], f.get("token-secret", ""))
+                if f.get("usage-bootstrap-signing") == "true" and not token_expired(f) and f.get("token-id") and "kubeconfig" in data:
+                    data["jws-kubeconfig-" + f["token-id"]] = jws_detached(data["kubeconfig"], f["token-id"], f.get("token-secret", ""))
         return obj
 
     def handle(self, h, method):
@@ -92,8 +96,7 @@ class KubeadmApiApp(ApiApp):
             if not self.token_ok(auth[7:].strip()):
                 raise unauthorized()
             if method != "GET" or not any(r.match(path) for r in self.TOKEN_READABLE):
-                raise ApiError(403, "Forbidden", "stand-in: a bootstrap token may not %s %s"
-                                   % (method, path))
+                raise ApiError(403, "Forbidden", "stand-in: a bootstrap token may not %s %s" % (method, path))
             q = {k: v[-1] for k, v in urllib.parse.parse_qs(u.query).items()}
             return self.kube_api(h, method, path, q, body)
         return super().handle(h, method)
@@ -111,11 +114,12 @@ class KubeadmApiApp(ApiApp):
                 raise unauthorized()
             name = req.get("nodeName", "")
             admin = {"system:masters", "kubeadm:cluster-admins"} & set(ident["groups"])
-            if not admin and (ident["cn"] != "system:node:" + name
-                              or "system:nodes" not in ident["groups"]):
-                raise ApiError(403, "Forbidden", 'nodes "%s" is forbidden: node "%s" is not '
-                                   'allowed to modify node "%s"'
-                                   % (name, ident["cn"].rpartition(":")[2], name))
+            if not admin and (ident["cn"] != "system:node:" + name or "system:nodes" not in ident["groups"]):
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    'nodes "%s" is forbidden: node "%s" is not allowed to modify node "%s"' % (name, ident["cn"].rpartition(":")[2], name),
+                )
             node = self.cluster.register(req, None, create=path.endswith("/register"))
             return h.send_json(200, {"node": node})
         if path == "/v1-standin/kubeadm/node-certificate":
@@ -131,8 +135,7 @@ class KubeadmApiApp(ApiApp):
                 raise bad_request("certificate signing request signature is invalid")
             cn, orgs = cert_identity(csr)
             if not cn.startswith("system:node:") or orgs != ["system:nodes"]:
-                raise ApiError(403, "Forbidden", "stand-in CSR signer: only "
-                                   "CN=system:node:<name>, O=system:nodes may be requested")
+                raise ApiError(403, "Forbidden", "stand-in CSR signer: only CN=system:node:<name>, O=system:nodes may be requested")
             pem = sign_client_cert(self.ca_cert, self.ca_key, csr.public_key(), cn, orgs)
             log("info", "Signed a node client certificate for %s" % cn)
             return h.send_json(200, {"certificate": pem.decode(), "ca": self.ca_pem.decode()})
@@ -196,8 +199,7 @@ class ApiServer:
         store = Store(hp(API_STATE))
         for ns in SYSTEM_NAMESPACES:
             if store.get(NAMESPACE, None, ns) is None:
-                store.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
-                                             "metadata": {"name": ns}})
+                store.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         store.flush()
         grace = env_float("K3S_STANDIN_NODE_GRACE_SECONDS", 40.0)
         cluster = Cluster(store, grace, mode="kubeadm", pod_network=pod_network)
@@ -207,8 +209,7 @@ class ApiServer:
         self.httpd = TLSServer((bind, port), Handler, ctx, app)
         self.app, self.store = app, store
         stop = self.own_stop
-        threading.Thread(target=lambda: (self.stop.wait(), self.own_stop.set()),
-                         daemon=True).start()
+        threading.Thread(target=lambda: (self.stop.wait(), self.own_stop.set()), daemon=True).start()
 
         def flusher():
             while not stop.wait(0.5):
@@ -218,16 +219,16 @@ class ApiServer:
             while not stop.wait(min(1.0, grace / 4)):
                 cluster.monitor_once()
                 app.clean_tokens()
-        self.threads = [threading.Thread(target=self.httpd.serve_forever,
-                                         kwargs={"poll_interval": 0.2}, daemon=True),
-                        threading.Thread(target=flusher, daemon=True),
-                        threading.Thread(target=monitor, daemon=True),
-                        threading.Thread(target=ControllerManager(store).run, args=(stop,),
-                                         daemon=True)]
+
+        self.threads = [
+            threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True),
+            threading.Thread(target=flusher, daemon=True),
+            threading.Thread(target=monitor, daemon=True),
+            threading.Thread(target=ControllerManager(store).run, args=(stop,), daemon=True),
+        ]
         for t in self.threads:
             t.start()
-        log("info", "Stand-in kube-apiserver %s (%s) serving on https://%s:%d"
-            % (STANDIN_VERSION, STANDIN_NOTE, url_host(bind), port))
+        log("info", "Stand-in kube-apiserver %s (%s) serving on https://%s:%d" % (STANDIN_VERSION, STANDIN_NOTE, url_host(bind), port))
 
     def shutdown(self):
         if self.httpd is not None:

@@ -27,23 +27,71 @@ from .paths import APISERVER_MANIFEST, BOOTSTRAP_KUBELET_CONF, DEFAULT_CRI, KUBE
 from .version import STANDIN_NOTE, STANDIN_VERSION
 
 VALUE_FLAGS = {
-    "kubeconfig", "bootstrap-kubeconfig", "config", "hostname-override", "node-ip",
-    "container-runtime-endpoint", "image-service-endpoint", "pod-infra-container-image",
-    "node-labels", "register-with-taints", "v", "cgroup-driver", "cert-dir", "root-dir",
-    "cloud-provider", "provider-id", "resolv-conf", "max-pods", "cluster-dns", "cluster-domain",
-    "runtime-request-timeout", "volume-plugin-dir", "feature-gates", "eviction-hard",
-    "kube-reserved", "system-reserved", "address", "port", "read-only-port",
-    "node-status-update-frequency", "pod-manifest-path", "log-file", "logging-format",
-    "tls-cert-file", "tls-private-key-file", "tls-cipher-suites", "tls-min-version",
-    "client-ca-file", "authorization-mode", "healthz-port", "healthz-bind-address",
-    "cgroup-root", "kubelet-cgroups", "system-cgroups", "runtime-cgroups", "vmodule",
-    "pod-cidr", "seccomp-default", "max-open-files", "serialize-image-pulls",
+    "kubeconfig",
+    "bootstrap-kubeconfig",
+    "config",
+    "hostname-override",
+    "node-ip",
+    "container-runtime-endpoint",
+    "image-service-endpoint",
+    "pod-infra-container-image",
+    "node-labels",
+    "register-with-taints",
+    "v",
+    "cgroup-driver",
+    "cert-dir",
+    "root-dir",
+    "cloud-provider",
+    "provider-id",
+    "resolv-conf",
+    "max-pods",
+    "cluster-dns",
+    "cluster-domain",
+    "runtime-request-timeout",
+    "volume-plugin-dir",
+    "feature-gates",
+    "eviction-hard",
+    "kube-reserved",
+    "system-reserved",
+    "address",
+    "port",
+    "read-only-port",
+    "node-status-update-frequency",
+    "pod-manifest-path",
+    "log-file",
+    "logging-format",
+    "tls-cert-file",
+    "tls-private-key-file",
+    "tls-cipher-suites",
+    "tls-min-version",
+    "client-ca-file",
+    "authorization-mode",
+    "healthz-port",
+    "healthz-bind-address",
+    "cgroup-root",
+    "kubelet-cgroups",
+    "system-cgroups",
+    "runtime-cgroups",
+    "vmodule",
+    "pod-cidr",
+    "seccomp-default",
+    "max-open-files",
+    "serialize-image-pulls",
 }
 
 
-BOOL_FLAGS = {"fail-swap-on", "register-node", "rotate-certificates", "rotate-server-certificates",
-              "anonymous-auth", "authentication-token-webhook", "logtostderr",
-              "alsologtostderr", "protect-kernel-defaults", "make-iptables-util-chains"}
+BOOL_FLAGS = {
+    "fail-swap-on",
+    "register-node",
+    "rotate-certificates",
+    "rotate-server-certificates",
+    "anonymous-auth",
+    "authentication-token-webhook",
+    "logtostderr",
+    "alsologtostderr",
+    "protect-kernel-defaults",
+    "make-iptables-util-chains",
+}
 
 
 class FlagError(Exception):
@@ -57,7 +105,7 @@ def parse_kubelet_flags(args):
         a = args[i]
         i += 1
         if not a.startswith("-") or a in ("-", "--"):
-            raise FlagError("unknown command %r for \"kubelet\"" % a)
+            raise FlagError('unknown command %r for "kubelet"' % a)
         name, eq, value = a.lstrip("-").partition("=")
         if name in BOOL_FLAGS:
             out[name] = (value.lower() in ("1", "t", "true")) if eq else True
@@ -79,7 +127,7 @@ def swap_on():
 
 
 def socket_path(endpoint):
-    return endpoint[len("unix://"):] if endpoint.startswith("unix://") else endpoint
+    return endpoint[len("unix://") :] if endpoint.startswith("unix://") else endpoint
 
 
 def is_socket(path):
@@ -91,8 +139,7 @@ def is_socket(path):
 
 def containerd_version():
     try:
-        out = subprocess.run(["containerd", "--version"], capture_output=True, text=True,
-                             timeout=10).stdout.split()
+        out = subprocess.run(["containerd", "--version"], capture_output=True, text=True, timeout=10).stdout.split()
         return out[2] if len(out) >= 3 else "stand-in"
     except (OSError, subprocess.SubprocessError):
         return "stand-in"
@@ -133,34 +180,47 @@ def kubelet_main(args):
     if config_path:
         raw = read_file(hp(config_path))
         if raw is None:
-            log("error", '"command failed" err="failed to load kubelet config file, path: %s, '
-                'error: failed to load Kubelet config file %s, error failed to read kubelet '
-                'config file \\"%s\\", error: open %s: no such file or directory"'
-                % (config_path, config_path, config_path, config_path))
+            log(
+                "error",
+                '"command failed" err="failed to load kubelet config file, path: %s, '
+                "error: failed to load Kubelet config file %s, error failed to read kubelet "
+                'config file \\"%s\\", error: open %s: no such file or directory"' % (config_path, config_path, config_path, config_path),
+            )
             return 1
         cfg = yaml().safe_load(raw) or {}
     fail_swap_on = flags.get("fail-swap-on", cfg.get("failSwapOn", True))
     if fail_swap_on and swap_on():
-        log("error", '"command failed" err="failed to run Kubelet: running with swap on is not '
-            'supported, please disable swap or set --fail-swap-on flag to false"')
+        log(
+            "error",
+            '"command failed" err="failed to run Kubelet: running with swap on is not '
+            'supported, please disable swap or set --fail-swap-on flag to false"',
+        )
         return 1
     kubeconfig_path = flags.get("kubeconfig")
     if not kubeconfig_path or not os.path.exists(hp(kubeconfig_path)):
         boot = flags.get("bootstrap-kubeconfig")
         if boot and os.path.exists(hp(boot)):
-            log("error", '"command failed" err="failed to run Kubelet: the stand-in kubelet does '
-                'no TLS bootstrap of its own; kubeadm join writes %s"' % KUBELET_CONF)
+            log(
+                "error",
+                '"command failed" err="failed to run Kubelet: the stand-in kubelet does '
+                'no TLS bootstrap of its own; kubeadm join writes %s"' % KUBELET_CONF,
+            )
         else:
-            log("error", '"command failed" err="failed to run Kubelet: unable to load bootstrap '
-                'kubeconfig: stat %s: no such file or directory"' % (boot or BOOTSTRAP_KUBELET_CONF))
+            log(
+                "error",
+                '"command failed" err="failed to run Kubelet: unable to load bootstrap '
+                'kubeconfig: stat %s: no such file or directory"' % (boot or BOOTSTRAP_KUBELET_CONF),
+            )
         return 1
-    endpoint = flags.get("container-runtime-endpoint") or cfg.get("containerRuntimeEndpoint") \
-        or DEFAULT_CRI
+    endpoint = flags.get("container-runtime-endpoint") or cfg.get("containerRuntimeEndpoint") or DEFAULT_CRI
     if not is_socket(socket_path(endpoint)):
-        log("error", '"command failed" err="failed to run Kubelet: validate service connection: '
+        log(
+            "error",
+            '"command failed" err="failed to run Kubelet: validate service connection: '
             'validate CRI v1 runtime API for endpoint \\"%s\\": rpc error: code = Unavailable desc '
             '= connection error: desc = \\"transport: Error while dialing: dial unix %s: connect: '
-            'no such file or directory\\""' % (endpoint, socket_path(endpoint)))
+            'no such file or directory\\""' % (endpoint, socket_path(endpoint)),
+        )
         return 1
     try:
         kc = Kubeconfig(kubeconfig_path)
@@ -172,8 +232,7 @@ def kubelet_main(args):
     node_ips = [x.strip() for x in (flags.get("node-ip") or "").split(",") if x.strip()]
     labels = parse_labels(flags.get("node-labels"))
     runtime = "containerd://" + containerd_version()
-    log("info", "Stand-in kubelet %s (%s) starting for node \"%s\"" % (STANDIN_VERSION, STANDIN_NOTE,
-                                                                   node_name))
+    log("info", 'Stand-in kubelet %s (%s) starting for node "%s"' % (STANDIN_VERSION, STANDIN_NOTE, node_name))
     stop = threading.Event()
     install_signal_handlers(stop)
     api = None
@@ -182,6 +241,7 @@ def kubelet_main(args):
     def source_ip():
         """The address this host uses towards its API server (a UDP connect sends nothing)."""
         import socket as _socket
+
         try:
             probe = _socket.socket(_socket.AF_INET6 if ":" in kc.host else _socket.AF_INET, _socket.SOCK_DGRAM)
             try:
@@ -196,10 +256,18 @@ def kubelet_main(args):
         info = local_node_info(STANDIN_VERSION)
         info["containerRuntimeVersion"] = runtime
         info["kubeProxyVersion"] = ""
-        return {"nodeName": node_name, "role": "kubelet", "hostname": node_name,
-                "internalIPs": node_ips or [local_ip or source_ip() or "127.0.0.1"], "externalIPs": [],
-                "labels": labels, "taints": taints, "nodeInfo": info,
-                "capacity": local_capacity(), "nodeArgs": []}
+        return {
+            "nodeName": node_name,
+            "role": "kubelet",
+            "hostname": node_name,
+            "internalIPs": node_ips or [local_ip or source_ip() or "127.0.0.1"],
+            "externalIPs": [],
+            "labels": labels,
+            "taints": taints,
+            "nodeInfo": info,
+            "capacity": local_capacity(),
+            "nodeArgs": [],
+        }
 
     client = KubeletNodeClient(ApiClient(kc.host, kc.port, kc.ssl_context()), kc.server)
     loop = NodeLoop(client, reg_fn, None, stop)

@@ -32,8 +32,7 @@ class ApiClient:
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             headers["Content-Type"] = ctype
-        conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx,
-                                           timeout=self.timeout)
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=self.timeout)
         try:
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()

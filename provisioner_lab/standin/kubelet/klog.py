@@ -22,8 +22,7 @@ def klog(level, msg):
     sev = {"info": "I", "warning": "W", "error": "E", "fatal": "F", "debug": "I"}.get(level, "I")
     if level == "debug" and not util.DEBUG:
         return
-    line = "%s%s %s %7d standin] %s\n" % (sev, now.strftime("%m%d"), now.strftime("%H:%M:%S.%f"),
-                                          os.getpid(), mask(msg))
+    line = "%s%s %s %7d standin] %s\n" % (sev, now.strftime("%m%d"), now.strftime("%H:%M:%S.%f"), os.getpid(), mask(msg))
     try:
         sys.stderr.write(line)
         sys.stderr.flush()

@@ -38,13 +38,17 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def kubeconfig_text(server, ca_pem, cluster="kubernetes", user=None, context=None,
-                    cert_pem=None, key_pem=None, cert_file=None, key_file=None):
+def kubeconfig_text(
+    server, ca_pem, cluster="kubernetes", user=None, context=None, cert_pem=None, key_pem=None, cert_file=None, key_file=None
+):
     """A kubeconfig as kubeadm writes it: one cluster, and (unless user is None) one user and
     one context. Client credentials either embedded (*_pem) or as file paths (*_file)."""
-    doc = {"apiVersion": "v1", "kind": "Config", "preferences": {},
-           "clusters": [{"name": cluster, "cluster": {
-               "certificate-authority-data": b64(ca_pem), "server": server}}]}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": cluster, "cluster": {"certificate-authority-data": b64(ca_pem), "server": server}}],
+    }
     if user is None:
         doc.update({"contexts": None, "current-context": "", "users": None})
         doc["clusters"][0]["name"] = ""
@@ -55,9 +59,13 @@ def kubeconfig_text(server, ca_pem, cluster="kubernetes", user=None, context=Non
             creds = {"client-certificate-data": b64(cert_pem), "client-key-data": b64(key_pem)}
         else:
             creds = {"client-certificate": cert_file, "client-key": key_file}
-        doc.update({"contexts": [{"name": context, "context": {"cluster": cluster, "user": user}}],
-                    "current-context": context,
-                    "users": [{"name": user, "user": creds}]})
+        doc.update(
+            {
+                "contexts": [{"name": context, "context": {"cluster": cluster, "user": user}}],
+                "current-context": context,
+                "users": [{"name": user, "user": creds}],
+            }
+        )
     return yaml().safe_dump(doc, default_flow_style=False, sort_keys=True)
 
 
@@ -92,15 +100,13 @@ class Kubeconfig:
             self.cert_pem = read_file(hp(user["client-certificate"]))
             self.key_pem = read_file(hp(user.get("client-key") or user["client-certificate"]))
             if self.cert_pem is None or self.key_pem is None:
-                raise FileNotFoundError("%s: cannot read the client certificate or key %s"
-                                        % (path, user["client-certificate"]))
+                raise FileNotFoundError("%s: cannot read the client certificate or key %s" % (path, user["client-certificate"]))
         self.token = user.get("token")
         u = urllib.parse.urlsplit(self.server)
         self.host, self.port = u.hostname or "", u.port or 443
 
     def ssl_context(self, client_cert=True):
-        ctx = ssl.create_default_context(cadata=self.ca_pem.decode()) if self.ca_pem else \
-            ssl.create_default_context()
+        ctx = ssl.create_default_context(cadata=self.ca_pem.decode()) if self.ca_pem else ssl.create_default_context()
         if client_cert and self.cert_pem:
             load_cert_chain(ctx, self.cert_pem, self.key_pem)
         return ctx
@@ -127,8 +133,7 @@ def load_cert(pem):
 def ca_public_key_hash(ca_pem):
     """kubeadm's discovery hash: sha256 over the CA certificate's SubjectPublicKeyInfo (DER)."""
     c = crypto()
-    spki = load_cert(ca_pem).public_key().public_bytes(
-        c.serialization.Encoding.DER, c.serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = load_cert(ca_pem).public_key().public_bytes(c.serialization.Encoding.DER, c.serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
@@ -146,18 +151,31 @@ def sign_client_cert(ca_cert, ca_key, public_key, cn, orgs, days=365):
     attrs = [c.x509.NameAttribute(c.NameOID.ORGANIZATION_NAME, o) for o in orgs]
     attrs.append(c.x509.NameAttribute(c.NameOID.COMMON_NAME, cn))
     now = utcnow()
-    cert = (c.x509.CertificateBuilder().subject_name(c.x509.Name(attrs))
-            .issuer_name(ca_cert.subject).public_key(public_key)
-            .serial_number(c.x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(c.x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(c.x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=True,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(c.x509.ExtendedKeyUsage([c.EKU.CLIENT_AUTH]), critical=False)
-            .add_extension(c.x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, c.hashes.SHA256()))
+    cert = (
+        c.x509.CertificateBuilder()
+        .subject_name(c.x509.Name(attrs))
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(c.x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(c.x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            c.x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(c.x509.ExtendedKeyUsage([c.EKU.CLIENT_AUTH]), critical=False)
+        .add_extension(c.x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, c.hashes.SHA256())
+    )
     return cert.public_bytes(c.serialization.Encoding.PEM)

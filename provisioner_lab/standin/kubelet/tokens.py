@@ -37,17 +37,20 @@ def jws_detached(content, token_id, token_secret):
     puts into cluster-info as ``jws-kubeconfig-<token id>``."""
     header = b64url(json.dumps({"alg": "HS256", "kid": token_id}, separators=(",", ":")))
     payload = b64url(content)
-    sig = hmac.new(token_secret.encode(), ("%s.%s" % (header, payload)).encode(),
-                   hashlib.sha256).digest()
+    sig = hmac.new(token_secret.encode(), ("%s.%s" % (header, payload)).encode(), hashlib.sha256).digest()
     return "%s..%s" % (header, b64url(sig))
 
 
-def token_secret_object(token_id, token_secret, ttl_seconds, usages=("signing", "authentication"),
-                        groups=("system:bootstrappers:kubeadm:default-node-token",),
-                        description=""):
+def token_secret_object(
+    token_id,
+    token_secret,
+    ttl_seconds,
+    usages=("signing", "authentication"),
+    groups=("system:bootstrappers:kubeadm:default-node-token",),
+    description="",
+):
     """The kube-system Secret holding a bootstrap token, as kubeadm creates it."""
-    data = {"token-id": b64(token_id), "token-secret": b64(token_secret),
-            "auth-extra-groups": b64(",".join(groups))}
+    data = {"token-id": b64(token_id), "token-secret": b64(token_secret), "auth-extra-groups": b64(",".join(groups))}
     for u in usages:
         data["usage-bootstrap-%s" % u] = b64("true")
     if ttl_seconds:
@@ -55,9 +58,13 @@ def token_secret_object(token_id, token_secret, ttl_seconds, usages=("signing", 
         data["expiration"] = b64(exp.strftime("%Y-%m-%dT%H:%M:%SZ"))
     if description:
         data["description"] = b64(description)
-    return {"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
-            "metadata": {"name": "bootstrap-token-" + token_id, "namespace": "kube-system"},
-            "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "bootstrap.kubernetes.io/token",
+        "metadata": {"name": "bootstrap-token-" + token_id, "namespace": "kube-system"},
+        "data": data,
+    }
 
 
 def token_fields(secret):
