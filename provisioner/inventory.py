@@ -15,6 +15,7 @@ import ipaddress
 import os
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -517,7 +518,7 @@ def _validate(data: Any, source: str, *, base_dir: Path | None, check_files: boo
     if foreign is not None:
         raise InventoryError([foreign])
 
-    plain = _plain(data)
+    plain = plain_yaml(data)
     unsafe = unsafe_text_problems(plain, data, source)
     try:
         inventory = Inventory.model_validate(plain, context={"base_dir": base_dir or Path.cwd()})
@@ -867,14 +868,23 @@ def _line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _plain(node: Any) -> Any:
-    """Round-trip YAML nodes as plain dicts, lists and scalars for pydantic."""
+def plain_yaml(node: Any, other: Callable[[Any], Any] | None = None) -> Any:
+    """Round-trip YAML nodes as plain dicts, lists and scalars (for pydantic, or an importer).
+
+    ``other`` converts any other node (e.g. a tagged scalar); without it such a node is kept."""
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {str(k): plain_yaml(v, other) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [plain_yaml(v, other) for v in node]
     if isinstance(node, bool) or node is None:
         return node
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return other(node) if other is not None else node
     if isinstance(node, str):
         return str(node)
     if isinstance(node, int):

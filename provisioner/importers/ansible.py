@@ -23,6 +23,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from provisioner.errors import InventoryError, Problem
+from provisioner.inventory import plain_yaml
 
 _GROUP_KEYS = frozenset({"hosts", "vars", "children"})
 _RANGE = re.compile(r"\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::([0-9]+))?\]")
@@ -261,13 +262,16 @@ def expand_host_pattern(pattern: str) -> list[str]:
 
 
 def plain(node: Any) -> Any:
-    """Round-trip YAML nodes as plain dicts, lists and scalars."""
-    if isinstance(node, dict):
-        return {str(k): plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [plain(v) for v in node]
-    if isinstance(node, bool) or node is None:
-        return node
+    """Round-trip YAML nodes as plain dicts, lists and scalars; a tagged scalar (``!vault``,
+    ``!unsafe``) keeps its text and is marked with its tag."""
+    return plain_yaml(node, _tagged)
+
+
+def _tagged(node: Any) -> Any:
+    tag = getattr(node, "tag", None)
+    if tag is not None and hasattr(node, "value"):
+        return TaggedText(str(getattr(tag, "value", tag)), str(node.value))
+    return node
     if isinstance(node, str):
         return str(node)
     if isinstance(node, int):
