@@ -2,9 +2,10 @@
 
 Two repositories under one served directory (``<cache>/apt-repos/www/``):
 
-- ``kubernetes/core:/stable:/v<minor>/deb/`` -- a FLAT repository like pkgs.k8s.io
-  (``InRelease``, ``Release``, ``Release.gpg``, ``Release.key``, ``Packages(.gz)``, packages at
-  their ``Filename:``) holding the STAND-IN kubelet/kubeadm/kubectl packages (debs.py);
+- ``kubernetes/core:/stable:/v<minor>/deb/`` -- FLAT repositories like pkgs.k8s.io, one per
+  minor (``InRelease``, ``Release``, ``Release.gpg``, ``Release.key``, ``Packages(.gz)``, packages
+  at their ``Filename:``) holding the STAND-IN kubelet/kubeadm/kubectl packages (debs.py): the
+  stand-ins' own minor (1.31, what lab inventories ask for) and the next one (1.32, upgrades);
 - ``debian/`` -- ``dists/bookworm/main/binary-<arch>/`` + ``pool/``: the REAL Debian packages
   lab hosts need and their base image lacks (containerd, runc, conntrack, ... with their
   dependencies and recommends), computed by simulating the install against the base image's
@@ -41,7 +42,7 @@ HOST_KEYRING = "/etc/apt/keyrings/provisioner-lab-apt.asc"
 DEBIAN_WANTED: tuple[str, ...] = ("containerd", "conntrack", "iptables", "socat", "ethtool", "ebtables")
 STANDIN_NAMES = ("kubelet", "kubeadm", "kubectl")
 #: Bump when the repository layout changes.
-REPO_LAYOUT = 2
+REPO_LAYOUT = 3
 
 _INST_RE = re.compile(r"^Inst (\S+) (?:\[[^\]]*\] )?\((\S+) ")
 
@@ -153,6 +154,8 @@ class Repos:
     kubernetes_path: str
     k8s_version: str
     fingerprint: str
+    #: Every served Kubernetes version -> its repository's path below ``www``.
+    kubernetes_paths: dict[str, str]
 
     @property
     def key_file(self) -> Path:
@@ -282,10 +285,11 @@ def fetch_debs(pkgs: list[tuple[str, str]], pool: Path, echo: Callable[[str], No
     return out
 
 
-def build_kubernetes_repo(kdir: Path, gpg: Gpg, fpr: str) -> list[Path]:
-    """The flat Kubernetes repository in ``kdir``: stand-in packages under ``all/``, Packages,
-    Packages.gz, Release, InRelease, Release.gpg and Release.key (armored public key)."""
-    built = debs.build_all(kdir / "all")
+def build_kubernetes_repo(kdir: Path, gpg: Gpg, fpr: str, k8s_version: str | None = None) -> list[Path]:
+    """The flat Kubernetes repository in ``kdir``: stand-in packages at ``k8s_version`` (default:
+    the stand-ins' own) under ``all/``, Packages, Packages.gz, Release, InRelease, Release.gpg
+    and Release.key (armored public key)."""
+    built = debs.build_all(kdir / "all", k8s_version)
     release_files = write_indexes(built, kdir, kdir)
     write_file(
         kdir / "Release",
@@ -314,12 +318,15 @@ def ensure_repos(paths: LabPaths, base_rootfs: Path, echo: Callable[[str], None]
     with file_lock(root / "build.lock"):
         gpg = Gpg(paths.state_root / ".apt-repo-key" / "gnupg")
         fpr = gpg.ensure_key()
-        specs = debs.package_specs()
+        versions = debs.served_versions()
+        specs = [s for v in versions for s in debs.package_specs(v)]
         k8s = debs.kubernetes_version()
         kpath = kubernetes_repo_path(k8s)
+        kpaths = {v: kubernetes_repo_path(v) for v in versions}
         www = root / "www"
         inputs = {
             "layout": REPO_LAYOUT,
+            "versions": list(versions),
             "packages": debs.specs_digest(specs),
             "key": fpr,
             "base": base_rootfs.parent.name,
@@ -327,15 +334,15 @@ def ensure_repos(paths: LabPaths, base_rootfs: Path, echo: Callable[[str], None]
         }
         stamp = root / "build.json"
         try:
-            if json.loads(stamp.read_text()).get("inputs") == inputs and (www / kpath / "InRelease").is_file():
-                return Repos(www, kpath, k8s, fpr)
+            if json.loads(stamp.read_text()).get("inputs") == inputs and all((www / p / "InRelease").is_file() for p in kpaths.values()):
+                return Repos(www, kpath, k8s, fpr, kpaths)
         except (OSError, ValueError):
             pass
         t0 = time.monotonic()
         echo("building the lab's local apt repositories (stand-in Kubernetes packages + Debian subset)…")
         tmp_www = root / f".www-{os.getpid()}"
         shutil.rmtree(tmp_www, ignore_errors=True)
-        built = build_kubernetes_repo(tmp_www / kpath, gpg, fpr)
+        built = [deb for v, path in kpaths.items() for deb in build_kubernetes_repo(tmp_www / path, gpg, fpr, v)]
         public = gpg.public_key(fpr)
         # the Debian subset: what the stand-ins' dependencies and containerd add to the base
         deps: set[str] = set(DEBIAN_WANTED)
@@ -383,4 +390,4 @@ def ensure_repos(paths: LabPaths, base_rootfs: Path, echo: Callable[[str], None]
             + "\n",
         )
         echo(f"apt repositories built in {time.monotonic() - t0:.1f} s: {len(built)} stand-in, {len(files)} Debian package(s)")
-        return Repos(www, kpath, k8s, fpr)
+        return Repos(www, kpath, k8s, fpr, kpaths)

@@ -9,8 +9,10 @@ cannot download Kubernetes; every package description says STAND-IN.
 - ``kubelet``: /usr/bin/kubelet (the kubelet stand-in, with the k3s stand-in's API server
   modules inside), kubelet.service (Restart=always) and a kubeadm drop-in reading
   /var/lib/kubelet/kubeadm-flags.env and /etc/default/kubelet.
-- ``kubeadm``: /usr/bin/kubeadm (the kubeadm stand-in, self-contained); depends on kubelet and
-  kubectl (as the real package does).
+- ``kubeadm``: /usr/bin/kubeadm (the kubeadm stand-in, self-contained); like the real package on
+  pkgs.k8s.io since 1.30 it does NOT depend on kubelet or kubectl (the real one depends only on
+  cri-tools, which the stand-in does not need; it needs Debian's python3 and its libraries), so
+  that an upgrade can install the new kubeadm while kubelet stays held at the old version.
 - ``kubectl``: no binary; depends on Debian's ``kubernetes-client`` (a real kubectl 1.20).
 """
 
@@ -31,7 +33,7 @@ from provisioner_lab.system import run, write_file
 DEB_REVISION = "1.1"
 MAINTAINER = "provisioner lab (test double) <lab@provisioner.invalid>"
 #: Bump when the package layout below changes (part of the repository cache key).
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 KUBELET_SERVICE = """\
 # STAND-IN kubelet unit (test double shipped by the provisioner lab; not the real package).
@@ -129,6 +131,19 @@ def kubernetes_version() -> str:
     return kubelet_version.STANDIN_VERSION.lstrip("v")
 
 
+def next_minor_version(k8s_version: str) -> str:
+    """The version the lab serves as the next minor, e.g. "1.32.0" after "1.31.4" (an upgrade)."""
+    major, minor = (int(x) for x in k8s_version.split(".")[:2])
+    return f"{major}.{minor + 1}.0"
+
+
+def served_versions() -> tuple[str, ...]:
+    """The Kubernetes versions the lab's repositories serve, one repository per minor: the
+    stand-ins' own version (what lab inventories ask for) and the next minor (upgrades)."""
+    base = kubernetes_version()
+    return (base, next_minor_version(base))
+
+
 def deb_version(k8s_version: str) -> str:
     """Debian version of the stand-in packages, e.g. ``1.31.4-1.1``."""
     return f"{k8s_version}-{DEB_REVISION}"
@@ -161,9 +176,11 @@ def control_text(spec: PackageSpec, installed_size_kb: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def package_specs() -> list[PackageSpec]:
-    """The three stand-in packages (kubelet, kubeadm, kubectl) at the stand-ins' version."""
-    k8s = kubernetes_version()
+def package_specs(k8s_version: str | None = None) -> list[PackageSpec]:
+    """The three stand-in packages (kubelet, kubeadm, kubectl) at ``k8s_version`` ("1.32.0"),
+    by default the stand-ins' own version; the kubelet and kubeadm inside say that version."""
+    k8s = k8s_version or kubernetes_version()
+    claimed = None if k8s_version is None or k8s_version == kubernetes_version() else f"v{k8s}"
     version = deb_version(k8s)
     note = (
         f"STAND-IN for testing, NOT the real Kubernetes {k8s}: built by the provisioner's\n"
@@ -182,7 +199,7 @@ def package_specs() -> list[PackageSpec]:
         description=note + "\n\nRuns no containers: registers its Node, heartbeats, and runs the\n"
         "stand-in API server for the kube-apiserver static pod manifest.",
         files=(
-            DebFile("usr/bin/kubelet", zipapps.executable("kubelet"), 0o755),
+            DebFile("usr/bin/kubelet", zipapps.executable("kubelet", claimed), 0o755),
             DebFile("usr/lib/systemd/system/kubelet.service", KUBELET_SERVICE.encode()),
             DebFile("usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf", KUBEADM_DROPIN.encode()),
             doc("kubelet"),
@@ -193,10 +210,11 @@ def package_specs() -> list[PackageSpec]:
     kubeadm = PackageSpec(
         name="kubeadm",
         version=version,
-        depends=(f"kubelet (>= {minor_series(k8s)}.0)", f"kubectl (>= {minor_series(k8s)}.0)"),
+        # the real kubeadm depends on cri-tools at most (not on kubelet/kubectl since 1.30)
+        depends=("python3", "python3-cryptography", "python3-yaml"),
         summary="Kubernetes cluster bootstrapping tool (STAND-IN for testing, not the real kubeadm)",
         description=note + "\n\nHonours init/join --config, token create --print-join-command, reset.",
-        files=(DebFile("usr/bin/kubeadm", zipapps.executable("kubeadm"), 0o755), doc("kubeadm")),
+        files=(DebFile("usr/bin/kubeadm", zipapps.executable("kubeadm", claimed), 0o755), doc("kubeadm")),
     )
     kubectl = PackageSpec(
         name="kubectl",
@@ -252,6 +270,7 @@ def build_package(spec: PackageSpec, out_dir: Path) -> Path:
     return final
 
 
-def build_all(out_dir: Path) -> list[Path]:
-    """Build the three stand-in packages into ``out_dir``; returns their paths."""
-    return [build_package(s, out_dir) for s in package_specs()]
+def build_all(out_dir: Path, k8s_version: str | None = None) -> list[Path]:
+    """Build the three stand-in packages at ``k8s_version`` (default: the stand-ins' own)
+    into ``out_dir``; returns their paths."""
+    return [build_package(s, out_dir) for s in package_specs(k8s_version)]

@@ -33,7 +33,9 @@ def test_packages_are_arch_all_stand_ins_with_the_expected_dependencies(repo):
         assert f["Architecture"] == "all" and f["Version"] == "1.31.4-1.1"
         assert "STAND-IN" in f["Description"], name
     assert {"python3", "python3-cryptography", "python3-yaml"} <= {d.split()[0] for d in fields["kubelet"]["Depends"].split(", ")}
-    assert {d.split()[0] for d in fields["kubeadm"]["Depends"].split(", ")} == {"kubelet", "kubectl"}
+    # as the real kubeadm on pkgs.k8s.io: no dependency on kubelet or kubectl, so that an
+    # upgrade installs the new kubeadm while kubelet stays held at the old version
+    assert {d.split()[0] for d in fields["kubeadm"]["Depends"].split(", ")} == {"python3", "python3-cryptography", "python3-yaml"}
     assert fields["kubectl"]["Depends"] == "kubernetes-client"
 
 
@@ -103,3 +105,22 @@ def test_flat_repository_is_signed_and_apt_reads_it(repo, tmp_path):
     (apt / "var/lib/apt/lists/partial").mkdir(parents=True)
     res = subprocess.run(["apt-get", *opts, "update"], capture_output=True, text=True, timeout=120)
     assert "NO_PUBKEY" in res.stderr or "not signed" in res.stderr or res.returncode != 0, res.stderr
+
+
+def test_the_next_minor_repository_holds_packages_whose_binaries_say_the_new_version(tmp_path):
+    gpg = aptrepo.Gpg(tmp_path / "gnupg")
+    fpr = gpg.ensure_key()
+    new = debs.next_minor_version(debs.kubernetes_version())
+    kdir = tmp_path / "www" / aptrepo.kubernetes_repo_path(new)
+    assert kdir.as_posix().endswith("/kubernetes/core:/stable:/v1.32/deb")
+    built = aptrepo.build_kubernetes_repo(kdir, gpg, fpr, new)
+    assert sorted(p.name for p in built) == ["kubeadm_1.32.0-1.1_all.deb", "kubectl_1.32.0-1.1_all.deb", "kubelet_1.32.0-1.1_all.deb"]
+    assert "Version: 1.32.0-1.1" in (kdir / "Packages").read_text()
+    root = tmp_path / "x"
+    for name in ("kubelet", "kubeadm"):
+        deb = next(p for p in built if p.name.startswith(f"{name}_"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    kubelet = subprocess.run([str(root / "usr/bin/kubelet"), "--version"], capture_output=True, text=True, timeout=30)
+    assert kubelet.returncode == 0 and "v1.32.0" in kubelet.stdout, kubelet.stdout + kubelet.stderr
+    kubeadm = subprocess.run([str(root / "usr/bin/kubeadm"), "version", "-o", "short"], capture_output=True, text=True, timeout=30)
+    assert kubeadm.returncode == 0 and kubeadm.stdout.strip() == "v1.32.0", kubeadm.stdout + kubeadm.stderr

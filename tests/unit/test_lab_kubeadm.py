@@ -37,6 +37,21 @@ def test_package_specs_follow_the_kubelet_stand_in_version() -> None:
     assert debs.minor_series(k8s) == "1.31"
 
 
+def test_the_lab_serves_the_stand_in_minor_and_the_next_one_with_packages_at_each_version() -> None:
+    assert debs.next_minor_version("1.31.4") == "1.32.0" and debs.next_minor_version("1.9.2") == "1.10.0"
+    assert debs.served_versions() == ("1.31.4", "1.32.0")
+    new = {s.name: s for s in debs.package_specs("1.32.0")}
+    assert {s.version for s in new.values()} == {"1.32.0-1.1"}
+    for name in ("kubelet", "kubeadm"):
+        binary = next(f for f in new[name].files if f.path == f"usr/bin/{name}")
+        version_py = zipfile.ZipFile(io.BytesIO(binary.content)).read("standin/kubelet/version.py").decode()
+        assert 'STANDIN_VERSION = "v1.32.0"' in version_py, name
+    # the stand-ins' own version given explicitly builds the same packages as the default
+    assert debs.specs_digest(debs.package_specs("1.31.4")) == debs.specs_digest(debs.package_specs())
+    assert debs.specs_digest(list(new.values())) != debs.specs_digest(debs.package_specs())
+    assert "kubelet" not in " ".join(new["kubeadm"].depends) and "kubectl" not in " ".join(new["kubeadm"].depends)
+
+
 def test_control_text_says_stand_in_and_continues_the_description() -> None:
     spec = debs.package_specs()[0]
     text = debs.control_text(spec, 42)
@@ -94,6 +109,7 @@ def test_hosts_apt_sources_point_only_at_the_local_subset() -> None:
     debs_lines = [ln for ln in text.splitlines() if ln.startswith("deb")]
     assert debs_lines == ["deb [signed-by=/etc/apt/keyrings/provisioner-lab-apt.asc] http://10.231.0.1:8181/debian bookworm main"]
     assert aptrepo.kubernetes_repo_path("1.31.4") == "kubernetes/core:/stable:/v1.31/deb/"
+    assert aptrepo.kubernetes_repo_path("1.32.0") == "kubernetes/core:/stable:/v1.32/deb/"
 
 
 def test_kubeadm_inventory_text() -> None:
