@@ -578,7 +578,23 @@ class _SSHFiles(transfer.FileOps):
         return out
 
     def make_directory(self, directory: str) -> None:
-        self._root(f"mkdir -p {shlex.quote(directory)}")
+        """As root over SFTP (requests on the open session, no command); otherwise with sudo."""
+        if not self.remote.is_root:
+            self._root(f"mkdir -p {shlex.quote(directory)}")
+            return
+        with self.remote._sftp_lock:
+            sftp = self.remote._sftp()
+            missing: list[str] = []
+            current = directory.rstrip("/") or "/"
+            while True:
+                try:
+                    sftp.stat(current)
+                    break
+                except FileNotFoundError:
+                    missing.append(current)
+                    current = os.path.dirname(current) or "/"
+            for folder in reversed(missing):
+                sftp.mkdir(folder, 0o755)
 
     def write_temp(self, data: bytes, temp: str, mode: int) -> None:
         if self.remote.is_root:
@@ -599,13 +615,16 @@ class _SSHFiles(transfer.FileOps):
                 log.warning("%s: could not remove %s: %s", self.host, staging, error)
 
     def digest(self, temp: str) -> tuple[int, str]:
-        words = self._root(f"stat -c %s {shlex.quote(temp)} && sha256sum {shlex.quote(temp)}").split()
+        """Flushes ``temp`` to disk first and reads it back in the same command (one round trip
+        for steps 3 and 4 of the protocol; ``fsync`` then has nothing left to do)."""
+        quoted = shlex.quote(temp)
+        words = self._root(f"sync {quoted} && stat -c %s {quoted} && sha256sum {quoted}").split()
         if len(words) < 2 or not words[0].isdigit():
             raise RemoteCommandError(self.host, f"sha256sum {temp}", 0, "unexpected output")
         return int(words[0]), words[1]
 
     def fsync(self, temp: str) -> None:
-        self._root(f"sync {shlex.quote(temp)}")
+        """Done by ``digest``, which syncs before it reads the file back."""
 
     def rename(self, temp: str, path: str) -> None:
         directory = shlex.quote(os.path.dirname(path) or "/")

@@ -198,3 +198,10 @@ class _LocalSFTP(paramiko.SFTPServerInterface):
             return paramiko.SFTPServer.convert_errno(error.errno)  # type: ignore[no-any-return]
 
     lstat = stat
+
+    def mkdir(self, path: str, attr: paramiko.SFTPAttributes) -> int:
+        try:
+            os.mkdir(path, attr.st_mode if attr.st_mode is not None else 0o777)
+        except OSError as error:
+            return paramiko.SFTPServer.convert_errno(error.errno)  # type: ignore[no-any-return]
+        return paramiko.SFTP_OK
