@@ -382,17 +382,20 @@ class SSHRemote(Remote):
             timer.cancel()
 
     # --- commands ---------------------------------------------------------------------------
+    def _wrap(self, command: str, *, as_root: bool, prompt: str) -> tuple[str, Secret | None]:
+        """``command`` for ``sh``, through sudo when root is wanted and the SSH user is not:
+        ``sudo -n`` without a password, else ``sudo -S`` with ``prompt`` and the password to send."""
+        wrapped = f"sh -c {shlex.quote(command)}"
+        if not as_root or self.is_root:
+            return wrapped, None
+        if self._sudo_password is None:
+            return f"sudo -n -- {wrapped}", None
+        return f"sudo -S -p {shlex.quote(prompt)} -- {wrapped}", self._sudo_password
+
     def _execute(self, command: str, *, as_root: bool, timeout: float | None) -> tuple[int | None, str, str]:
         limit = self.command_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
-        wrapped = f"sh -c {shlex.quote(command)}"
-        password: Secret | None = None
-        if as_root and not self.is_root:
-            if self._sudo_password is None:
-                wrapped = f"sudo -n -- {wrapped}"
-            else:
-                wrapped = f"sudo -S -p {shlex.quote(SUDO_PROMPT)} -- {wrapped}"
-                password = self._sudo_password
+        wrapped, password = self._wrap(command, as_root=as_root, prompt=SUDO_PROMPT)
         doing = f"`{_short(REDACTOR.redact(command), 60)}`"
         channel = self._open_channel(doing)
         try:
@@ -511,14 +514,8 @@ class SSHRemote(Remote):
     def hold(self, command: str, *, ready: str, timeout: float) -> HeldCommand:
         """An exec channel of its own whose stdin stays open: when this process dies, the TCP
         connection closes, sshd closes the channel and the command sees end-of-file."""
-        wrapped = f"sh -c {shlex.quote(command)}"
-        password: Secret | None = None
-        if not self.is_root:
-            if self._sudo_password is None:
-                wrapped = f"sudo -n -- {wrapped}"
-            else:  # the password is the first line on stdin; the command ignores its stdin
-                wrapped = f"sudo -S -p '' -- {wrapped}"
-                password = self._sudo_password
+        # with a password, it is the first line on stdin (no prompt); the command ignores its stdin
+        wrapped, password = self._wrap(command, as_root=True, prompt="")
         doing = f"`{_short(REDACTOR.redact(command.splitlines()[0]), 60)}`"
         started = time.monotonic()
         channel = self._open_channel(doing)
