@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from provisioner.errors import HostError, ProvisionerError, RemoteCommandError
+from provisioner.errors import HostError, ProvisionerError, RemoteCommandError, UploadError
 from provisioner.remote import Remote
 from provisioner.secrets import REDACTOR, Secret
 from provisioner.steps import (
@@ -27,6 +27,7 @@ from provisioner.steps import (
     Upload,
     Wait,
 )
+from provisioner.transfer import FileItem
 
 log = logging.getLogger("provisioner.executor")
 
@@ -115,9 +116,20 @@ class StepFailed(HostError):
 
 def run_steps(remote: Remote, steps: Iterable[Step], values: ValueStore) -> list[StepRecord]:
     """Run ``steps`` in order on ``remote``; stop at the first failure (raises ``StepFailed``
-    carrying the records so far). Returns one record per step."""
+    carrying the records so far). Returns one record per step.
+
+    Consecutive steps that only upload files are written in one batch (``Remote.put_all``: one
+    round trip to check and rename them all); each file is still replaced whole, in order, and a
+    failure stops at the step whose file failed, as if they had run one by one."""
     records: list[StepRecord] = []
-    for step in steps:
+    pending = list(steps)
+    while pending:
+        batch = _upload_batch(pending)
+        if len(batch) > 1:
+            del pending[: len(batch)]
+            _run_uploads(remote, batch, values, records)
+            continue
+        step = pending.pop(0)
         record = StepRecord(remote.name, step.name)
         records.append(record)
         log.info("%s: step: %s (%s)", remote.name, step.name, step.reason)
@@ -126,16 +138,74 @@ def run_steps(remote: Remote, steps: Iterable[Step], values: ValueStore) -> list
             try:
                 code, attempts = _run_operation(remote, op, values)
             except ProvisionerError as error:
-                elapsed = time.monotonic() - started
-                status = error.exit_status if isinstance(error, RemoteCommandError) else None
-                record.operations.append(OperationRecord(op.describe(), status if status is not None else -1, elapsed))
-                record.ok = False
-                log.info("%s: step failed: %s: %s", remote.name, step.name, error)
+                _fail(remote, step, record, op, error, time.monotonic() - started)
                 raise StepFailed(error, records) from None
             elapsed = time.monotonic() - started
             record.operations.append(OperationRecord(op.describe(), code, elapsed, attempts))
             log.info("%s:   %s -> %s in %.2fs", remote.name, _short(op), code, elapsed)
     return records
+
+
+def _upload_batch(steps: list[Step]) -> list[Step]:
+    """The leading steps that consist of uploads only."""
+    batch: list[Step] = []
+    for step in steps:
+        if not step.operations or not all(isinstance(op, Upload) for op in step.operations):
+            break
+        batch.append(step)
+    return batch
+
+
+def _run_uploads(remote: Remote, batch: list[Step], values: ValueStore, records: list[StepRecord]) -> None:
+    """Write the files of upload-only ``batch`` together; record each step as if it ran alone."""
+    uploads = [(step, op) for step in batch for op in step.operations if isinstance(op, Upload)]
+    for step in batch:
+        log.info("%s: step: %s (%s)", remote.name, step.name, step.reason)
+    started = time.monotonic()
+    files: list[FileItem] = []
+    failure: ProvisionerError | None = None
+    failed = len(uploads)
+    for _, op in uploads:
+        try:
+            files.append(_file(op, values))
+        except ProvisionerError as error:
+            failure, failed = error, len(files)
+            break
+    try:
+        if files:
+            remote.put_all(files)
+    except ProvisionerError as error:
+        paths = [item.path for item in files]
+        failure = error
+        failed = paths.index(error.path) if isinstance(error, UploadError) and error.path in paths else 0
+    elapsed = (time.monotonic() - started) / len(uploads)
+    by_step: dict[int, StepRecord] = {}
+    for index, (step, op) in enumerate(uploads):
+        record = by_step.get(id(step))
+        if record is None:
+            record = by_step[id(step)] = StepRecord(remote.name, step.name)
+            records.append(record)
+        if failure is not None and index == failed:
+            _fail(remote, step, record, op, failure, elapsed)
+            raise StepFailed(failure, records)
+        record.operations.append(OperationRecord(op.describe(), 0, elapsed))
+        log.info("%s:   %s -> 0 in %.2fs", remote.name, _short(op), elapsed)
+
+
+def _fail(remote: Remote, step: Step, record: StepRecord, op: Operation, error: ProvisionerError, elapsed: float) -> None:
+    status = error.exit_status if isinstance(error, RemoteCommandError) else None
+    record.operations.append(OperationRecord(op.describe(), status if status is not None else -1, elapsed))
+    record.ok = False
+    log.info("%s: step failed: %s: %s", remote.name, step.name, error)
+
+
+def _file(op: Upload, values: ValueStore) -> FileItem:
+    """The bytes ``op`` writes, placeholders filled."""
+    data: str | bytes = op.local_file.read_bytes() if op.local_file is not None else op.content
+    if op.fills:
+        assert isinstance(data, str), "placeholders are filled in text files only"
+        data = values.fill(data, op.fills)
+    return FileItem(data.encode() if isinstance(data, str) else data, op.path, op.mode)
 
 
 def _short(op: Operation) -> str:
@@ -151,11 +221,7 @@ def _short(op: Operation) -> str:
 def _run_operation(remote: Remote, op: Operation, values: ValueStore) -> tuple[int, int]:
     """Carry out one operation; (exit code, attempts)."""
     if isinstance(op, Upload):
-        data: str | bytes = op.local_file.read_bytes() if op.local_file is not None else op.content
-        if op.fills:
-            assert isinstance(data, str), "placeholders are filled in text files only"
-            data = values.fill(data, op.fills)
-        remote.put(data, op.path, mode=op.mode)
+        remote.put_all([_file(op, values)])
         return 0, 1
     if isinstance(op, Command):
         return _command(remote, op), 1

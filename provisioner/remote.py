@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import select
@@ -18,7 +19,7 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from provisioner.errors import (
     RemoteCommandError,
     SudoError,
     TransportError,
+    UploadError,
 )
 from provisioner.secrets import REDACTOR, Secret
 
@@ -115,6 +117,11 @@ class Remote(ABC):
     def _upload(self, data: bytes, path: str, *, mode: int) -> None:
         """Write ``data`` to ``path`` owned by root with ``mode``, atomically."""
 
+    def _upload_all(self, items: Sequence[transfer.FileItem]) -> None:
+        """Write ``items`` in order, each as ``_upload`` does; a transport may batch them."""
+        for item in items:
+            self._upload(item.data, item.path, mode=item.mode)
+
     @abstractmethod
     def _download(self, path: str) -> str:
         """The content of ``path`` read as root."""
@@ -160,12 +167,28 @@ class Remote(ABC):
 
         Secrets travel only this way: over SFTP into a root-owned file, never in a command line.
         """
-        payload = data.encode() if isinstance(data, str) else data
+        self.put_all([transfer.FileItem(data.encode() if isinstance(data, str) else data, path, mode)])
+
+    def put_all(self, items: Sequence[transfer.FileItem]) -> None:
+        """Write several files as ``put`` does, in order, in as few round trips as the transport
+        allows; the first that fails raises (those before it are written, the rest untouched)."""
         started = time.monotonic()
-        self._upload(payload, path, mode=mode)
-        elapsed = time.monotonic() - started
-        self.history.append(HistoryEntry("put", path, 0, elapsed))
-        log.debug("%s: put %s (%d bytes, mode %04o) in %.2fs", self.name, path, len(payload), mode, elapsed)
+        written = list(items)
+        try:
+            self._upload_all(items)
+        except UploadError as error:
+            failed = error.path
+            written = list(itertools.takewhile(lambda item: item.path != failed, items))
+            raise
+        except BaseException:
+            written = []  # unknown (a lost connection): none is counted
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            for item in written:
+                self.history.append(HistoryEntry("put", item.path, 0, elapsed / len(items)))
+                log.debug("%s: put %s (%d bytes, mode %04o)", self.name, item.path, len(item.data), item.mode)
+            log.debug("%s: %d of %d file(s) written in %.2fs", self.name, len(written), len(items), elapsed)
 
     def get(self, path: str) -> str:
         """Read a file as root. The content is never logged (it may hold credentials)."""
@@ -505,7 +528,10 @@ class SSHRemote(Remote):
                 raise
 
     def _upload(self, data: bytes, path: str, *, mode: int) -> None:
-        transfer.upload(_SSHFiles(self, len(data)), data, path, mode=mode)
+        self._upload_all([transfer.FileItem(data, path, mode)])
+
+    def _upload_all(self, items: Sequence[transfer.FileItem]) -> None:
+        transfer.upload_all(_SSHFiles(self, sum(len(item.data) for item in items)), items)
 
     def _download(self, path: str) -> str:
         result = self.sudo(f"cat {shlex.quote(path)}", secret_output=True)
@@ -611,22 +637,39 @@ class _SSHFiles(transfer.FileOps):
             except ProvisionerError as error:
                 log.warning("%s: could not remove %s: %s", self.host, staging, error)
 
-    def digest(self, temp: str) -> tuple[int, str]:
-        """Flushes ``temp`` to disk first and reads it back in the same command (one round trip
-        for steps 3 and 4 of the protocol; ``fsync`` then has nothing left to do)."""
-        quoted = shlex.quote(temp)
-        words = self._root(f"sync {quoted} && stat -c %s {quoted} && sha256sum {quoted}").split()
-        if len(words) < 2 or not words[0].isdigit():
-            raise RemoteCommandError(self.host, f"sha256sum {temp}", 0, "unexpected output")
-        return int(words[0]), words[1]
-
-    def fsync(self, temp: str) -> None:
-        """Done by ``digest``, which syncs before it reads the file back."""
-
-    def rename(self, temp: str, path: str) -> None:
-        directory = shlex.quote(os.path.dirname(path) or "/")
-        # mv -T: one rename(2), never "into" a directory; then make the rename durable
-        self._root(f"mv -fT {shlex.quote(temp)} {shlex.quote(path)} && {{ sync {directory} 2>/dev/null || true; }}")
+    def install(self, pending: Sequence[transfer.Pending]) -> None:
+        """One command for the whole batch: sync the temporary files, then per file check size
+        and sha256 on the host and rename it over its target (``mv -T``: one rename(2), never
+        "into" a directory), stopping at the first failure; then sync the directories so the
+        renames are durable. ``at N`` lines tell which file a failure belongs to."""
+        q = shlex.quote
+        lines = ["sync -- " + " ".join(q(p.temp) for p in pending) + " || exit 9"]
+        for index, p in enumerate(pending):
+            t = q(p.temp)
+            lines.append(
+                f'echo at {index}; s=$(stat -c %s -- {t}) || exit 9; [ "$s" = {p.size} ] || {{ echo "size $s"; exit 3; }}; '
+                f'h=$(sha256sum -- {t}) || exit 9; [ "${{h%% *}}" = {p.sha256} ] || exit 4; mv -fT -- {t} {q(p.path)} || exit 9'
+            )
+        directories = sorted({os.path.dirname(p.path) or "/" for p in pending})
+        lines.append("echo at done; sync -- " + " ".join(q(d) for d in directories) + " 2>/dev/null || true")
+        code, out, err = self.remote._execute("\n".join(lines), as_root=True, timeout=self.timeout)
+        if code == 0:
+            return
+        index = 0
+        size = ""
+        for line in out.splitlines():
+            if line.startswith("at ") and line[3:].isdigit():
+                index = int(line[3:])
+            elif line.startswith("size "):
+                size = line[5:].strip()
+        error: BaseException
+        if code == 3:
+            error = transfer.Mismatch.short(pending[index], int(size) if size.isdigit() else 0)
+        elif code == 4:
+            error = transfer.Mismatch.differs()
+        else:
+            error = RemoteCommandError(self.host, f"install {pending[index].path}", code, _tail(err or out))
+        raise transfer.InstallStopped(index, error)
 
     def remove(self, temp: str) -> None:
         self._root(f"rm -f {shlex.quote(temp)}")

@@ -4,14 +4,16 @@ only in uploads, values read once and kept as secrets."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import pytest
 
-from provisioner.errors import ProvisionerError, RemoteCommandError
+from provisioner.errors import ProvisionerError, RemoteCommandError, UploadError
 from provisioner.executor import StepFailed, ValueStore, run_steps
 from provisioner.secrets import REDACTOR
 from provisioner.steps import Command, Placeholder, ReadValue, Step, Upload
 from provisioner.testing import FakeRemote
+from provisioner.transfer import FileItem
 
 TOKEN = Placeholder("t", "<the token>")
 
@@ -87,3 +89,55 @@ def test_a_failed_command_runs_its_cleanup_and_names_the_journal(caplog: pytest.
     )
     assert remote.ran("^undo$")
     assert "step failed: s" in caplog.text
+
+
+class BatchingRemote(FakeRemote):
+    """Records each batch of files the executor hands over; ``refuse`` fails that path."""
+
+    def __init__(self, name: str, refuse: str = "") -> None:
+        super().__init__(name, strict=True)
+        self.batches: list[list[str]] = []
+        self.refuse = refuse
+
+    def _upload_all(self, items: Sequence[FileItem]) -> None:
+        self.batches.append([item.path for item in items])
+        for item in items:
+            if item.path == self.refuse:
+                raise UploadError(self.name, item.path, "Read-only file system")
+            self._upload(item.data, item.path, mode=item.mode)
+
+
+def upload_steps() -> list[Step]:
+    return [
+        Step("upload /etc/c.yaml", "r", (Upload("/etc/c.yaml", 'token: "<the token>"\n', 0o600, (TOKEN,)),)),
+        Step("upload /usr/local/bin/k3s", "r", (Upload("/usr/local/bin/k3s", b"\x7fELF", 0o755),)),
+        Step("upload /var/lib/install.sh", "r", (Upload("/var/lib/install.sh", "#!/bin/sh\n", 0o755),)),
+        Step("run", "r", (Command("sh /var/lib/install.sh", 5),)),
+    ]
+
+
+def test_consecutive_upload_steps_are_written_in_one_batch_and_recorded_step_by_step() -> None:
+    remote = BatchingRemote("agent")
+    remote.on(r"^sh /var/lib/install.sh$")
+    values = ValueStore()
+    values.put(TOKEN, "s3cr3t")
+    records = run_steps(remote, upload_steps(), values)
+    assert remote.batches == [["/etc/c.yaml", "/usr/local/bin/k3s", "/var/lib/install.sh"]]
+    assert [(r.name, r.ok, [o.exit_code for o in r.operations]) for r in records] == [
+        ("upload /etc/c.yaml", True, [0]),
+        ("upload /usr/local/bin/k3s", True, [0]),
+        ("upload /var/lib/install.sh", True, [0]),
+        ("run", True, [0]),
+    ]
+    assert remote.files["/etc/c.yaml"] == b'token: "s3cr3t"\n'
+
+
+def test_a_file_that_fails_in_a_batch_fails_its_step_and_stops_the_host_as_one_by_one_would() -> None:
+    remote = BatchingRemote("agent", refuse="/usr/local/bin/k3s")
+    values = ValueStore()
+    values.put(TOKEN, "s3cr3t")
+    with pytest.raises(StepFailed) as caught:
+        run_steps(remote, upload_steps(), values)
+    assert [(r.name, r.ok) for r in caught.value.records] == [("upload /etc/c.yaml", True), ("upload /usr/local/bin/k3s", False)]
+    assert isinstance(caught.value.cause, UploadError)
+    assert "/var/lib/install.sh" not in remote.files and not remote.commands

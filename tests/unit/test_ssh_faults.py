@@ -20,7 +20,7 @@ import pytest
 
 from provisioner.errors import ConnectionLost, RemoteCommandError, UploadError
 from provisioner.remote import SSHRemote, connect
-from provisioner.transfer import TEMP_MARK
+from provisioner.transfer import TEMP_MARK, FileItem
 from tests.unit.conftest import make_inventory
 from tests.unit.sshserver import FakeSSHServer
 
@@ -184,6 +184,34 @@ def test_an_upload_replaces_the_file_whole_with_its_mode_and_leaves_nothing_behi
     assert target.stat().st_mode & 0o777 == 0o600
     assert temps(target.parent) == []
     assert remote.upload_count == 1 and remote.command_count == 0  # the protocol's own commands are not the plan's
+
+
+def test_a_batch_of_uploads_is_checked_and_renamed_in_one_command(host: FakeSSHServer, tmp_path: Path, key_pair) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "etc" / "config.yaml"
+    binary = tmp_path / "bin" / "k3s"
+    remote = open_remote(host, tmp_path, key_pair[2])
+    before = len(host.commands)
+    remote.put_all([FileItem(b"token: t\n", str(config), 0o600), FileItem(b"\x7fELF", str(binary), 0o755)])
+    assert config.read_bytes() == b"token: t\n" and config.stat().st_mode & 0o777 == 0o600
+    assert binary.read_bytes() == b"\x7fELF" and binary.stat().st_mode & 0o777 == 0o755
+    assert len(host.commands) - before == 1
+    assert temps(config.parent) == [] and temps(binary.parent) == []
+    assert remote.upload_count == 2
+
+
+def test_a_batch_stops_at_the_file_that_cannot_be_renamed_and_keeps_the_ones_before(host: FakeSSHServer, tmp_path: Path, key_pair) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "etc" / "config.yaml"
+    blocked = tmp_path / "bin" / "k3s"
+    blocked.mkdir(parents=True)  # a directory where the file should go: mv -T refuses
+    after = tmp_path / "bin" / "after"
+    remote = open_remote(host, tmp_path, key_pair[2])
+    with pytest.raises(UploadError) as caught:
+        remote.put_all([FileItem(b"new\n", str(config), 0o600), FileItem(b"x", str(blocked), 0o755), FileItem(b"y", str(after), 0o644)])
+    assert caught.value.path == str(blocked)
+    assert config.read_bytes() == b"new\n"
+    assert blocked.is_dir() and not after.exists()
+    assert temps(config.parent) == [] and temps(blocked.parent) == []
+    assert remote.upload_count == 1
 
 
 def test_an_upload_creates_missing_directories(host: FakeSSHServer, tmp_path: Path, key_pair) -> None:  # type: ignore[no-untyped-def]

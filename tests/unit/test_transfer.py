@@ -4,11 +4,12 @@ the old file survives whole, no temporary file remains, and the error names host
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import pytest
 
 from provisioner.errors import ConnectionLost, RemoteCommandError, UploadError
-from provisioner.transfer import TEMP_MARK, FileOps, upload
+from provisioner.transfer import TEMP_MARK, FileItem, FileOps, InstallStopped, Mismatch, Pending, upload, upload_all
 
 PATH = "/etc/rancher/k3s/config.yaml"
 OLD = b"node-name: old\n"
@@ -52,22 +53,26 @@ class MemoryFiles(FileOps):
             return
         self.files[temp] = data
 
-    def digest(self, temp: str) -> tuple[int, str]:
-        self._step("digest")
-        data = self.files[temp]
-        return len(data), hashlib.sha256(data).hexdigest()
-
-    def fsync(self, temp: str) -> None:
-        self._step("fsync")
-        self.synced.add(temp)
-
-    def rename(self, temp: str, path: str) -> None:
-        if self.fail == "rename":
-            self.steps.append("rename")
-            raise RemoteCommandError(self.host, f"mv -fT {temp} {path}", 1, "mv: cannot move: Read-only file system")
-        self._step("rename")
-        self.files[path] = self.files.pop(temp)
-        self.modes[path] = self.modes.pop(temp)
+    def install(self, pending: Sequence[Pending]) -> None:
+        self._step("install")
+        for index, p in enumerate(pending):
+            try:
+                if self.fail == "fsync":
+                    raise OSError(5, "Input/output error")
+                data = self.files[p.temp]
+                if len(data) != p.size:
+                    raise Mismatch.short(p, len(data))
+                if hashlib.sha256(data).hexdigest() != p.sha256:
+                    raise Mismatch.differs()
+                self.synced.add(p.temp)
+                if self.fail == "rename" or self.fail == f"rename {p.path}":
+                    self.steps.append("rename")
+                    raise RemoteCommandError(self.host, f"mv -fT {p.temp} {p.path}", 1, "mv: cannot move: Read-only file system")
+                self.steps.append("rename")
+                self.files[p.path] = self.files.pop(p.temp)
+                self.modes[p.path] = self.modes.pop(p.temp)
+            except (OSError, Mismatch, RemoteCommandError) as error:
+                raise InstallStopped(index, error) from None
 
     def remove(self, temp: str) -> None:
         self.steps.append("remove")
@@ -86,7 +91,8 @@ def test_a_good_upload_writes_checks_syncs_then_renames_over_the_old_file() -> N
     upload(files, NEW, PATH, mode=0o600)
     assert files.files[PATH] == NEW
     assert files.modes[PATH] == 0o600
-    assert files.steps == ["mkdir", "open", "digest", "fsync", "rename"]
+    assert files.steps == ["mkdir", "open", "install", "rename"]
+    assert files.synced
     assert files.temps() == []
 
 
@@ -134,7 +140,7 @@ def test_a_short_write_on_a_full_filesystem_is_named_as_a_full_disk() -> None:
 
 def test_a_lost_connection_is_not_hidden_behind_an_upload_error() -> None:
     class Cut(MemoryFiles):
-        def fsync(self, temp: str) -> None:
+        def install(self, pending: Sequence[Pending]) -> None:
             raise ConnectionLost(self.host, "no answer for 20s")
 
     files = Cut()
@@ -152,3 +158,39 @@ def test_a_temporary_file_that_cannot_be_removed_is_named() -> None:
     with pytest.raises(UploadError, match=r"could not remove the temporary /etc/rancher/k3s/\.config\.yaml\.provisioner-"):
         upload(files, NEW, PATH, mode=0o600)
     assert files.files[PATH] == OLD
+
+
+OTHER = "/usr/local/bin/k3s"
+
+
+def test_a_batch_writes_every_file_and_checks_and_renames_them_in_one_install() -> None:
+    files = MemoryFiles()
+    upload_all(files, [FileItem(NEW, PATH, 0o600), FileItem(b"binary", OTHER, 0o755)])
+    assert files.files[PATH] == NEW
+    assert files.files[OTHER] == b"binary"
+    assert files.modes[OTHER] == 0o755
+    assert files.steps == ["mkdir", "open", "mkdir", "open", "install", "rename", "rename"]
+    assert files.temps() == []
+
+
+@pytest.mark.parametrize("fail", ["write", "rename /usr/local/bin/k3s"])
+def test_when_the_second_file_of_a_batch_fails_the_first_is_in_place_and_the_second_unchanged(fail: str) -> None:
+    files = MemoryFiles(fail=fail)
+    files.files[OTHER] = b"old binary"
+    first = PATH if fail != "write" else "/etc/first.yaml"
+    items = [FileItem(NEW, first, 0o600), FileItem(b"binary", OTHER, 0o755)]
+    if fail == "write":  # the write fails on the second file only
+        calls = iter([False, True])
+        original = files.write_temp
+
+        def write_temp(data: bytes, temp: str, mode: int) -> None:
+            files.fail = "write" if next(calls) else ""
+            original(data, temp, mode)
+
+        files.write_temp = write_temp  # type: ignore[method-assign]
+    with pytest.raises(UploadError) as caught:
+        upload_all(files, items)
+    assert caught.value.path == OTHER
+    assert files.files[first] == NEW
+    assert files.files[OTHER] == b"old binary"
+    assert files.temps() == []
