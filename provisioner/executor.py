@@ -122,14 +122,11 @@ def run_steps(remote: Remote, steps: Iterable[Step], values: ValueStore) -> list
     round trip to check and rename them all); each file is still replaced whole, in order, and a
     failure stops at the step whose file failed, as if they had run one by one."""
     records: list[StepRecord] = []
-    pending = list(steps)
-    while pending:
-        batch = _upload_batch(pending)
+    for batch in batches(steps):
         if len(batch) > 1:
-            del pending[: len(batch)]
             _run_uploads(remote, batch, values, records)
             continue
-        step = pending.pop(0)
+        (step,) = batch
         record = StepRecord(remote.name, step.name)
         records.append(record)
         log.info("%s: step: %s (%s)", remote.name, step.name, step.reason)
@@ -146,14 +143,17 @@ def run_steps(remote: Remote, steps: Iterable[Step], values: ValueStore) -> list
     return records
 
 
-def _upload_batch(steps: list[Step]) -> list[Step]:
-    """The leading steps that consist of uploads only."""
-    batch: list[Step] = []
+def batches(steps: Iterable[Step]) -> list[list[Step]]:
+    """``steps`` in the groups ``run_steps`` runs together: consecutive upload-only steps form
+    one group, every other step is a group of its own."""
+    groups: list[list[Step]] = []
     for step in steps:
-        if not step.operations or not all(isinstance(op, Upload) for op in step.operations):
-            break
-        batch.append(step)
-    return batch
+        uploads_only = bool(step.operations) and all(isinstance(op, Upload) for op in step.operations)
+        if uploads_only and groups and groups[-1][-1].operations and all(isinstance(op, Upload) for op in groups[-1][-1].operations):
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
 
 
 def _run_uploads(remote: Remote, batch: list[Step], values: ValueStore, records: list[StepRecord]) -> None:

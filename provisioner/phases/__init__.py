@@ -25,7 +25,7 @@ from provisioner.checks import CheckOptions, CheckResult
 from provisioner.disruption import Blocker
 from provisioner.distros import ClusterState, Distribution
 from provisioner.errors import HostError, ProvisionerError
-from provisioner.executor import StepFailed, StepRecord, ValueStore, run_steps
+from provisioner.executor import StepFailed, StepRecord, ValueStore, batches, run_steps
 from provisioner.facts import HostFacts
 from provisioner.health import HostHealth
 from provisioner.inventory import Host, Inventory
@@ -165,10 +165,11 @@ class Context:
         """Run planned ``steps`` on ``host`` with the one executor; the records go to the host's
         outcome (or the cluster's). A failed step raises its typed error."""
         records = self.outcome(host).steps if not cluster else self.results.cluster_steps
-        for step in steps:
-            self.inputs.reporter.step(host.name, step.name)
+        for batch in batches(steps):  # consecutive uploads go together (one round trip)
+            names = [step.name for step in batch]
+            self.inputs.reporter.step(host.name, names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} more uploads)")
             try:
-                records += run_steps(self.remote(host), [step], self.results.values)
+                records += run_steps(self.remote(host), batch, self.results.values)
             except StepFailed as failed:
                 records += failed.records
                 raise failed.cause from None
