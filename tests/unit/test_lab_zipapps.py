@@ -82,3 +82,22 @@ def test_a_stand_in_built_for_another_version_claims_it(tmp_path: Path) -> None:
     assert other != zipapps.build_cached("k3s", tmp_path) and other.read_bytes() == data
     with pytest.raises(ValueError):
         zipapps.executable("k3s", 'v1"; rm -rf /')
+
+
+def test_modules_are_shipped_with_bytecode_that_the_hosts_python_loads_from_the_archive(tmp_path: Path) -> None:
+    names = _names("k3s")
+    modules = [n for n in names if n.startswith("standin/") and n.endswith(".py")]
+    assert modules and all(m + "c" in names for m in modules)
+    path = tmp_path / "k3s.zip"
+    path.write_bytes(zipapps.archive("k3s"))
+    import subprocess
+    import sys
+
+    # zipimport names the file it loaded the module from: the .pyc when it used the bytecode
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(path)!r}); import standin.k3s.store as m; print(m.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == f"{path}/standin/k3s/store.pyc"
