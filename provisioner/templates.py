@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+from provisioner.errors import ProvisionerError
+
+if TYPE_CHECKING:
+    import jinja2
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -32,6 +35,9 @@ def yaml_scalar(value: Any) -> str:
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
+    """The template environment (jinja2 is imported here: a k3s run renders no template)."""
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
@@ -46,4 +52,9 @@ def environment() -> jinja2.Environment:
 
 def render(name: str, **context: Any) -> str:
     """Render ``templates/<name>``; a missing variable raises instead of rendering empty."""
-    return environment().get_template(name).render(**context)
+    import jinja2
+
+    try:
+        return environment().get_template(name).render(**context)
+    except jinja2.TemplateError as error:
+        raise ProvisionerError(f"template error: {error}") from None

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import jinja2
-
-from provisioner.errors import ProvisionerError
 from provisioner.phases import Context, Phase
 from provisioner.rollout import plan_rollout
 from provisioner.steps import RunPlan
@@ -18,20 +15,17 @@ class PlanHosts(Phase):
 
     def run(self, ctx: Context) -> None:
         dist = ctx.inputs.distribution
-        try:
-            hosts = dist.plan(ctx.results.facts, ctx.state)
-            options = ctx.inputs.options
-            rollout = plan_rollout(
-                dist,
-                hosts,
-                ctx.state,
-                drain=None if options.no_drain else options.drain,
-                max_unavailable=options.max_unavailable,
-                wait_timeout=options.timeout,
-            )
-            plan = RunPlan(hosts, dist.cluster_plan(hosts, ctx.state), rollout)
-        except jinja2.TemplateError as error:
-            raise ProvisionerError(f"template error: {error}") from None
+        hosts = dist.plan(ctx.results.facts, ctx.state)  # a template error is a ProvisionerError
+        options = ctx.inputs.options
+        rollout = plan_rollout(
+            dist,
+            hosts,
+            ctx.state,
+            drain=None if options.no_drain else options.drain,
+            max_unavailable=options.max_unavailable,
+            wait_timeout=options.timeout,
+        )
+        plan = RunPlan(hosts, dist.cluster_plan(hosts, ctx.state), rollout)
         ctx.results.plan = plan
         inventory_names = {h.name for h in ctx.inputs.inventory.hosts}
         for node in ctx.state.nodes or []:

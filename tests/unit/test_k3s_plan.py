@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
-import jinja2
 import pytest
 from ruamel.yaml import YAML
 
 from provisioner.distros import Action, ClusterState
 from provisioner.distros.k3s import K3s, K3sFacts
+from provisioner.errors import ProvisionerError
 from provisioner.nodes import Condition, Node
 from provisioner.secrets import Secret
 from tests.unit.conftest import make_inventory
@@ -209,7 +209,7 @@ def test_values_that_look_like_yaml_are_quoted() -> None:
 def test_template_with_a_missing_variable_fails_instead_of_rendering_empty() -> None:
     from provisioner import templates
 
-    with pytest.raises(jinja2.UndefinedError):
+    with pytest.raises(ProvisionerError, match=r"^template error: '\w+' is undefined"):
         templates.render("k3s/config.yaml.j2", node_name="x")
 
 
