@@ -132,6 +132,8 @@ TRACES = {
     "kubeadm flags": "test -e /var/lib/kubelet/kubeadm-flags.env",
     "kubelet running": "systemctl is-active --quiet kubelet",
     "CNI config": "test -e /etc/cni/net.d",
+    "CNI plugin state": "test -e /var/lib/cni",
+    "Flannel subnet lease": "test -e /run/flannel",
     "cni0": "ip link show cni0",
     "flannel.1": "ip link show flannel.1",
     "kube-proxy/Flannel iptables": "iptables-save | grep -q -E 'KUBE-|FLANNEL'",
@@ -140,12 +142,15 @@ TRACES = {
     "packages held": "apt-mark showhold | grep -q .",
 }
 JOINED = {"kubelet.conf", "cluster CA", "kubelet config", "kubeadm flags", "kubelet running", "kubelet flags file", "packages held"}
-PLANTED = {"CNI config", "cni0", "flannel.1", "kube-proxy/Flannel iptables"}
+PLANTED = {"CNI config", "CNI plugin state", "Flannel subnet lease", "cni0", "flannel.1", "kube-proxy/Flannel iptables"}
 #: The stand-ins run no containers, so no Flannel or kube-proxy makes these; they are made by hand
-#: as those would (Flannel's conflist, the CNI bridge, the VXLAN device, a nat and a filter chain
-#: of each) next to a rule of the host's own that must survive.
+#: as those would (Flannel's conflist, a host-local IPAM reservation, flanneld's subnet lease, the
+#: CNI bridge, the VXLAN device, a nat and a filter chain of each) next to a rule of the host's
+#: own that must survive.
 FLANNEL_AND_KUBE_PROXY = (
     'mkdir -p /etc/cni/net.d && echo \'{"name": "cbr0", "plugins": [{"type": "flannel"}]}\' > /etc/cni/net.d/10-flannel.conflist\n'
+    "mkdir -p /var/lib/cni/networks/cbr0 /run/flannel && echo pod > /var/lib/cni/networks/cbr0/10.244.1.5\n"
+    "echo FLANNEL_SUBNET=10.244.1.1/24 > /run/flannel/subnet.env\n"
     "ip link add cni0 type bridge\n"
     "ip link add flannel.1 type vxlan id 1 dstport 8472 dev host0\n"
     "iptables -t nat -N KUBE-SERVICES && iptables -t nat -A PREROUTING -j KUBE-SERVICES\n"
