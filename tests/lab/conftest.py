@@ -104,6 +104,32 @@ class LabEnv:
             for thread in threads:
                 thread.join(timeout=30)
 
+    @contextmanager
+    def sampling_cordoned(self, server: str, kubectl: str) -> Iterator[list[int]]:
+        """How many nodes are cordoned, as ``kubectl`` on ``server`` lists them every 0.3 s while
+        the block runs (a failed or torn listing is skipped)."""
+        cordoned: list[int] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                listed = self.lab.ssh(server, f"{kubectl} get nodes -o json", check=False)
+                if listed.returncode == 0:
+                    try:
+                        items = json.loads(listed.stdout)["items"]
+                    except ValueError:
+                        continue
+                    cordoned.append(sum(1 for n in items if (n.get("spec") or {}).get("unschedulable")))
+                time.sleep(0.3)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            yield cordoned
+        finally:
+            stop.set()
+            sampler.join(timeout=30)
+
     def hosts(self) -> list[str]:
         return [h.name for h in self.lab.hosts()]
 

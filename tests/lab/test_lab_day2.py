@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,29 +119,12 @@ def test_a_rolling_upgrade_of_one_plus_three_keeps_at_most_one_node_cordoned_and
     assert code == 0, out + err
     assert re.search(rf"1\. {SERVER}\s.*2\. {AGENTS[0]}\s.*3\. {AGENTS[1]}\s.*4\. {AGENTS[2]}", out, re.S), out
 
-    cordoned: list[int] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            listed = day2.lab.ssh(SERVER, "k3s kubectl get nodes -o json", check=False)
-            if listed.returncode == 0:
-                try:
-                    items = json.loads(listed.stdout)["items"]
-                except ValueError:
-                    continue
-                cordoned.append(sum(1 for n in items if (n.get("spec") or {}).get("unschedulable")))
-            time.sleep(0.3)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     started = time.monotonic()
     try:
-        code, out, err = run(day2, "up", "--timeout", "180", "-o", "json", inventory=inventory, timeout=1200)
+        with day2.sampling_cordoned(SERVER, KUBECTL) as cordoned:
+            code, out, err = run(day2, "up", "--timeout", "180", "-o", "json", inventory=inventory, timeout=1200)
     finally:
         TIMINGS["rolling upgrade 1+3"] = round(time.monotonic() - started, 1)
-        stop.set()
-        sampler.join(timeout=30)
     assert code == 0, out + err
     assert json.loads(out)["upgraded"] == [SERVER, *AGENTS]
     assert len(cordoned) > 10 and max(cordoned) == 1, cordoned

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 
@@ -68,29 +67,12 @@ def test_a_rolling_upgrade_to_the_next_minor_keeps_at_most_one_node_cordoned_and
     assert plan.code == 0, plan.stdout + plan.stderr
     assert re.search(rf"1\. {CP}\s.*2\. {W1}\s.*3\. {W2}\s", plan.stdout, re.S), plan.stdout
 
-    cordoned: list[int] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            listed = kup.lab.ssh(CP, f"{KUBECTL} get nodes -o json", check=False)
-            if listed.returncode == 0:
-                try:
-                    items = json.loads(listed.stdout)["items"]
-                except ValueError:
-                    continue
-                cordoned.append(sum(1 for n in items if (n.get("spec") or {}).get("unschedulable")))
-            time.sleep(0.3)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     started = time.monotonic()
     try:
-        run = kup.provisioner("up", "-o", "json", "--timeout", "240", inventory=inventory, timeout=1500)
+        with kup.sampling_cordoned(CP, KUBECTL) as cordoned:
+            run = kup.provisioner("up", "-o", "json", "--timeout", "240", inventory=inventory, timeout=1500)
     finally:
         TIMINGS["rolling upgrade 1+2"] = round(time.monotonic() - started, 1)
-        stop.set()
-        sampler.join(timeout=30)
     assert run.code == 0, run.stdout + run.stderr
     assert run.json()["upgraded"] == [CP, W1, W2]
     assert len(cordoned) > 10 and max(cordoned) == 1, cordoned
