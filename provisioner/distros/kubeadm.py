@@ -833,11 +833,12 @@ def _kubeadm_version(output: str) -> tuple[str, ...] | None:
     return (version,) if re.fullmatch(r"v\d+\.\d+\.\d+\S*", version) else None
 
 
-# What `kubeadm reset` tells the user to clean by hand (cmd/kubeadm/app/cmd/reset.go: CNI config,
-# iptables; kubeadm stopped deleting CNI directories in kubernetes/kubernetes#83950): the CNI
-# config, the plugins' state (/var/lib/cni: host-local IPAM reservations of the pods whose
-# containers reset removed without a CNI DEL, which a rejoined node would otherwise never hand out
-# again; /run/flannel: flanneld's subnet lease) and Flannel's interfaces.
+# What `kubeadm reset` leaves (cmd/kubeadm/app/cmd/reset.go tells the user to remove /etc/cni/net.d,
+# which it stopped deleting in kubernetes/kubernetes#83950; phases/reset/cleanupnode.go empties
+# only the manifests, kubelet and certificate directories): the CNI config, the plugins' state
+# (/var/lib/cni: host-local IPAM reservations of the pods whose containers reset removed without a
+# CNI DEL, which a rejoined node would otherwise never hand out again; /run/flannel: flanneld's
+# subnet lease) and Flannel's interfaces.
 CNI_CLEANUP = (
     "rm -rf /etc/cni/net.d /var/lib/cni /run/flannel && "
     'for link in cni0 flannel.1; do if ip link show "$link" >/dev/null 2>&1; then ip link delete "$link"; fi; done'
