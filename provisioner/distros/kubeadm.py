@@ -684,7 +684,11 @@ class Kubeadm(Distribution):
                 )
             )
         steps.append(
-            Step("CNI config and interfaces", "kubeadm reset leaves /etc/cni/net.d, cni0 and flannel.1", (Command(CNI_CLEANUP, 60),))
+            Step(
+                "CNI config, state and interfaces",
+                "kubeadm reset leaves /etc/cni/net.d, the plugins' state, cni0 and flannel.1",
+                (Command(CNI_CLEANUP, 60),),
+            )
         )
         steps.append(
             Step("iptables chains of kube-proxy and Flannel", "kubeadm reset does not clean iptables", (Command(IPTABLES_CLEANUP, 120),))
@@ -829,9 +833,15 @@ def _kubeadm_version(output: str) -> tuple[str, ...] | None:
     return (version,) if re.fullmatch(r"v\d+\.\d+\.\d+\S*", version) else None
 
 
-# What `kubeadm reset` tells the user to clean by hand: CNI config, interfaces, iptables chains.
+# What `kubeadm reset` leaves (cmd/kubeadm/app/cmd/reset.go tells the user to remove /etc/cni/net.d,
+# which it stopped deleting in kubernetes/kubernetes#83950; phases/reset/cleanupnode.go empties
+# only the manifests, kubelet and certificate directories): the CNI config, the plugins' state
+# (/var/lib/cni: host-local IPAM reservations of the pods whose containers reset removed without a
+# CNI DEL, which a rejoined node would otherwise never hand out again; /run/flannel: flanneld's
+# subnet lease) and Flannel's interfaces.
 CNI_CLEANUP = (
-    'rm -rf /etc/cni/net.d && for link in cni0 flannel.1; do if ip link show "$link" >/dev/null 2>&1; then ip link delete "$link"; fi; done'
+    "rm -rf /etc/cni/net.d /var/lib/cni /run/flannel && "
+    'for link in cni0 flannel.1; do if ip link show "$link" >/dev/null 2>&1; then ip link delete "$link"; fi; done'
 )
 # Rules and chains whose text names kube-proxy's, Flannel's or the CNI plugins' chains are dropped;
 # every other rule is restored as it was.

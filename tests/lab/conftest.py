@@ -24,6 +24,8 @@ from ruamel.yaml import YAML
 from provisioner_lab import Lab
 
 REPO = Path(__file__).resolve().parents[2]
+#: Commands that ``LabEnv.provisioner`` gives the lab's inventory (``-i``) unless a test passes one.
+INVENTORY_COMMANDS = ("up", "plan", "status", "kubeconfig", "remove", "reset")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,11 +69,13 @@ class LabEnv:
         return path
 
     def provisioner(self, *args: str, inventory: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None) -> Run:
-        """Run the CLI in a subprocess from the lab's folder (kubeconfig lands there)."""
+        """Run the CLI in a subprocess from the lab's folder (kubeconfig lands there; ``$KUBECONFIG``
+        is a file there too, so `--merge` and `reset` never touch this machine's own kubeconfig)."""
         command = [sys.executable, "-m", "provisioner", *args]
-        if args and args[0] in ("up", "plan", "status", "kubeconfig"):
+        if args and args[0] in INVENTORY_COMMANDS:
             command += ["-i", str(inventory or self.inventory)]
-        full_env = dict(os.environ, XDG_STATE_HOME=str(self.workdir / "state"), COLUMNS="200", **(env or {}))
+        isolated = {"XDG_STATE_HOME": str(self.workdir / "state"), "KUBECONFIG": str(self.workdir / "merged.kubeconfig"), "COLUMNS": "200"}
+        full_env = {**os.environ, **isolated, **(env or {})}
         result = subprocess.run(command, cwd=self.workdir, capture_output=True, text=True, timeout=timeout, env=full_env)
         return Run(result.returncode, result.stdout, result.stderr)
 
@@ -100,6 +104,32 @@ class LabEnv:
             for thread in threads:
                 thread.join(timeout=30)
 
+    @contextmanager
+    def sampling_cordoned(self, server: str, kubectl: str) -> Iterator[list[int]]:
+        """How many nodes are cordoned, as ``kubectl`` on ``server`` lists them every 0.3 s while
+        the block runs (a failed or torn listing is skipped)."""
+        cordoned: list[int] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                listed = self.lab.ssh(server, f"{kubectl} get nodes -o json", check=False)
+                if listed.returncode == 0:
+                    try:
+                        items = json.loads(listed.stdout)["items"]
+                    except ValueError:
+                        continue
+                    cordoned.append(sum(1 for n in items if (n.get("spec") or {}).get("unschedulable")))
+                time.sleep(0.3)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            yield cordoned
+        finally:
+            stop.set()
+            sampler.join(timeout=30)
+
     def hosts(self) -> list[str]:
         return [h.name for h in self.lab.hosts()]
 
@@ -123,6 +153,51 @@ class LabEnv:
     def kubectl(self, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
         """The real Kubernetes client on this machine (Debian's kubectl)."""
         return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True, timeout=60)
+
+
+def cluster_nodes(env: LabEnv, server: str, kubectl: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    """The Node objects by name, as ``kubectl`` (the admin client on ``server``) lists them."""
+    items = json.loads(env.ssh(server, f"{kubectl} get nodes -o json"))["items"]
+    return {n["metadata"]["name"]: n for n in items}
+
+
+def node_ready(node: dict) -> bool:  # type: ignore[type-arg]
+    return next(c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready") == "True"
+
+
+NGINX = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nginx, namespace: default}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec:
+      containers: [{name: nginx, image: nginx}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: nginx, namespace: default}
+spec:
+  minAvailable: MIN
+  selector: {matchLabels: {app: nginx}}
+"""
+
+
+def apply_nginx(env: LabEnv, server: str, kubectl: str, min_available: int) -> None:
+    """nginx with 4 replicas under a PDB ``minAvailable``, applied on ``server``; returns once all
+    4 are available."""
+    manifest = NGINX.replace("MIN", str(min_available))
+    env.ssh(server, f"cat > /tmp/nginx.yaml <<'EOF'\n{manifest}\nEOF\n{kubectl} apply -f /tmp/nginx.yaml")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        deploy = json.loads(env.ssh(server, f"{kubectl} get deploy nginx -o json"))
+        if (deploy.get("status") or {}).get("availableReplicas") == 4:
+            return
+        time.sleep(2)
+    raise AssertionError("nginx did not get 4 available replicas")
 
 
 def start_lab(name: str, workdir: Path, *, servers: int = 1, agents: int = 2, user: str = "root") -> LabEnv:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from provisioner_lab import zipapps
-from tests.lab.conftest import LabEnv, start_lab
+from tests.lab.conftest import LabEnv, apply_nginx, cluster_nodes, node_ready, start_lab
 
 LAB_NAME = "t-day2"
 SERVER = "t-day2-server1"
 AGENTS = ("t-day2-agent1", "t-day2-agent2", "t-day2-agent3")
 NEW_VERSION = "v1.31.5+k3s1"
+KUBECTL = "k3s kubectl"
 TIMINGS: dict[str, float] = {}
 
 
@@ -37,27 +37,18 @@ def day2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabEnv]:
 
 def run(env: LabEnv, *args: str, inventory: Path | None = None, timeout: float = 600) -> tuple[int, str, str]:
     """`provisioner <command> -i <inventory> ...` with the kubeconfig files inside the lab folder."""
-    path = inventory or env.inventory
-    added = () if args[0] in ("up", "plan", "status", "kubeconfig") else ("-i", str(path))  # the helper adds -i for these
-    result = env.provisioner(
-        args[0], *added, *args[1:], inventory=path, timeout=timeout, env={"KUBECONFIG": str(env.workdir / "merged.kubeconfig")}
-    )
+    result = env.provisioner(*args, inventory=inventory, timeout=timeout)
     return result.code, result.stdout, result.stderr
 
 
-def nodes(env: LabEnv) -> dict[str, dict]:
-    items = json.loads(env.ssh(SERVER, "k3s kubectl get nodes -o json"))["items"]
-    return {n["metadata"]["name"]: n for n in items}
-
-
-def ready(node: dict) -> bool:
-    return next(c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready") == "True"
+def nodes(env: LabEnv) -> dict[str, dict]:  # type: ignore[type-arg]
+    return cluster_nodes(env, SERVER, KUBECTL)
 
 
 def test_up_builds_the_one_plus_three_cluster(day2: LabEnv) -> None:
     code, out, err = run(day2, "up", "--timeout", "180")
     assert code == 0, out + err
-    assert all(ready(n) for n in nodes(day2).values()) and len(nodes(day2)) == 4
+    assert all(node_ready(n) for n in nodes(day2).values()) and len(nodes(day2)) == 4
 
 
 def test_remove_of_an_agent_deletes_its_node_uninstalls_k3s_and_up_joins_it_again_under_its_name(day2: LabEnv) -> None:
@@ -80,7 +71,7 @@ def test_remove_of_an_agent_deletes_its_node_uninstalls_k3s_and_up_joins_it_agai
     assert code == 0, out + err
     actions = {h["name"]: h["action"] for h in json.loads(out)["hosts"]}
     assert actions[agent] == "join" and {a for n, a in actions.items() if n != agent} == {"nothing"}
-    assert ready(nodes(day2)[agent])
+    assert node_ready(nodes(day2)[agent])
 
 
 def workload_api(env: LabEnv) -> bool:
@@ -88,43 +79,10 @@ def workload_api(env: LabEnv) -> bool:
     return "poddisruptionbudgets.policy" in listed and "deployments.apps" in listed
 
 
-NGINX = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: nginx, namespace: default}
-spec:
-  replicas: 4
-  selector: {matchLabels: {app: nginx}}
-  template:
-    metadata: {labels: {app: nginx}}
-    spec:
-      containers: [{name: nginx, image: nginx}]
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata: {name: nginx, namespace: default}
-spec:
-  minAvailable: MIN
-  selector: {matchLabels: {app: nginx}}
-"""
-
-
-def apply_nginx(env: LabEnv, min_available: int) -> None:
-    manifest = NGINX.replace("MIN", str(min_available))
-    env.lab.ssh(SERVER, f"cat > /tmp/nginx.yaml <<'EOF'\n{manifest}\nEOF\nk3s kubectl apply -f /tmp/nginx.yaml")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        deploy = json.loads(env.ssh(SERVER, "k3s kubectl get deploy nginx -o json"))
-        if (deploy.get("status") or {}).get("availableReplicas") == 4:
-            return
-        time.sleep(2)
-    raise AssertionError("nginx did not get 4 available replicas")
-
-
 def test_remove_blocked_by_a_pdb_exits_1_names_it_and_leaves_the_node_cordoned_and_installed(day2: LabEnv) -> None:
     if not workload_api(day2):
         pytest.skip("the stand-in API does not serve Deployments/PodDisruptionBudgets yet (branch standin-workloads)")
-    apply_nginx(day2, 4)
+    apply_nginx(day2, SERVER, KUBECTL, 4)
     agent = AGENTS[1]
     code, out, err = run(day2, "remove", agent, "--drain-timeout", "20")
     assert code == 1, out + err
@@ -138,7 +96,7 @@ def test_remove_blocked_by_a_pdb_exits_1_names_it_and_leaves_the_node_cordoned_a
 def test_remove_with_a_pdb_that_allows_one_moves_the_pods_and_removes_the_node(day2: LabEnv) -> None:
     if not workload_api(day2):
         pytest.skip("the stand-in API does not serve Deployments/PodDisruptionBudgets yet (branch standin-workloads)")
-    apply_nginx(day2, 3)
+    apply_nginx(day2, SERVER, KUBECTL, 3)
     agent = AGENTS[1]
     code, out, err = run(day2, "remove", agent, "--drain-timeout", "120")
     assert code == 0, out + err
@@ -161,35 +119,18 @@ def test_a_rolling_upgrade_of_one_plus_three_keeps_at_most_one_node_cordoned_and
     assert code == 0, out + err
     assert re.search(rf"1\. {SERVER}\s.*2\. {AGENTS[0]}\s.*3\. {AGENTS[1]}\s.*4\. {AGENTS[2]}", out, re.S), out
 
-    cordoned: list[int] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            listed = day2.lab.ssh(SERVER, "k3s kubectl get nodes -o json", check=False)
-            if listed.returncode == 0:
-                try:
-                    items = json.loads(listed.stdout)["items"]
-                except ValueError:
-                    continue
-                cordoned.append(sum(1 for n in items if (n.get("spec") or {}).get("unschedulable")))
-            time.sleep(0.3)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     started = time.monotonic()
     try:
-        code, out, err = run(day2, "up", "--timeout", "180", "-o", "json", inventory=inventory, timeout=1200)
+        with day2.sampling_cordoned(SERVER, KUBECTL) as cordoned:
+            code, out, err = run(day2, "up", "--timeout", "180", "-o", "json", inventory=inventory, timeout=1200)
     finally:
         TIMINGS["rolling upgrade 1+3"] = round(time.monotonic() - started, 1)
-        stop.set()
-        sampler.join(timeout=30)
     assert code == 0, out + err
     assert json.loads(out)["upgraded"] == [SERVER, *AGENTS]
     assert len(cordoned) > 10 and max(cordoned) == 1, cordoned
     final = nodes(day2)
     assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in final.values()} == {NEW_VERSION}
-    assert all(ready(n) and not n["spec"].get("unschedulable") for n in final.values())
+    assert all(node_ready(n) and not n["spec"].get("unschedulable") for n in final.values())
     code, out, err = run(day2, "up", "-o", "json", inventory=inventory)
     assert code == 0, out + err
     assert {h["result"] for h in json.loads(out)["hosts"]} == {"unchanged"} and json.loads(out)["upgraded"] == []
@@ -219,7 +160,7 @@ def test_reset_then_up_builds_a_fresh_cluster_with_a_new_ca_on_the_same_hosts(da
     assert code == 0, out + err
     after = day2.ssh(SERVER, "cat /var/lib/rancher/k3s/server/node-token").strip()
     assert after[:67] != before[:67]  # K10<sha256 of the CA>: a new CA
-    assert all(ready(n) for n in nodes(day2).values()) and len(nodes(day2)) == 4
+    assert all(node_ready(n) for n in nodes(day2).values()) and len(nodes(day2)) == 4
 
 
 def _cli(env: LabEnv) -> list[str]:

@@ -520,9 +520,16 @@ def test_stopped_kubelet_goes_not_ready_and_a_restart_repairs_it(cluster):
     wait_until(lambda: node_ready_status(cluster.cp.node("worker1")) == "True", 15, message="worker1 Ready after systemctl restart kubelet")
 
 
-def test_a_deleted_node_registers_again(cluster):
+def test_a_deleted_node_stays_deleted_until_its_kubelet_restarts(cluster):
+    # The upstream kubelet registers once per process (registrationCompleted in
+    # pkg/kubelet/kubelet_node_status.go; kubernetes/kubernetes#71398, #115761): its heartbeats
+    # then fail with "not found", and only a restart registers the Node again.
+    w = next(h for h in cluster.hosts if h.name == "worker1")
     cluster.cp.kubectl("delete", "node", "worker1")
-    wait_until(lambda: node_ready_status(cluster.cp.node("worker1")) == "True", 15, message="worker1 registered again by its kubelet")
+    wait_until(lambda: 'nodes "worker1" not found' in w.kubelet_log(), 15, message="a heartbeat of worker1 after the deletion")
+    assert cluster.cp.node("worker1") is None
+    subprocess.run(["systemctl", "restart", "kubelet"], env=w.env(), check=True, timeout=30)
+    wait_until(lambda: node_ready_status(cluster.cp.node("worker1")) == "True", 15, message="worker1 registered again after a restart")
 
 
 def test_kubelet_restart_on_the_control_plane_keeps_the_cluster_state(cluster):
@@ -533,6 +540,27 @@ def test_kubelet_restart_on_the_control_plane_keeps_the_cluster_state(cluster):
     ds = cluster.cp.kubectl("get", "daemonset", "-n", "kube-flannel", "-o", "name").stdout
     assert "daemonset.apps/kube-flannel-ds" in ds
     wait_until(lambda: node_ready_status(cluster.cp.node("cp1")) == "True", 15, message="cp1 Ready")
+
+
+def test_reset_empties_what_kubeadm_made_and_leaves_cni_config_and_the_directories(cluster):
+    # Last user of the cluster: reset the worker, then the control plane, as upstream does it
+    # (cmd/kubeadm/app/cmd/phases/reset/cleanupnode.go and removeetcdmember.go).
+    w = next(h for h in cluster.hosts if h.name == "worker1")
+    w.write("/etc/cni/net.d/10-flannel.conflist", "{}")
+    for host in (w, cluster.cp):
+        res = host.kubeadm("reset", "-f")
+        assert res.returncode == 0, res.stderr
+        assert host.kubelet_pid() is None, host.name
+        for gone in ("/etc/kubernetes/kubelet.conf", "/etc/kubernetes/admin.conf", "/etc/kubernetes/super-admin.conf"):
+            assert not host.path(gone).exists(), (host.name, gone)
+        for emptied in ("/var/lib/kubelet", "/etc/kubernetes/pki", "/etc/kubernetes/manifests"):
+            assert not list(host.path(emptied).glob("*")), (host.name, emptied)
+        assert host.path("/var/lib/kubelet").is_dir() and host.path("/etc/kubernetes/pki").is_dir()  # emptied, not removed
+        assert "The reset process does not clean CNI configuration. To do so, you must remove /etc/cni/net.d" in res.stdout
+    assert w.path("/etc/cni/net.d/10-flannel.conflist").exists()
+    assert cluster.cp.path("/var/lib/etcd").is_dir() and not any(cluster.cp.path("/var/lib/etcd").iterdir())
+    res = cluster.cp.kubeadm("init", "--config", INIT_FILE)  # the DirAvailable--var-lib-etcd check passes again
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_v1beta3_init_config_with_map_extra_args(tmp_path):

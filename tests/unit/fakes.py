@@ -490,7 +490,7 @@ class FakeKubeadmCluster:
         remote.on(r"kubectl .* delete node (\S+) ", handler=lambda r, c: self._delete_node(c))
         remote.on(r"kubectl .* get (pdb|pods) -A", stdout='{"items": []}')
         remote.on(r"^kubeadm reset -f$", handler=lambda r, c: self._reset(name))
-        remote.on(r"^rm -rf /etc/cni/net\.d && ", handler=lambda r, c: self._event(f"cni cleanup {name}"))
+        remote.on(r"^rm -rf /etc/cni/net\.d /var/lib/cni /run/flannel && ", handler=lambda r, c: self._event(f"cni cleanup {name}"))
         remote.on(r"^for tool in iptables ip6tables", handler=lambda r, c: self._event(f"iptables cleanup {name}"))
         remote.on(r"^rm -f /etc/default/kubelet && rm -rf /etc/kubernetes/provisioner$", handler=lambda r, c: self._flags_removed(name))
         remote.on(

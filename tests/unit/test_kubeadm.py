@@ -353,14 +353,14 @@ def test_kubeadm_uninstall_resets_cleans_cni_iptables_flags_and_releases_the_hol
     steps = dist.uninstall_steps(dist.inventory.host("w1"), prepared(dist, "w1"))
     assert [s.name for s in steps] == [
         "kubeadm reset -f",
-        "CNI config and interfaces",
+        "CNI config, state and interfaces",
         "iptables chains of kube-proxy and Flannel",
         "kubelet flags and provisioner files",
         "release the package hold",
     ]
     texts = [op.text for s in steps for op in s.operations if hasattr(op, "text")]
     assert texts[0] == "kubeadm reset -f"
-    assert "rm -rf /etc/cni/net.d" in texts[1] and "cni0 flannel.1" in texts[1]
+    assert "rm -rf /etc/cni/net.d /var/lib/cni /run/flannel " in texts[1] and "cni0 flannel.1" in texts[1]
     assert "grep -v -E 'KUBE-|FLANNEL|CNI-'" in texts[2] and "ip6tables" in texts[2]
     assert texts[3] == "rm -f /etc/default/kubelet && rm -rf /etc/kubernetes/provisioner"
     assert texts[4] == "apt-mark unhold kubelet kubeadm kubectl >/dev/null"
@@ -379,6 +379,26 @@ def test_the_iptables_cleanup_drops_only_kube_proxy_flannel_and_cni_rules() -> N
     (work / "saved").write_text(saved)
     subprocess.run(["sh", "-c", f"command() {{ return 0; }}; {script}"], cwd=work, check=True)
     assert (work / "restored").read_text() == "*nat\n:PREROUTING ACCEPT [0:0]\n-A POSTROUTING -s 192.168.1.0/24 -j MASQUERADE\nCOMMIT\n"
+
+
+def test_the_cni_cleanup_removes_config_plugin_state_and_the_flannel_links_that_exist(tmp_path: Path) -> None:
+    from provisioner.distros.kubeadm import CNI_CLEANUP
+
+    for folder in ("etc/cni/net.d", "var/lib/cni/networks/cbr0", "run/flannel", "etc/keep"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "var/lib/cni/networks/cbr0/10.244.1.5").write_text("leaked")
+    script = CNI_CLEANUP.replace(" /", f" {tmp_path}/")  # the paths under tmp_path
+    stub = 'ip() { echo "$*" >> calls; [ "$1 $2" != "link show" ] || [ "$3" = cni0 ]; }'  # only cni0 exists
+    subprocess.run(["sh", "-c", f"{stub}; {script}"], cwd=tmp_path, check=True)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_dir()) == [
+        "etc",
+        "etc/cni",
+        "etc/keep",
+        "run",
+        "var",
+        "var/lib",
+    ]
+    assert (tmp_path / "calls").read_text().splitlines() == ["link show cni0", "link delete cni0", "link show flannel.1"]
 
 
 @pytest.mark.parametrize(

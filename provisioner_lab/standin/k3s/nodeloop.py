@@ -107,11 +107,15 @@ def resolve_node_name(cfg):
 
 
 class NodeLoop:
-    """Register a node with a server, then heartbeat; re-register when the server lost it."""
+    """Register a node with a server, then heartbeat; re-register when the server lost it, unless
+    ``reregister`` is False: then, as the upstream kubelet does (registrationCompleted is set once
+    per process in pkg/kubelet/kubelet_node_status.go; kubernetes/kubernetes#71398, #115761), a
+    deleted Node stays deleted and only a restart registers it again."""
 
-    def __init__(self, client, reg_fn, password, stop, on_first_ready=None):
+    def __init__(self, client, reg_fn, password, stop, on_first_ready=None, reregister=True):
         self.client, self.reg_fn, self.password, self.stop = client, reg_fn, password, stop
         self.on_first_ready = on_first_ready
+        self.reregister = reregister
         self.hb = env_float("K3S_STANDIN_HEARTBEAT_SECONDS", 10.0)
         self.retry = env_float("K3S_STANDIN_RETRY_SECONDS", 5.0)
         self.registered = False
@@ -138,6 +142,9 @@ class NodeLoop:
                 self.ready_sent = True
                 if self.on_first_ready:
                     self.on_first_ready()
+            return self.hb
+        if status == 404 and self.registered and not self.reregister:
+            log("error", 'Error updating node status, will retry: error getting node "%s": nodes "%s" not found' % ((reg["nodeName"],) * 2))
             return self.hb
         if status == 404 and self.registered:
             log("info", "Node %s not found on the server; registering again" % reg["nodeName"])

@@ -2,7 +2,8 @@
 
 `kubeadm reset` and `kubeadm version`.
 
-Upstream: kubernetes/kubernetes cmd/kubeadm/app/cmd/reset.go, cmd/kubeadm/app/cmd/version.go
+Upstream: kubernetes/kubernetes cmd/kubeadm/app/cmd/reset.go, cmd/kubeadm/app/cmd/phases/reset/cleanupnode.go,
+removeetcdmember.go, cmd/kubeadm/app/cmd/version.go
 """
 
 from __future__ import annotations
@@ -16,13 +17,55 @@ import sys
 from ..k3s.util import hp
 from ..k3s.util import version_info as k3s_version_info
 from ..kubelet.kubeconfig import yaml
-from ..kubelet.paths import KUBEADM_FLAGS_ENV, KUBELET_CONFIG, KUBELET_PKI, MANIFESTS
+from ..kubelet.paths import ETCD_DATA_DIR, KUBELET_DIR, MANIFESTS
 from ..kubelet.version import STANDIN_NOTE, STANDIN_VERSION
 from .base import ETC_K8S, PKI, KubeadmError, say
 from .config import parse_flags
 
+#: What reset deletes, in kubeadm's order: the contents of these directories (the directories stay),
+#: then these files (cmd/kubeadm/app/cmd/phases/reset/cleanupnode.go, resetConfigDir).
+DIRS_TO_CLEAN = (MANIFESTS, KUBELET_DIR, PKI)
+FILES_TO_CLEAN = tuple(
+    "%s/%s" % (ETC_K8S, f)
+    for f in ("admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf", "controller-manager.conf", "scheduler.conf")
+)
+#: kubeadm's closing words (cmd/kubeadm/app/cmd/reset.go): what it leaves for the user to clean.
+CLEANUP_INSTRUCTIONS = """
+The reset process does not clean CNI configuration. To do so, you must remove /etc/cni/net.d
+
+The reset process does not reset or clean up iptables rules or IPVS tables.
+If you wish to reset iptables, you must do so manually by using the "iptables" command.
+
+If your cluster was setup to utilize IPVS, run ipvsadm --clear (or similar)
+to reset your system's IPVS tables.
+
+The reset process does not clean your kubeconfig files and you must remove them manually.
+Please, check the contents of the $HOME/.kube/config file.
+"""
+
+
+def clean_dir(path):
+    """Removes everything in ``path`` but not ``path`` itself (kubeadm's CleanDir); a missing
+    directory is not an error. Returns whether anything was removed."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return False
+    for name in names:
+        entry = os.path.join(path, name)
+        if os.path.isdir(entry) and not os.path.islink(entry):
+            shutil.rmtree(entry)
+        else:
+            os.unlink(entry)
+    return bool(names)
+
 
 def cmd_reset(args):
+    """The phases of upstream ``kubeadm reset``: preflight; remove-etcd-member (the contents of the
+    etcd data directory, on any host where it is not empty: the stand-in keeps no etcd member, its
+    API state lives there); cleanup-node (stop the kubelet first -- the stand-in API server runs in
+    it --, the contents of the manifests, kubelet and certificate directories, the kubeconfig
+    files). CNI config, iptables and kubeconfigs elsewhere are left alone, as kubeadm says."""
     flags, _ = parse_flags(
         args,
         {"v", "cri-socket", "kubeconfig", "cert-dir", "config", "ignore-preflight-errors", "skip-phases"},
@@ -40,26 +83,17 @@ def cmd_reset(args):
     say("[preflight] Running pre-flight checks")
     say("[reset] Stopping the kubelet service")
     subprocess.run(["systemctl", "stop", "kubelet"], capture_output=True, timeout=120)
-    removed = []
-    for rel in ("/var/lib/etcd", KUBELET_PKI, KUBELET_CONFIG, KUBEADM_FLAGS_ENV, MANIFESTS, PKI):
-        p = hp(rel)
-        if os.path.isdir(p) and not os.path.islink(p):
-            if rel == MANIFESTS:
-                for f in os.listdir(p):
-                    os.unlink(os.path.join(p, f))
-            else:
-                shutil.rmtree(p)
-            removed.append(rel)
-        elif os.path.lexists(p):
-            os.unlink(p)
-            removed.append(rel)
-    for f in ("admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf", "controller-manager.conf", "scheduler.conf"):
-        p = hp("%s/%s" % (ETC_K8S, f))
-        if os.path.lexists(p):
-            os.unlink(p)
-            removed.append("%s/%s" % (ETC_K8S, f))
-    say("[reset] Deleted contents of: %s" % removed)
-    say("The reset process does not clean CNI configuration, iptables or your kubeconfig files.")
+    if clean_dir(hp(ETCD_DATA_DIR)):
+        say("[reset] Deleted contents of the etcd data directory: %s" % ETCD_DATA_DIR)
+    say('[reset] Unmounting mounted directories in "%s"' % KUBELET_DIR)
+    say("[reset] Deleting contents of directories: [%s]" % " ".join(DIRS_TO_CLEAN))
+    for rel in DIRS_TO_CLEAN:
+        clean_dir(hp(rel))
+    say("[reset] Deleting files: [%s]" % " ".join(FILES_TO_CLEAN))
+    for rel in FILES_TO_CLEAN:
+        if os.path.lexists(hp(rel)):
+            os.unlink(hp(rel))
+    say(CLEANUP_INSTRUCTIONS)
     return 0
 
 

@@ -270,7 +270,7 @@ def kubelet_main(args):
         }
 
     client = KubeletNodeClient(ApiClient(kc.host, kc.port, kc.ssl_context()), kc.server)
-    loop = NodeLoop(client, reg_fn, None, stop)
+    loop = NodeLoop(client, reg_fn, None, stop, reregister=False)  # a deleted Node stays deleted until a restart
     threading.Thread(target=loop.run, name="node", daemon=True).start()
     # the static pod "kube-apiserver": started when its manifest appears, stopped when it goes
     while True:

@@ -15,6 +15,9 @@ KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 BOOTSTRAP_KUBELET_CONF = "/etc/kubernetes/bootstrap-kubelet.conf"
 
 
+KUBELET_DIR = "/var/lib/kubelet"
+
+
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 
 
@@ -33,7 +36,10 @@ APISERVER_MANIFEST = MANIFESTS + "/kube-apiserver.yaml"
 CONTROLLER_MANAGER_MANIFEST = MANIFESTS + "/kube-controller-manager.yaml"
 
 
-API_STATE = "/var/lib/etcd/standin/state.json"
+ETCD_DATA_DIR = "/var/lib/etcd"
+
+
+API_STATE = ETCD_DATA_DIR + "/standin/state.json"
 
 
 DEFAULT_CRI = "unix:///run/containerd/containerd.sock"
