@@ -260,6 +260,12 @@ def _drain_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _allow_even_servers_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--allow-even-servers", is_flag=True, help="Do not refuse an even number of servers (etcd members: no better than one fewer)."
+    )(command)
+
+
 def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--no-drain", is_flag=True, help="Rolling upgrade: cordon but do not drain.")(command)
     command = click.option(
@@ -279,6 +285,7 @@ def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--timeout", type=click.FloatRange(1), default=300, show_default=True, help="Seconds to wait for the API and for Ready nodes."
 )
+@_allow_even_servers_option
 @_lock_option
 @_rollout_options
 @_drain_options
@@ -305,6 +312,7 @@ def up(
     replace: bool,
     kubeconfig_out: Path | None,
     context_name: str | None,
+    allow_even_servers: bool,
     run_check: bool,
     workload: bool,
     image: str,
@@ -336,6 +344,7 @@ def up(
             delete_emptydir_data=delete_emptydir_data,
             force=force,
             check=check,
+            allow_even_servers=allow_even_servers,
         )
         outcome = actions.up(inventory, options, reporter=session.reporter())
         return _finish(session, outcome, report.up_text, report.up_json)
@@ -346,6 +355,7 @@ def up(
 @main.command()
 @_inventory_option
 @_connect_concurrency_option
+@_allow_even_servers_option
 @_rollout_options
 @_output_option
 @_common
@@ -354,6 +364,7 @@ def plan(
     ctx: click.Context,
     inventory_path: Path,
     connect_concurrency: int,
+    allow_even_servers: bool,
     max_unavailable: int,
     no_drain: bool,
     output: str,
@@ -366,7 +377,12 @@ def plan(
         inventory = load_inventory(inventory_path)
         outcome = actions.plan(
             inventory,
-            Options(connect_concurrency=connect_concurrency, max_unavailable=max_unavailable, no_drain=no_drain),
+            Options(
+                connect_concurrency=connect_concurrency,
+                max_unavailable=max_unavailable,
+                no_drain=no_drain,
+                allow_even_servers=allow_even_servers,
+            ),
             reporter=session.reporter(),
         )
         return _finish(session, outcome, report.plan_text, report.plan_json)

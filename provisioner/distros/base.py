@@ -244,6 +244,19 @@ class Distribution(ABC):
         removal must keep the quorum)."""
         return False
 
+    def quorum_problem(self, *, allow_even: bool = False) -> str | None:
+        """Why the inventory's number of servers is refused: an even number of etcd members
+        survives no more failures than one member fewer (a majority of 4 is 3: one may fail, as
+        of 3), and a split in two halves stops both. None with ``allow_even`` (--allow-even-servers)."""
+        servers = len(self.inventory.servers)
+        if allow_even or servers % 2 == 1 or not self.embedded_etcd(servers):
+            return None
+        majority = servers // 2 + 1
+        return (
+            f"{servers} servers: etcd needs a majority ({majority}) of its {servers} members up, so {servers} servers survive "
+            f"{servers - majority} failure(s), no more than {servers - 1} would; use an odd number (3, 5, 7) or pass --allow-even-servers"
+        )
+
     def upgraded_version(self) -> str | None:
         """The kubeletVersion a node reports once upgraded to the inventory's version (a prefix
         ending in "." when any patch release will do); None when the inventory names none."""

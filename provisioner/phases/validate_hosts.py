@@ -9,7 +9,8 @@ from provisioner.phases import Context, Phase
 
 
 class ValidateHosts(Phase):
-    """sudo really gives root; cloned machines are noticed; the distribution's own checks."""
+    """sudo really gives root; cloned machines are noticed; an odd number of etcd servers; the
+    distribution's own checks."""
 
     title = "validate hosts"
 
@@ -37,6 +38,9 @@ class ValidateHosts(Phase):
                 )
 
         dist = ctx.inputs.distribution
+        quorum = dist.quorum_problem(allow_even=ctx.inputs.options.allow_even_servers)
+        if quorum:
+            problems.append(quorum)
         problems += dist.check_hosts(facts)
         for warning in dist.host_warnings(facts):
             ctx.warn(warning)

@@ -414,6 +414,7 @@ def prepared(dist: Kubeadm, name: str, *, joined: bool = True, **changes: object
 
 
 KUBEADM_TOKEN = "q1w2e3.a1b2c3d4e5f6a7b8"
+KUBEADM_CERT_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 
 def facts_text(k: KubeadmFacts, host: Host) -> str:
@@ -456,8 +457,11 @@ class FakeKubeadmCluster:
 
     def __post_init__(self) -> None:
         dist = kubeadm(KUBEADM_INVENTORY)
+        known = {h.name for h in dist.inventory.hosts}
         for host in self.inventory.hosts:
-            self.state[host.name] = prepared(dist, host.name, joined=False).dist
+            # hosts beyond cp1 and w1 (more control planes) are prepared for this inventory
+            prepared_by = dist if host.name in known else Kubeadm(self.inventory)
+            self.state[host.name] = prepared(prepared_by, host.name, joined=False).dist
 
     def connector(self, inventory: Inventory, host: Host) -> FakeRemote:
         remote = FakeRemote(host.name, host.address, strict=True)
@@ -467,7 +471,10 @@ class FakeKubeadmCluster:
         remote.on(r"os\.id=", handler=lambda r, c: (0, facts_text(self.state[name], host), ""))
         remote.on(r"^kubeadm version", stdout="v1.31.4\n")
         remote.on(r"^kubeadm config images pull --config ", handler=lambda r, c: self._event(f"pull images {name}"))
-        remote.on(r"^kubeadm init", handler=lambda r, c: self._init(name, r))
+        remote.on(r"^kubeadm init", handler=lambda r, c: self._init(name, r, c))
+        remote.on(r"^kubeadm certs certificate-key$", handler=lambda r, c: self._certificate_key(name))
+        remote.on(r"^kubeadm init phase upload-certs ", handler=lambda r, c: self._upload_certs(name, r))
+        remote.on(r"^kubeadm config images pull --kubernetes-version ", handler=lambda r, c: self._event(f"pull images {name}"))
         remote.on(r"^kubeadm token create", handler=lambda r, c: self._token())
         remote.on(r"^kubeadm join", handler=lambda r, c: self._join(name, r))
         remote.on(r"kubectl .* apply -f", handler=lambda r, c: self._apply(r))
@@ -562,9 +569,25 @@ class FakeKubeadmCluster:
         ok = version == wanted.group(1) or (wanted.group(2) == "*" and version.startswith(wanted.group(1)))
         return 0, "ready\n" if ok else f"{version} True\n", ""
 
-    def _init(self, name: str, remote: FakeRemote) -> tuple[int, str, str]:
+    def _certificate_key(self, name: str) -> tuple[int, str, str]:
+        self.events.append(f"certificate key {name}")
+        return 0, KUBEADM_CERT_KEY + "\n", ""
+
+    def _upload_certs(self, name: str, remote: FakeRemote) -> tuple[int, str, str]:
+        config = remote.files["/etc/kubernetes/provisioner/kubeadm-upload-certs.yaml"].decode()
+        assert f'certificateKey: "{KUBEADM_CERT_KEY}"' in config
+        assert remote.modes["/etc/kubernetes/provisioner/kubeadm-upload-certs.yaml"] == 0o600
+        self.events.append(f"upload certs {name}")
+        return 0, '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace\n', ""
+
+    def _init(self, name: str, remote: FakeRemote, command: str) -> tuple[int, str, str]:
         assert "kubeadm-init.yaml" in "".join(remote.uploads)
-        self.events.append(f"init {name}")
+        if "--upload-certs" in command:
+            config = remote.files["/etc/kubernetes/provisioner/kubeadm-init.yaml"].decode()
+            assert f'certificateKey: "{KUBEADM_CERT_KEY}"' in config
+            self.events.append(f"init {name} --upload-certs")
+        else:
+            self.events.append(f"init {name}")
         self.state[name] = KubeadmFacts(**{**self.state[name].__dict__, "admin_conf": True, "kubelet_conf": True})
         remote.files[ADMIN_CONF] = ADMIN_KUBECONFIG.replace("default", "kubernetes").encode()
         self.nodes[name] = True
@@ -590,8 +613,13 @@ class FakeKubeadmCluster:
     def _join(self, name: str, remote: FakeRemote) -> tuple[int, str, str]:
         config = remote.files["/etc/kubernetes/provisioner/kubeadm-join.yaml"].decode()
         assert KUBEADM_TOKEN in config and "sha256:" + "c" * 64 in config
-        self.events.append(f"join {name}")
-        self.state[name] = KubeadmFacts(**{**self.state[name].__dict__, "kubelet_conf": True})
+        control_plane = "controlPlane:" in config
+        if control_plane:
+            assert f'certificateKey: "{KUBEADM_CERT_KEY}"' in config
+        self.events.append(f"join {'control plane ' if control_plane else ''}{name}")
+        self.state[name] = KubeadmFacts(**{**self.state[name].__dict__, "kubelet_conf": True, "admin_conf": control_plane})
+        if control_plane:
+            remote.files[ADMIN_CONF] = ADMIN_KUBECONFIG.replace("default", "kubernetes").encode()
         self.nodes[name] = True
         return 0, "This node has joined the cluster\n", ""
 
