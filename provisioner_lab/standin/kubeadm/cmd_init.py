@@ -25,6 +25,7 @@ from ..kubelet.version import STANDIN_NOTE, STANDIN_VERSION
 from .base import ADMIN_CONF, CONTROL_PLANE_LABEL, ETC_K8S, EXCLUDE_LB_LABEL, PKI, KubeadmError, fmt_duration, say, wait_seconds
 from .cluster import admin_client, api, create_or_replace, create_token, join_command, wait_for
 from .config import InitConfig, join_hostport, load_config, parse_flags
+from .copycerts import KEY_SIZE, new_certificate_key, upload_certs, valid_key
 from .manifests import write_manifests
 from .pki import Certs
 from .preflight import Preflight, common_checks, port_free
@@ -89,23 +90,38 @@ def resolve_version(v):
     return STANDIN_VERSION
 
 
-def cmd_init(args):
-    flags, positional = parse_flags(args, INIT_FLAGS, ("dry-run", "upload-certs", "skip-token-print", "skip-certificate-key-print"))
-    if positional:
-        raise KubeadmError('unknown command "%s" for "kubeadm init"' % positional[0])
+def init_docs(flags):
+    """The configuration documents of `kubeadm init` (and its phases): --config, or the flags.
+    Upstream lets only --skip-* and a few others go with --config (ValidateMixedArguments)."""
     if flags.get("config"):
-        mixed = [
-            f
-            for f in flags
-            if f not in ("config", "ignore-preflight-errors", "v", "skip-phases", "dry-run", "upload-certs", "patches", "skip-token-print")
-        ]
+        allowed = ("config", "ignore-preflight-errors", "v", "dry-run", "upload-certs", "patches", "node-name", "kubeconfig")
+        mixed = [f for f in flags if f not in allowed and not f.startswith("skip-")]
         if mixed:
             raise KubeadmError("can not mix '--config' with arguments %s" % sorted(mixed))
         docs = load_config(flags["config"])
         if "JoinConfiguration" in docs:
             raise KubeadmError("kubeadm init: found a JoinConfiguration in %s" % flags["config"])
-    else:
-        docs = init_docs_from_flags(flags)
+        return docs
+    return init_docs_from_flags(flags)
+
+
+def certificate_key(cfg, flags):
+    """The key of the kubeadm-certs Secret: --certificate-key or InitConfiguration.certificateKey,
+    else a new one (printed unless --skip-certificate-key-print)."""
+    key = flags.get("certificate-key") or cfg.certificate_key
+    if key and not valid_key(key):
+        raise KubeadmError("error decoding certificate key: the certificate key must be a hex string of %d bytes" % KEY_SIZE)
+    return key or new_certificate_key()
+
+
+def cmd_init(args):
+    bools = ("dry-run", "upload-certs", "skip-token-print", "skip-certificate-key-print")
+    flags, positional = parse_flags(args, INIT_FLAGS | {"kubeconfig"}, bools)
+    if positional[:2] == ["phase", "upload-certs"] and len(positional) == 2:
+        return phase_upload_certs(flags)
+    if positional:
+        raise KubeadmError('unknown command "%s" for "kubeadm init" (stand-in: of the phases only upload-certs)' % positional[0])
+    docs = init_docs(flags)
     cfg = InitConfig(docs, flags)
     version = resolve_version(cfg.kubernetes_version)
     cfg.kubernetes_version = version
@@ -199,8 +215,7 @@ def cmd_init(args):
     cluster_doc = dict(cfg.cluster_doc)
     cluster_doc.setdefault("apiVersion", "kubeadm.k8s.io/v1beta4")
     cluster_doc.setdefault("kind", "ClusterConfiguration")
-    cluster_doc["kubernetesVersion"] = version
-    cluster_doc["controlPlaneEndpoint"] = cfg.endpoint
+    cluster_doc["kubernetesVersion"] = version  # controlPlaneEndpoint stays as given (none: empty)
     cluster_doc.setdefault("clusterName", cfg.cluster_name)
     say('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the "kube-system" Namespace')
     create_or_replace(
@@ -226,6 +241,12 @@ def cmd_init(args):
             "data": {"kubelet": yaml().safe_dump(cfg.kubelet_config, sort_keys=True)},
         },
     )
+
+    # upload-certs
+    if flags.get("upload-certs"):
+        upload_certs(client, certificate_key(cfg, flags), print_key=not flags.get("skip-certificate-key-print"))
+    else:
+        say("[upload-certs] Skipping phase. Please see --upload-certs")
 
     # mark-control-plane
     name = cfg.reg.name
@@ -303,6 +324,19 @@ def cmd_init(args):
     say("%s \\\n\t--discovery-token-ca-cert-hash %s" % (head, tail))
     say()
     say("(kubeadm %s: %s)" % (STANDIN_VERSION, STANDIN_NOTE))
+    return 0
+
+
+def phase_upload_certs(flags):
+    """`kubeadm init phase upload-certs --upload-certs`: store the certificates of this control
+    plane in a new kubeadm-certs Secret (its two hours start again), under the given key or a new
+    one, talking to the cluster as admin."""
+    if not flags.get("upload-certs"):
+        say("[upload-certs] Skipping phase. Please see --upload-certs")
+        return 0
+    cfg = InitConfig(init_docs(flags), flags)
+    client, _kc = admin_client(flags.get("kubeconfig", ADMIN_CONF))
+    upload_certs(client, certificate_key(cfg, flags), print_key=not flags.get("skip-certificate-key-print"))
     return 0
 
 
