@@ -146,52 +146,14 @@ def cmd_init(args):
     say('[certs] Using certificateDir folder "%s"' % PKI)
     certs = Certs(hp(PKI))
     ca = certs.ca("ca", "kubernetes")
-    sans = [
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "kubernetes.default.svc." + cfg.dns_domain,
-        cfg.reg.name,
-        cfg.service_ip,
-        cfg.advertise,
-        cfg.endpoint_host,
-        *cfg.cert_sans,
-    ]
-    certs.leaf("apiserver", ca, "kube-apiserver", sans=dedupe(sans))
-    certs.leaf("apiserver-kubelet-client", ca, "kube-apiserver-kubelet-client", orgs=["kubeadm:cluster-admins"], server=False)
-    fp_ca = certs.ca("front-proxy-ca", "front-proxy-ca")
-    certs.leaf("front-proxy-client", fp_ca, "front-proxy-client", server=False)
-    etcd_ca = certs.ca("etcd/ca", "etcd-ca")
-    etcd_sans = dedupe(["localhost", cfg.reg.name, cfg.advertise, "127.0.0.1", "::1"])
-    certs.leaf("etcd/server", etcd_ca, cfg.reg.name, sans=etcd_sans)
-    certs.leaf("etcd/peer", etcd_ca, cfg.reg.name, sans=etcd_sans)
-    certs.leaf("etcd/healthcheck-client", etcd_ca, "kube-etcd-healthcheck-client", server=False)
-    certs.leaf("apiserver-etcd-client", etcd_ca, "kube-apiserver-etcd-client", server=False)
-    certs.service_account_key()
+    control_plane_certs(certs, cfg, ca)
     ca_pem = read_file(certs.pki.path("ca.crt"))
 
     # kubeconfigs
     say('[kubeconfig] Using kubeconfig folder "%s"' % ETC_K8S)
     endpoint_url = "https://" + cfg.endpoint
     local_url = "https://" + join_hostport(cfg.advertise, cfg.bind_port)
-    kc_pki = k3s_PKI(hp(ETC_K8S + "/.standin-kubeconfig-pki"))
-    for fname, cn, orgs, url in (
-        ("admin.conf", "kubernetes-admin", ["kubeadm:cluster-admins"], endpoint_url),
-        ("super-admin.conf", "kubernetes-super-admin", ["system:masters"], endpoint_url),
-        ("controller-manager.conf", "system:kube-controller-manager", [], local_url),
-        ("scheduler.conf", "system:kube-scheduler", [], local_url),
-    ):
-        path = "%s/%s" % (ETC_K8S, fname)
-        if os.path.exists(hp(path)):
-            say('[kubeconfig] Using existing kubeconfig file: "%s"' % path)
-            continue
-        name = fname[:-5]
-        kc_pki.ensure_leaf(name, ca, cn, orgs=orgs, server=False)
-        cert_pem, key_pem = read_file(kc_pki.path(name + ".crt")), read_file(kc_pki.path(name + ".key"))
-        text = kubeconfig_text(url, ca_pem, cfg.cluster_name, cn, cert_pem=cert_pem, key_pem=key_pem)
-        atomic_write(hp(path), text, 0o600)
-        say('[kubeconfig] Writing "%s" kubeconfig file' % fname)
-    shutil.rmtree(hp(ETC_K8S + "/.standin-kubeconfig-pki"), ignore_errors=True)
+    write_kubeconfigs(ca, ca_pem, cfg.cluster_name, endpoint_url, local_url, super_admin=True)
     write_node_credentials(ca, ca_pem, cfg.reg.name, endpoint_url, cfg.cluster_name)
     say('[kubeconfig] Writing "kubelet.conf" kubeconfig file')
     write_manifests(cfg)
@@ -249,28 +211,7 @@ def cmd_init(args):
         say("[upload-certs] Skipping phase. Please see --upload-certs")
 
     # mark-control-plane
-    name = cfg.reg.name
-    wait_for('the node "%s" to register' % name, lambda: client.call("GET", "/api/v1/nodes/" + name)[0] == 200, wait_seconds())
-    taints = cfg.reg.taints
-    if taints is None:
-        taints = [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}]
-    say(
-        "[mark-control-plane] Marking the node %s as control-plane by adding the labels: [%s %s]"
-        % (name, CONTROL_PLANE_LABEL, EXCLUDE_LB_LABEL)
-    )
-    if taints:
-        say(
-            "[mark-control-plane] Marking the node %s as control-plane by adding the taints [%s]"
-            % (name, " ".join("%s:%s" % (t["key"], t["effect"]) for t in taints))
-        )
-    _, node = api(client, "GET", "/api/v1/nodes/" + name)
-    have = node.get("spec", {}).get("taints") or []
-    keys = {(t.get("key"), t.get("effect")) for t in have}
-    patch = {
-        "metadata": {"labels": {CONTROL_PLANE_LABEL: "", EXCLUDE_LB_LABEL: ""}},
-        "spec": {"taints": have + [t for t in taints if (t.get("key"), t.get("effect")) not in keys]},
-    }
-    api(client, "PATCH", "/api/v1/nodes/" + name, patch, ctype="application/strategic-merge-patch+json")
+    mark_control_plane(client, cfg.reg)
 
     # bootstrap-token
     token = None
@@ -325,6 +266,84 @@ def cmd_init(args):
     say()
     say("(kubeadm %s: %s)" % (STANDIN_VERSION, STANDIN_NOTE))
     return 0
+
+
+def mark_control_plane(client, reg):
+    """Wait for the node to register, then label and taint it as a control plane."""
+    name = reg.name
+    wait_for('the node "%s" to register' % name, lambda: client.call("GET", "/api/v1/nodes/" + name)[0] == 200, wait_seconds())
+    taints = reg.taints
+    if taints is None:
+        taints = [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}]
+    say(
+        "[mark-control-plane] Marking the node %s as control-plane by adding the labels: [%s %s]"
+        % (name, CONTROL_PLANE_LABEL, EXCLUDE_LB_LABEL)
+    )
+    if taints:
+        say(
+            "[mark-control-plane] Marking the node %s as control-plane by adding the taints [%s]"
+            % (name, " ".join("%s:%s" % (t["key"], t["effect"]) for t in taints))
+        )
+    _, node = api(client, "GET", "/api/v1/nodes/" + name)
+    have = node.get("spec", {}).get("taints") or []
+    keys = {(t.get("key"), t.get("effect")) for t in have}
+    patch = {
+        "metadata": {"labels": {CONTROL_PLANE_LABEL: "", EXCLUDE_LB_LABEL: ""}},
+        "spec": {"taints": have + [t for t in taints if (t.get("key"), t.get("effect")) not in keys]},
+    }
+    api(client, "PATCH", "/api/v1/nodes/" + name, patch, ctype="application/strategic-merge-patch+json")
+
+
+def write_kubeconfigs(ca, ca_pem, cluster_name, endpoint_url, local_url, super_admin):
+    """admin.conf (at the control-plane endpoint), super-admin.conf (init only), and the
+    controller-manager's and scheduler's kubeconfigs (at this control plane's own API)."""
+    kc_pki = k3s_PKI(hp(ETC_K8S + "/.standin-kubeconfig-pki"))
+    files = [("admin.conf", "kubernetes-admin", ["kubeadm:cluster-admins"], endpoint_url)]
+    if super_admin:
+        files.append(("super-admin.conf", "kubernetes-super-admin", ["system:masters"], endpoint_url))
+    files += [
+        ("controller-manager.conf", "system:kube-controller-manager", [], local_url),
+        ("scheduler.conf", "system:kube-scheduler", [], local_url),
+    ]
+    for fname, cn, orgs, url in files:
+        path = "%s/%s" % (ETC_K8S, fname)
+        if os.path.exists(hp(path)):
+            say('[kubeconfig] Using existing kubeconfig file: "%s"' % path)
+            continue
+        name = fname[:-5]
+        kc_pki.ensure_leaf(name, ca, cn, orgs=orgs, server=False)
+        cert_pem, key_pem = read_file(kc_pki.path(name + ".crt")), read_file(kc_pki.path(name + ".key"))
+        text = kubeconfig_text(url, ca_pem, cluster_name, cn, cert_pem=cert_pem, key_pem=key_pem)
+        atomic_write(hp(path), text, 0o600)
+        say('[kubeconfig] Writing "%s" kubeconfig file' % fname)
+    shutil.rmtree(hp(ETC_K8S + "/.standin-kubeconfig-pki"), ignore_errors=True)
+
+
+def control_plane_certs(certs, cfg, ca):
+    """The certificates of one control plane (the CAs exist): the API server's serving
+    certificate for its names and addresses, its clients, and this etcd member's."""
+    sans = [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc." + cfg.dns_domain,
+        cfg.reg.name,
+        cfg.service_ip,
+        cfg.advertise,
+        cfg.endpoint_host,
+        *cfg.cert_sans,
+    ]
+    certs.leaf("apiserver", ca, "kube-apiserver", sans=dedupe(sans))
+    certs.leaf("apiserver-kubelet-client", ca, "kube-apiserver-kubelet-client", orgs=["kubeadm:cluster-admins"], server=False)
+    fp_ca = certs.ca("front-proxy-ca", "front-proxy-ca")
+    certs.leaf("front-proxy-client", fp_ca, "front-proxy-client", server=False)
+    etcd_ca = certs.ca("etcd/ca", "etcd-ca")
+    etcd_sans = dedupe(["localhost", cfg.reg.name, cfg.advertise, "127.0.0.1", "::1"])
+    certs.leaf("etcd/server", etcd_ca, cfg.reg.name, sans=etcd_sans)
+    certs.leaf("etcd/peer", etcd_ca, cfg.reg.name, sans=etcd_sans)
+    certs.leaf("etcd/healthcheck-client", etcd_ca, "kube-etcd-healthcheck-client", server=False)
+    certs.leaf("apiserver-etcd-client", etcd_ca, "kube-apiserver-etcd-client", server=False)
+    certs.service_account_key()
 
 
 def phase_upload_certs(flags):

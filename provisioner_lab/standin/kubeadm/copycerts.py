@@ -152,7 +152,8 @@ def download_certs(client, key):
             plain[name] = decrypt(blob, raw) if blob else b""
         except KubeadmError as e:
             raise KubeadmError(
-                "error downloading certs: error decoding secret data with provided key: %s" % e.message, "control-plane-prepare/download-certs"
+                "error downloading certs: error decoding secret data with provided key: %s" % e.message,
+                "control-plane-prepare/download-certs",
             )
     for name, rel in SHARED.items():
         if name not in plain:

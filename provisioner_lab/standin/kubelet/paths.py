@@ -33,6 +33,13 @@ APISERVER_MANIFEST = MANIFESTS + "/kube-apiserver.yaml"
 CONTROLLER_MANAGER_MANIFEST = MANIFESTS + "/kube-controller-manager.yaml"
 
 
+ETCD_MANIFEST = MANIFESTS + "/etcd.yaml"
+
+
+#: the stand-in etcd member of a control plane (k3s/etcd.py): member.json
+ETCD_MEMBER_DIR = "/var/lib/etcd/standin/member"
+
+
 API_STATE = "/var/lib/etcd/standin/state.json"
 
 
