@@ -1,5 +1,5 @@
 """The kubeadm stand-in's stacked control plane, three "hosts" on this machine (127.0.3.1-3, an
-API port each, the etcd peer port 2380 on each address): `init --upload-certs` stores the shared
+API port each, one etcd peer port on each address): `init --upload-certs` stores the shared
 certificates encrypted in the kubeadm-certs Secret; `join --control-plane` refuses a wrong key
 and an expired Secret with kubeadm's words, otherwise downloads them, becomes an etcd member and
 serves the API itself; the API answers while two of three members are up and not with one;
@@ -26,7 +26,8 @@ QUICK = {"ETCD_STANDIN_HEARTBEAT_SECONDS": "0.3"}
 class HA:
     def __init__(self, base) -> None:
         self.ports = [free_port() for _ in ADDRESSES]
-        self.hosts = [KubeadmHost(base / f"cp{i + 1}", f"cp{i + 1}", env=QUICK) for i in range(len(ADDRESSES))]
+        env = {**QUICK, "K3S_STANDIN_ETCD_PEER_PORT": str(free_port())}  # one port, on each host's address
+        self.hosts = [KubeadmHost(base / f"cp{i + 1}", f"cp{i + 1}", env=env) for i in range(len(ADDRESSES))]
         self.endpoint = f"{ADDRESSES[0]}:{self.ports[0]}"
 
     def url(self, i: int) -> str:

@@ -15,7 +15,6 @@ import os
 import ssl
 import urllib.parse
 
-from ..k3s.etcd import PEER_PORT
 from ..k3s.util import add_secret, atomic_write, hp
 from ..kubelet.client import ApiClient
 from ..kubelet.kubeconfig import Kubeconfig, ca_public_key_hash, crypto, yaml
@@ -27,6 +26,7 @@ from .cluster import api, wait_for
 from .cmd_init import restart_kubelet, write_kubelet_files, write_node_credentials
 from .config import Registration, kubelet_config, load_config, parse_flags, split_endpoint
 from .controlplane import join_control_plane
+from .manifests import peer_port
 from .preflight import Preflight, common_checks, port_free
 
 JOIN_FLAGS = {
@@ -194,8 +194,8 @@ def cmd_join(args):
         port = int(cfg.local_api_endpoint.get("bindPort") or 6443)
         if not port_free(port):
             pf.error("Port-%d" % port, "Port %d is in use" % port)
-        if not port_free(PEER_PORT, str(cfg.local_api_endpoint.get("advertiseAddress") or "")):
-            pf.error("Port-%d" % PEER_PORT, "Port %d is in use" % PEER_PORT)
+        if not port_free(peer_port(), str(cfg.local_api_endpoint.get("advertiseAddress") or "")):
+            pf.error("Port-%d" % peer_port(), "Port %d is in use" % peer_port())
         etcd_dir = hp("/var/lib/etcd")
         if os.path.isdir(etcd_dir) and os.listdir(etcd_dir):
             pf.error("DirAvailable--var-lib-etcd", "/var/lib/etcd is not empty")

@@ -23,7 +23,7 @@ import time
 import urllib.parse
 
 from ..k3s.certs import url_host
-from ..k3s.etcd import PEER_PORT, PeerClient
+from ..k3s.etcd import PeerClient
 from ..k3s.util import hp, read_file
 from ..kubelet.apiserver import etcd_auth, manifest_command
 from ..kubelet.client import ApiClient
@@ -41,7 +41,7 @@ from .cmd_init import (
 )
 from .config import InitConfig, join_hostport
 from .copycerts import SHARED, download_certs
-from .manifests import peer_url, write_manifests
+from .manifests import peer_port, peer_url, write_manifests
 from .pki import Certs
 
 NOT_READY = """
@@ -99,9 +99,9 @@ def add_etcd_member(icfg, auth, ctx):
             continue
         for addr in (node.get("status") or {}).get("addresses") or []:
             if addr.get("type") == "InternalIP":
-                peers.append("https://%s:%d" % (url_host(addr["address"]), PEER_PORT))
+                peers.append("https://%s:%d" % (url_host(addr["address"]), peer_port()))
     endpoint_host = urllib.parse.urlsplit("https://" + icfg.endpoint).hostname
-    peers.append("https://%s:%d" % (url_host(endpoint_host), PEER_PORT))  # the endpoint, when it is a control plane's own address
+    peers.append("https://%s:%d" % (url_host(endpoint_host), peer_port()))  # the endpoint, when it is a control plane's own address
     peers = list(dict.fromkeys(p for p in peers if p != peer_url(icfg)))
     if not peers:
         raise KubeadmError("error creating local etcd static pod manifest file: no etcd member found to join", "control-plane-join/etcd")

@@ -8,6 +8,7 @@ Upstream: kubernetes/kubernetes cmd/kubeadm/app/phases/controlplane/manifests.go
 
 from __future__ import annotations
 
+import os
 import re
 
 from ..k3s.certs import url_host
@@ -44,9 +45,15 @@ def static_pod(name, image, command, extra, port=None):
     return yaml().safe_dump(pod, default_flow_style=False, sort_keys=False)
 
 
+def peer_port():
+    """etcd's peer port, 2380 (test-only knob K3S_STANDIN_ETCD_PEER_PORT, as for k3s: several
+    stand-in control planes on one machine)."""
+    return int(os.environ.get("K3S_STANDIN_ETCD_PEER_PORT") or PEER_PORT)
+
+
 def peer_url(cfg):
-    """The etcd member's peer URL: the advertise address, port 2380."""
-    return "https://%s:%d" % (url_host(cfg.advertise), PEER_PORT)
+    """The etcd member's peer URL: the advertise address, the peer port."""
+    return "https://%s:%d" % (url_host(cfg.advertise), peer_port())
 
 
 def etcd_command(cfg, initial_cluster=None):

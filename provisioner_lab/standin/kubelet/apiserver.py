@@ -218,16 +218,27 @@ class ApiServer:
         advertise = f.get("advertise-address") or "127.0.0.1"
         app = KubeadmApiApp(store, cluster, ca_pem, ca_key_pem, advertise, port, etcd=member)
         ctx = server_ssl_context(cert, key, client_ca)
-        self.httpd = TLSServer((bind, port), Handler, ctx, app)
-        self.app, self.store, self.member = app, store, member
         stop = self.own_stop
-        threading.Thread(target=lambda: (self.stop.wait(), self.own_stop.set()), daemon=True).start()
         if member is not None:
             peer = urllib.parse.urlsplit(etcd_flags.get("listen-peer-urls") or member.peer_url)
             peer_ctx = server_ssl_context(
                 hp(etcd_flags["peer-cert-file"]), hp(etcd_flags["peer-key-file"]), hp(etcd_flags["peer-trusted-ca-file"])
             )
-            member.start(stop, peer.hostname or "0.0.0.0", peer.port or PEER_PORT, peer_ctx)
+            try:
+                member.start(stop, peer.hostname or "0.0.0.0", peer.port or PEER_PORT, peer_ctx)
+            except OSError:
+                stop.set()
+                member.shutdown()
+                raise
+        try:
+            self.httpd = TLSServer((bind, port), Handler, ctx, app)
+        except OSError:
+            stop.set()
+            if member is not None:
+                member.shutdown()
+            raise
+        self.app, self.store, self.member = app, store, member
+        threading.Thread(target=lambda: (self.stop.wait(), self.own_stop.set()), daemon=True).start()
 
         def flusher():
             while not stop.wait(0.5):
