@@ -260,12 +260,6 @@ def _drain_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _allow_even_servers_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--allow-even-servers", is_flag=True, help="Do not refuse an even number of servers (etcd members: no better than one fewer)."
-    )(command)
-
-
 def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--no-drain", is_flag=True, help="Rolling upgrade: cordon but do not drain.")(command)
     command = click.option(
@@ -278,6 +272,14 @@ def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _even_servers_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--allow-even-servers",
+        is_flag=True,
+        help="Allow an even number of servers (etcd tolerates no more failures than with one server fewer).",
+    )(command)
+
+
 @main.command()
 @_inventory_option
 @click.option("--concurrency", type=click.IntRange(1, 256), default=10, show_default=True, help="Hosts changed at once.")
@@ -285,11 +287,11 @@ def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--timeout", type=click.FloatRange(1), default=300, show_default=True, help="Seconds to wait for the API and for Ready nodes."
 )
-@_allow_even_servers_option
 @_lock_option
 @_rollout_options
 @_drain_options
 @_kubeconfig_options
+@_even_servers_option
 @click.option("--check", "run_check", is_flag=True, help="After the Ready wait, run the checks of `provisioner check`.")
 @_check_options
 @_output_option
@@ -355,8 +357,8 @@ def up(
 @main.command()
 @_inventory_option
 @_connect_concurrency_option
-@_allow_even_servers_option
 @_rollout_options
+@_even_servers_option
 @_output_option
 @_common
 @click.pass_context
@@ -364,9 +366,9 @@ def plan(
     ctx: click.Context,
     inventory_path: Path,
     connect_concurrency: int,
-    allow_even_servers: bool,
     max_unavailable: int,
     no_drain: bool,
+    allow_even_servers: bool,
     output: str,
     debug: bool | None,
     log_file: Path | None,

@@ -223,6 +223,9 @@ class K3sCluster(ClusterBase):
     agent_args: list[str] = Field(default_factory=list)
     install_script_url: str = "https://get.k3s.io"
     airgap: Airgap | None = None
+    #: Start the first server with embedded etcd (cluster-init) even while it is the only one, so
+    #: servers can be added later; more than one server always gets it.
+    embedded_etcd: bool = False
 
     _not_a_number = field_validator("version", "channel", mode="before")(_quoted_version)
 
@@ -274,6 +277,7 @@ class KubeadmCluster(ClusterBase):
         "server_args": "k3s flags do not apply to kubeadm clusters",
         "agent_args": "k3s flags do not apply to kubeadm clusters",
         "airgap": "airgap uploads are supported for k3s only",
+        "embedded_etcd": "kubeadm control planes always run stacked etcd",
     }
     missing_hints: ClassVar[dict[str, str]] = {
         "version": 'kubeadm clusters need cluster.version, e.g. "1.31" (newest patch) or "1.31.4"',

@@ -51,6 +51,8 @@ class ClusterState:
     nodes: list[Node] | None = None
     #: Fingerprints of cluster add-ons as found (e.g. {"flannel": "<manifest hash>"}), None = absent.
     addons: dict[str, str | None] = field(default_factory=dict)
+    #: Other secrets read from the first server, by name (k3s: "agent-token").
+    secrets: dict[str, Secret] = field(default_factory=dict)
 
     #: ``nodes`` by name, for the list it was built from (planning asks once per host).
     _by_name: tuple[list[Node] | None, dict[str, Node]] = field(default=(None, {}), init=False, repr=False, compare=False)
@@ -243,19 +245,6 @@ class Distribution(ABC):
         """Whether ``servers`` servers keep the cluster's state in an etcd of their own (then a
         removal must keep the quorum)."""
         return False
-
-    def quorum_problem(self, *, allow_even: bool = False) -> str | None:
-        """Why the inventory's number of servers is refused: an even number of etcd members
-        survives no more failures than one member fewer (a majority of 4 is 3: one may fail, as
-        of 3), and a split in two halves stops both. None with ``allow_even`` (--allow-even-servers)."""
-        servers = len(self.inventory.servers)
-        if allow_even or servers % 2 == 1 or not self.embedded_etcd(servers):
-            return None
-        majority = servers // 2 + 1
-        return (
-            f"{servers} servers: etcd needs a majority ({majority}) of its {servers} members up, so {servers} servers survive "
-            f"{servers - majority} failure(s), no more than {servers - 1} would; use an odd number (3, 5, 7) or pass --allow-even-servers"
-        )
 
     def upgraded_version(self) -> str | None:
         """The kubeletVersion a node reports once upgraded to the inventory's version (a prefix

@@ -31,6 +31,8 @@ from provisioner.testing import FakeRemote, Link, SimulatedRemote
 from tests.unit.conftest import make_inventory
 
 TOKEN = "K10" + "ab" * 32 + "::server:" + "f00dfeedcafe" * 3
+#: The agent token k3s writes from the servers' ``agent-token`` (the fake keeps its secret part).
+AGENT_TOKEN_PREFIX = "K10" + "ab" * 32 + "::node:"
 ADMIN_KUBECONFIG = """apiVersion: v1
 kind: Config
 clusters:
@@ -92,6 +94,8 @@ class FakeK3sCluster:
     uninstall_fails: set[str] = field(default_factory=set)
     install_fails: set[str] = field(default_factory=set)
     cordoned_counts: list[int] = field(default_factory=list)
+    #: The servers' etcd has no quorum: a running API answers every request with etcd's timeout.
+    quorum_lost: bool = False
 
     def __post_init__(self) -> None:
         for index, host in enumerate(self.inventory.hosts):
@@ -109,7 +113,11 @@ class FakeK3sCluster:
         remote.on(r"os\.id=", handler=lambda r, c: (0, self._facts(sim, r), ""))
         remote.on(r"k3s-install\.sh", handler=lambda r, c: self._install(sim, r, c))
         remote.on(r"systemctl .*restart k3s", handler=lambda r, c: self._restart(sim))
-        remote.on(r"cat /var/lib/rancher/k3s/server/node-token", handler=lambda r, c: self._token(sim))
+        remote.on(
+            r"cat /var/lib/rancher/k3s/server/node-token /var/lib/rancher/k3s/server/agent-token", handler=lambda r, c: self._tokens(sim, r)
+        )
+        remote.on(r"cat /var/lib/rancher/k3s/server/node-token$", handler=lambda r, c: self._token(sim))
+        remote.on(r"cat /var/lib/rancher/k3s/server/agent-token$", handler=lambda r, c: self._agent_token(sim, r))
         remote.on(r"kubectl get nodes -o json", handler=lambda r, c: self._list(sim))
         remote.on(r"kubectl get --raw=/readyz", handler=lambda r, c: (0, "ok", "") if sim.active else (1, "", "refused"))
         remote.on(r"kubectl delete node (\S+)", handler=lambda r, c: self._delete(c))
@@ -212,6 +220,8 @@ class FakeK3sCluster:
         config = remote.files.get(k3s.CONFIG)
         if config is not None:
             lines.append(f"k3s.config_sha256={hashlib.sha256(config).hexdigest()}")
+            if sim.role == "server" and re.search(rb"^(cluster-init: true|server: )", config, re.M):
+                lines.append("k3s.etcd=yes")
         lines += [f"disk.{directory}={free} {mount}" for directory, (mount, free) in sim.disks.items()]
         return "\n".join(lines) + "\n"
 
@@ -221,8 +231,10 @@ class FakeK3sCluster:
         config = remote.files.get(k3s.CONFIG, b"").decode()
         if sim.host.name in self.install_fails:
             return 1, "", "[ERROR] the install script failed"
-        if role == "agent" and TOKEN not in config:
-            return 1, "", "[ERROR] no token"
+        if role == "agent" and AGENT_TOKEN_PREFIX not in config:
+            return 1, "", "[ERROR] no agent token"
+        if role == "agent" and TOKEN in config:
+            return 1, "", "[ERROR] an agent was given the server token"
         sim.role = role
         sim.version = version.group(1) if version else "v1.31.0+k3s1"
         sim.installs += 1
@@ -256,9 +268,27 @@ class FakeK3sCluster:
             return 0, TOKEN + "\n", ""
         return 1, "", "cat: /var/lib/rancher/k3s/server/node-token: No such file or directory"
 
+    def agent_secret(self, remote: FakeRemote) -> str | None:
+        """The ``agent-token`` of a server's config.yaml (k3s writes the agent token from it)."""
+        match = re.search(r'^agent-token: "([^"]+)"', remote.files.get(k3s.CONFIG, b"").decode(), re.M)
+        return match.group(1) if match else None
+
+    def _agent_token(self, sim: SimHost, remote: FakeRemote) -> tuple[int, str, str]:
+        secret = self.agent_secret(remote)
+        if sim.role == "server" and sim.active and secret:
+            return 0, AGENT_TOKEN_PREFIX + secret + "\n", ""
+        return 1, "", "cat: /var/lib/rancher/k3s/server/agent-token: No such file or directory"
+
+    def _tokens(self, sim: SimHost, remote: FakeRemote) -> tuple[int, str, str]:
+        code, out, err = self._token(sim)
+        code2, out2, err2 = self._agent_token(sim, remote)
+        return max(code, code2), out + out2, err + err2
+
     def _list(self, sim: SimHost) -> tuple[int, str, str]:
         if not (sim.role == "server" and sim.active):
             return 1, "", "The connection to the server 127.0.0.1:6443 was refused"
+        if self.quorum_lost:
+            return 1, "", "Error from server: etcdserver: request timed out"
         items = []
         for name, node in sorted(self.nodes.items()):  # the API lists nodes by name
             labels = {"kubernetes.io/hostname": name}
