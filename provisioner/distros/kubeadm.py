@@ -30,6 +30,7 @@ from provisioner import hostos, templates
 from provisioner.distros.base import ClusterState, Distribution, sha256_text
 from provisioner.errors import HostError, ProvisionerError
 from provisioner.inventory import Host, KubeadmCluster, is_ip
+from provisioner.nodes import NodeListing, parse_node_list
 from provisioner.steps import (
     Action,
     ClusterPlan,
@@ -266,6 +267,18 @@ class Kubeadm(Distribution):
         return f"kubectl --kubeconfig {ADMIN_CONF} {args}"
 
     system_daemonsets = (("kube-flannel", "kube-flannel-ds"),)
+
+    def list_nodes(self, remote: Remote, *, timeout: float = 30) -> NodeListing:
+        """The nodes as this control plane's own API server lists them (127.0.0.1, its serving
+        certificate checked for the name "kubernetes", which kubeadm always puts in it), not
+        through admin.conf's controlPlaneEndpoint: with several control planes a stopped one
+        says so (connection refused) instead of answering for the endpoint, and the others
+        answer while the endpoint's machine is down."""
+        local = f"--server https://127.0.0.1:{self.api_port} --tls-server-name kubernetes"
+        result = remote.sudo(self.kubectl(f"{local} get nodes -o json"), check=False, timeout=timeout)
+        if not result.ok:
+            return NodeListing(None, (result.stderr.strip().splitlines() or ["no output"])[-1])
+        return NodeListing(parse_node_list(result.stdout))
 
     def version_problem(self, kubelet_version: str) -> str | None:
         """The inventory's "1.31" matches any patch release, "1.31.4" only that one."""

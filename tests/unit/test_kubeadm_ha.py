@@ -160,3 +160,29 @@ def test_a_worker_join_config_has_no_control_plane_section_and_no_certificate_ke
     control_plane = dist.join_step(cp2, cp1)
     assert CERT_KEY not in worker.placeholders_used and CERT_KEY in control_plane.placeholders_used
     assert worker.name == "kubeadm join" and control_plane.name == "kubeadm join --control-plane"
+
+
+def test_status_asks_each_control_planes_own_api_and_names_the_stopped_ones_when_etcd_lost_quorum() -> None:
+    inventory = make_inventory(HA_INVENTORY)
+    cluster = FakeKubeadmCluster(inventory)
+    assert actions.up(inventory, Options(timeout=3), connector=cluster.connector).ok
+
+    def connector(inv, host):  # type: ignore[no-untyped-def]
+        remote = cluster.connector(inv, host)
+        if host.name == "cp1":  # its API answers, but etcd has only this member up
+            remote.on(r"kubectl .* get nodes -o json", exit_code=1, stderr="Error from server: etcdserver: request timed out\n")
+        else:  # kubelet stopped: no API server on this control plane
+            remote.on(
+                r"kubectl .* get nodes -o json",
+                exit_code=1,
+                stderr="The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?\n",
+            )
+        return remote
+
+    outcome = actions.status(inventory, connector=connector)
+    assert outcome.error is not None
+    message = str(outcome.error)
+    assert "etcd has lost quorum: 1 of 3 servers run the API (cp1)" in message
+    assert "Start kubelet on cp2, cp3" in message
+    listed = cluster.remotes["cp2"].ran(r"get nodes -o json")
+    assert listed and all("--server https://127.0.0.1:6443 --tls-server-name kubernetes" in c for c in listed)
