@@ -1,5 +1,6 @@
 """Lab test: k3s with three servers (embedded etcd, the stand-in's) and two agents survives
-losing one server and reports a lost quorum when two of three are down.
+losing one server and reports a lost quorum when two of three are down; `remove` of a server
+then removes its etcd member.
 
 The lab has no virtual IP or load balancer, so ``cluster.api_endpoint`` is the **third server's
 address**: the kubeconfig and the agents go through it. The server stopped first is the first
@@ -116,3 +117,15 @@ def test_three_servers_two_agents_lose_one_server_keep_the_api_and_lose_quorum_w
     assert TIMINGS["status, quorum lost"] < 30
     result = env.kubectl(kubeconfig(env), "get", "nodes")
     assert result.returncode != 0 and "etcdserver: request timed out" in result.stderr
+
+    # both back; then `remove` of a server deletes its Node, which removes its etcd member
+    env.ssh(SERVERS[0], "systemctl start k3s")
+    env.ssh(SERVERS[1], "systemctl start k3s")
+    members = "cat /var/lib/rancher/k3s/server/db/etcd/member.json"
+    assert len(json.loads(env.ssh(SERVERS[0], members))["members"]) == 3
+    removed = timed("remove a server", env, "remove", "-i", str(inventory), SERVERS[1], "--drain-timeout", "60", inventory=inventory)
+    assert removed.code == 0, removed.stdout + removed.stderr
+    for server in (SERVERS[0], SERVERS[2]):
+        left = json.loads(env.ssh(server, members))["members"]
+        assert len(left) == 2 and not any(name.startswith(SERVERS[1] + "-") for name in left), left
+    assert set(get_nodes(env)) == {SERVERS[0], SERVERS[2], *AGENTS}
