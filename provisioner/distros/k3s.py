@@ -7,8 +7,8 @@ its version, binary and config hash match and its service is active with a Ready
 *runs* that version (the node's ``kubeletVersion``, not only the binary on disk).
 
 High availability: with more than one server the first gets ``cluster-init`` (embedded etcd) and
-the others join it one at a time with the server token; ``cluster.api_endpoint`` is in every
-server's ``tls-san``, the kubeconfig's server and the URL agents join through. Agents hold only
+the others join it (its own address) one at a time with the server token; ``cluster.api_endpoint``
+is in every server's ``tls-san``, the kubeconfig's server and the URL agents join through. Agents hold only
 the **agent token** (``agent-token`` on every server, generated once by this tool, kept by k3s on
 the first server in ``/var/lib/rancher/k3s/server/agent-token``, root 0600, and read back from
 there on every run), never the server token, which gives full administrator access (docs.k3s.io
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from provisioner import templates
 from provisioner.distros.base import ClusterState, Distribution, sha256_text
 from provisioner.flags import flags_to_config
-from provisioner.inventory import Host, K3sCluster
+from provisioner.inventory import Host, K3sCluster, url_host
 from provisioner.secrets import Secret
 from provisioner.steps import (
     Action,
@@ -274,7 +274,7 @@ class K3s(Distribution):
             cluster_name=cluster.name,
             node_name=host.name,
             role=host.role,
-            server_url=None if is_init else self.server_url(init_server),
+            server_url=None if is_init else self.join_url(host, init_server),
             token=None if is_init else token,
             node_ip=host.node_ip,
             flannel_iface=host.flannel_iface,
@@ -283,6 +283,14 @@ class K3s(Distribution):
             tls_sans=sans,
             extra=extra,
         )
+
+    def join_url(self, host: Host, init_server: Host) -> str:
+        """Where ``host`` joins: a server joins the first server itself (an etcd member is added
+        through a running one; the endpoint may not lead to a server yet), an agent joins
+        through ``api_endpoint`` when set (else the first server)."""
+        if host.role == "server":
+            return f"https://{url_host(init_server.address)}:{self.api_port}"
+        return self.server_url(init_server)
 
     @cached_property
     def _airgap_hashes(self) -> dict[str, str]:

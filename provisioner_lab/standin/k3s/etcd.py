@@ -71,6 +71,8 @@ PEER_PORT = 2380
 PREFIX = "/standin-etcd"
 #: what a client waits for a leader with quorum before the request fails
 WRITE_WAIT_SECONDS = 1.0
+#: how long a write sent to a leader that went away waits for the next leader (etcd: a few seconds)
+REQUEST_TIMEOUT_SECONDS = 5.0
 
 
 def quorum_lost() -> ApiError:
@@ -366,6 +368,9 @@ class EtcdMember:
     def _probe(self, name: str, url: str) -> None:
         try:
             code, body = self._client(name, url).call("GET", "/status", timeout=max(0.5, self.heartbeat))
+        except ConnectionRefusedError:
+            self.mark_down(name)  # nothing listens: its process is gone, no need to wait
+            return
         except (OSError, http.client.HTTPException, ValueError):
             return
         if code == 200 and isinstance(body, dict):
@@ -373,6 +378,12 @@ class EtcdMember:
                 self.last_seen[name] = time.monotonic()
                 self.peer_status[name] = body
             self._set_members(body.get("members") or {}, int(body.get("membersVersion") or 0))
+
+    def mark_down(self, name: str) -> None:
+        """A member found unreachable for sure (connection refused): down at once."""
+        with self.lock:
+            self.last_seen.pop(name, None)
+            self.peer_status.pop(name, None)
 
     def heartbeat_once(self) -> None:
         """Ask every other member for its status (in parallel), then decide the leader."""
@@ -441,19 +452,30 @@ class EtcdMember:
                 self.store.cond.wait(0.2)
 
     def _leader_call(self, method: str, path: str, body: Any) -> dict:
-        if not self.wait_healthy():
-            raise quorum_lost()
-        with self.lock:
-            leader = self.leader
-            url = self.members.get(leader or "")
-        if leader == self.name:
-            return self._serve_leader(method, path, body)
-        if not leader or not url:
-            raise quorum_lost()
-        try:
-            code, resp = self._client(leader, url).call(method, path, body, timeout=10)
-        except (OSError, http.client.HTTPException, ValueError):
-            raise quorum_lost()
+        """Send a request to the leader (or serve it here). A leader that does not answer is
+        marked down and the request waits for the next one, up to `REQUEST_TIMEOUT_SECONDS`."""
+        deadline = time.monotonic() + REQUEST_TIMEOUT_SECONDS
+        while True:
+            if not self.wait_healthy(max(0.0, min(WRITE_WAIT_SECONDS, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline or not self.has_quorum():
+                    raise quorum_lost()
+                continue
+            with self.lock:
+                leader = self.leader
+                url = self.members.get(leader or "")
+            if leader == self.name:
+                return self._serve_leader(method, path, body)
+            if not leader or not url:
+                raise quorum_lost()
+            try:
+                code, resp = self._client(leader, url).call(method, path, body, timeout=10)
+                break
+            except (OSError, http.client.HTTPException, ValueError):
+                self.mark_down(leader)
+                self.elect()
+                if time.monotonic() >= deadline:
+                    raise quorum_lost()
+                time.sleep(0.1)
         if code != 200:
             resp = resp or {}
             raise ApiError(code, resp.get("reason", ""), resp.get("message", "etcdserver: request failed"), resp.get("details"))
