@@ -293,6 +293,14 @@ def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _even_servers_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--allow-even-servers",
+        is_flag=True,
+        help="Allow an even number of servers (etcd tolerates no more failures than with one server fewer).",
+    )(command)
+
+
 @main.command()
 @_inventory_option
 @click.option("--concurrency", type=click.IntRange(1, 256), default=10, show_default=True, help="Hosts changed at once.")
@@ -304,6 +312,7 @@ def _rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_rollout_options
 @_drain_options
 @_kubeconfig_options
+@_even_servers_option
 @click.option("--check", "run_check", is_flag=True, help="After the Ready wait, run the checks of `provisioner check`.")
 @_check_options
 @_output_option
@@ -326,6 +335,7 @@ def up(
     replace: bool,
     kubeconfig_out: Path | None,
     context_name: str | None,
+    allow_even_servers: bool,
     run_check: bool,
     workload: bool,
     image: str,
@@ -357,6 +367,7 @@ def up(
             delete_emptydir_data=delete_emptydir_data,
             force=force,
             check=check,
+            allow_even_servers=allow_even_servers,
         )
         outcome = actions.up(inventory, options, reporter=session.reporter())
         return _finish(session, outcome, report.up_text, report.up_json)
@@ -368,6 +379,7 @@ def up(
 @_inventory_option
 @_connect_concurrency_option
 @_rollout_options
+@_even_servers_option
 @_output_option
 @_common
 @click.pass_context
@@ -377,6 +389,7 @@ def plan(
     connect_concurrency: int,
     max_unavailable: int,
     no_drain: bool,
+    allow_even_servers: bool,
     output: str,
     debug: bool | None,
     log_file: Path | None,
@@ -387,7 +400,12 @@ def plan(
         inventory = load_inventory(inventory_path)
         outcome = actions.plan(
             inventory,
-            Options(connect_concurrency=connect_concurrency, max_unavailable=max_unavailable, no_drain=no_drain),
+            Options(
+                connect_concurrency=connect_concurrency,
+                max_unavailable=max_unavailable,
+                no_drain=no_drain,
+                allow_even_servers=allow_even_servers,
+            ),
             reporter=session.reporter(),
         )
         return _finish(session, outcome, report.plan_text, report.plan_json)

@@ -41,7 +41,7 @@ MANAGED = {
     "node-ip": "set hosts[].node_ip instead",
     "flannel-iface": "set hosts[].flannel_iface instead",
     "write-kubeconfig-mode": "the provisioner always writes the kubeconfig 0600",
-    "cluster-init": "set by the provisioner when the inventory has more than one server",
+    "cluster-init": "set by the provisioner with more than one server, or set cluster.embedded_etcd: true",
     "data-dir": "the provisioner relies on the default data dir /var/lib/rancher/k3s",
 }
 

@@ -208,6 +208,10 @@ class ClusterBase(_Model):
         """Rules that span fields of this section; empty when it is consistent."""
         return []
 
+    def server_problems(self, servers: int) -> list[ClusterProblem]:
+        """Rules this section must follow for ``servers`` servers (control planes)."""
+        return []
+
 
 class K3sCluster(ClusterBase):
     """``cluster`` for k3s: a version or a channel, k3s flags, the install script or air-gap files."""
@@ -219,6 +223,9 @@ class K3sCluster(ClusterBase):
     agent_args: list[str] = Field(default_factory=list)
     install_script_url: str = "https://get.k3s.io"
     airgap: Airgap | None = None
+    #: Start the first server with embedded etcd (cluster-init) even while it is the only one, so
+    #: servers can be added later; more than one server always gets it.
+    embedded_etcd: bool = False
 
     _not_a_number = field_validator("version", "channel", mode="before")(_quoted_version)
 
@@ -270,6 +277,7 @@ class KubeadmCluster(ClusterBase):
         "server_args": "k3s flags do not apply to kubeadm clusters",
         "agent_args": "k3s flags do not apply to kubeadm clusters",
         "airgap": "airgap uploads are supported for k3s only",
+        "embedded_etcd": "kubeadm control planes always run stacked etcd",
     }
     missing_hints: ClassVar[dict[str, str]] = {
         "version": 'kubeadm clusters need cluster.version, e.g. "1.31" (newest patch) or "1.31.4"',
@@ -296,6 +304,20 @@ class KubeadmCluster(ClusterBase):
     @classmethod
     def _repo(cls, value: str | None) -> str | None:
         return None if value is None else https_url(value, allow_private_http=True)
+
+    def server_problems(self, servers: int) -> list[ClusterProblem]:
+        """Several control planes need one stable address in front of them: kubeadm's
+        controlPlaneEndpoint, which workers, kubeconfigs and joining control planes use
+        (kubeadm refuses a control-plane join into a cluster without one)."""
+        if servers > 1 and self.api_endpoint is None:
+            return [
+                (
+                    ("api_endpoint",),
+                    f"kubeadm with {servers} control planes needs cluster.api_endpoint: a virtual IP, load balancer or DNS "
+                    "name in front of their API servers (port 6443), used as kubeadm's controlPlaneEndpoint",
+                )
+            ]
+        return []
 
     @field_validator("pod_network_cidr", "service_cidr")
     @classmethod
@@ -600,7 +622,7 @@ def semantic_problems(inventory: Inventory, data: Any, source: str) -> list[Prob
     if not inventory.servers:
         add(("hosts",), "no host has role server; at least one is needed")
 
-    for path, message in inventory.cluster.problems():
+    for path, message in inventory.cluster.problems() + inventory.cluster.server_problems(len(inventory.servers)):
         add(("cluster", *path), message)
 
     for index, host in enumerate(inventory.hosts):

@@ -51,6 +51,8 @@ class ClusterState:
     nodes: list[Node] | None = None
     #: Fingerprints of cluster add-ons as found (e.g. {"flannel": "<manifest hash>"}), None = absent.
     addons: dict[str, str | None] = field(default_factory=dict)
+    #: Other secrets read from the first server, by name (k3s: "agent-token").
+    secrets: dict[str, Secret] = field(default_factory=dict)
 
     #: ``nodes`` by name, for the list it was built from (planning asks once per host).
     _by_name: tuple[list[Node] | None, dict[str, Node]] = field(default=(None, {}), init=False, repr=False, compare=False)

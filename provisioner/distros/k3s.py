@@ -6,6 +6,15 @@ never appears in a command line or an environment, and a rerun knows a host is a
 its version, binary and config hash match and its service is active with a Ready node that
 *runs* that version (the node's ``kubeletVersion``, not only the binary on disk).
 
+High availability: with more than one server the first gets ``cluster-init`` (embedded etcd) and
+the others join it (its own address) one at a time with the server token; ``cluster.api_endpoint``
+is in every server's ``tls-san``, the kubeconfig's server and the URL agents join through. Agents hold only
+the **agent token** (``agent-token`` on every server, generated once by this tool, kept by k3s on
+the first server in ``/var/lib/rancher/k3s/server/agent-token``, root 0600, and read back from
+there on every run), never the server token, which gives full administrator access (docs.k3s.io
+cli/token). A running single server without etcd (SQLite) is not converted: the run is refused
+with the manual steps.
+
 The install script decides whether to restart k3s by comparing hashes of the binary, unit and
 environment file taken when it starts with those at its end (k3s-io/k3s install.sh:
 ``PRE_INSTALL_HASHES`` in ``setup_env``, "No change detected so skipping service start" in
@@ -16,6 +25,7 @@ replaces the binary or the images (or the config), it passes ``INSTALL_K3S_FORCE
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,7 +35,7 @@ from typing import TYPE_CHECKING
 from provisioner import templates
 from provisioner.distros.base import ClusterState, Distribution, sha256_text
 from provisioner.flags import flags_to_config
-from provisioner.inventory import Host, K3sCluster
+from provisioner.inventory import Host, K3sCluster, url_host
 from provisioner.secrets import Secret
 from provisioner.steps import (
     Action,
@@ -47,12 +57,20 @@ BIN_DIR = "/usr/local/bin"
 DOWNLOAD_SPACE = 100 * 1000 * 1000
 CONFIG = "/etc/rancher/k3s/config.yaml"
 NODE_TOKEN = "/var/lib/rancher/k3s/server/node-token"
+#: Written by k3s when ``agent-token`` is configured: ``K10<ca hash>::node:<secret>``.
+AGENT_TOKEN_FILE = "/var/lib/rancher/k3s/server/agent-token"
+#: Present on a server that runs embedded etcd (k3s pkg/etcd: ``<data-dir>/server/db/etcd``).
+ETCD_DIR = "/var/lib/rancher/k3s/server/db/etcd"
 ADMIN_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 INSTALLER = "/var/lib/provisioner/k3s-install.sh"
 IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 UNITS = {"server": "k3s", "agent": "k3s-agent"}
 ARCHES = {"x86_64", "aarch64", "armv7l", "s390x"}
 JOIN_TOKEN = Placeholder("k3s-join-token", "<join token of the first server>")
+#: The full agent token (agents' ``token``), read from the first server.
+AGENT_TOKEN = Placeholder("k3s-agent-token", "<agent token of the first server>")
+#: The agent token's secret (servers' ``agent-token``): read back from the first server, or new.
+AGENT_SECRET = Placeholder("k3s-agent-secret", "<agent token secret>")
 #: What firewalld must let in for k3s (docs.k3s.io, Installation > Requirements: inbound rules and
 #: the Red Hat/CentOS/Fedora firewalld section): the API on servers, Flannel VXLAN and the kubelet
 #: everywhere, etcd between servers of an HA cluster; pod and service networks in the trusted zone.
@@ -75,6 +93,8 @@ class K3sFacts:
     firewalld: str = ""
     firewalld_ports: frozenset[str] = frozenset()
     firewalld_trusted: frozenset[str] = frozenset()
+    #: The server keeps its data in embedded etcd (cluster-init or joined), not SQLite.
+    etcd: bool = False
 
     @property
     def installed(self) -> bool:
@@ -126,6 +146,7 @@ class K3s(Distribution):
             "  fi",
             "done",
             f"[ -f {CONFIG} ] && echo \"k3s.config_sha256=$(sha256sum {CONFIG} | cut -d' ' -f1)\"",
+            f"[ -d {ETCD_DIR} ] && echo k3s.etcd=yes",
         ]
         if airgap is not None:
             lines.append(f"[ -f {INSTALLER} ] && echo \"k3s.installer_sha256=$(sha256sum {INSTALLER} | cut -d' ' -f1)\"")
@@ -153,6 +174,7 @@ class K3s(Distribution):
             firewalld=values.get("firewalld", ""),
             firewalld_ports=frozenset(values.get("firewalld.ports", "").split()),
             firewalld_trusted=frozenset(values.get("firewalld.trusted", "").split()),
+            etcd=values.get("k3s.etcd") == "yes",
         )
 
     def check_hosts(self, facts: dict[str, HostFacts]) -> list[str]:
@@ -183,7 +205,20 @@ class K3s(Distribution):
                     f"{host.name}: runs k3s as {k.role} but the inventory says {host.role}; changing roles "
                     f"needs a fresh host (run {script} on it first)"
                 )
+            elif k.role == "server" and host.role == "server" and len(self.inventory.servers) > 1 and not k.etcd:
+                problems.append(sqlite_conversion_refused(host))
         return problems
+
+    def host_warnings(self, facts: dict[str, HostFacts]) -> list[str]:
+        """Several servers without ``api_endpoint``: clients depend on the first server alone."""
+        servers = self.inventory.servers
+        if len(servers) > 1 and not self.cluster.api_endpoint:
+            return [
+                f"cluster.api_endpoint is not set: the kubeconfig and the agents point at {servers[0].name} "
+                f"({servers[0].address}) only; while it is down they lose the API although the other servers keep "
+                "the cluster. Set cluster.api_endpoint to a virtual IP, load balancer or DNS name that reaches every server"
+            ]
+        return []
 
     # --- cluster state --------------------------------------------------------------------
     def kubectl(self, args: str) -> str:
@@ -194,15 +229,37 @@ class K3s(Distribution):
         token = remote.sudo(f"cat {NODE_TOKEN}", check=False, secret_output=True)
         if token.ok and token.stdout.strip():
             state.join_secret = Secret(token.stdout.strip())
+        agent = remote.sudo(f"cat {AGENT_TOKEN_FILE}", check=False, secret_output=True)
+        if agent.ok and agent_token_secret(agent.stdout):
+            state.secrets["agent-token"] = Secret(agent.stdout.strip())
         state.nodes = self.list_nodes(remote).nodes
         return state
 
+    @cached_property
+    def _new_agent_secret(self) -> Secret:
+        """The agent token secret of a cluster that has none yet: made once per run."""
+        return Secret(os.urandom(16).hex())
+
     def known_values(self, state: ClusterState) -> dict[Placeholder, Secret | str]:
-        return {JOIN_TOKEN: state.join_secret} if state.join_secret is not None else {}
+        """The server token (read from the first server); the agent token and its secret when
+        the first server has one, else a new secret for the servers' ``agent-token``."""
+        known: dict[Placeholder, Secret | str] = {}
+        if state.join_secret is not None:
+            known[JOIN_TOKEN] = state.join_secret
+        agent = state.secrets.get("agent-token")
+        if agent is not None:
+            known[AGENT_TOKEN] = agent
+            known[AGENT_SECRET] = Secret(agent_token_secret(agent.reveal()))
+        else:
+            known[AGENT_SECRET] = self._new_agent_secret
+        return known
 
     # --- configuration --------------------------------------------------------------------
-    def render_config(self, host: Host, init_server: Host, token: str | None) -> str:
-        """The config.yaml for ``host``; ``token`` is the text to put in it (or None)."""
+    def render_config(self, host: Host, init_server: Host, token: str | None, agent_secret: str | None = AGENT_SECRET.text) -> str:
+        """The config.yaml for ``host``; ``token`` is the text to put in it (or None): the server
+        token for servers that join, the agent token for agents; servers get ``agent_secret`` as
+        ``agent-token``. The first server gets ``cluster-init`` with more than one server (or
+        with ``cluster.embedded_etcd``)."""
         cluster = self.cluster
         is_init = host.name == init_server.name
         extra, _ = flags_to_config(cluster.server_args if host.role == "server" else cluster.agent_args)
@@ -217,14 +274,23 @@ class K3s(Distribution):
             cluster_name=cluster.name,
             node_name=host.name,
             role=host.role,
-            server_url=None if is_init else self.server_url(init_server),
+            server_url=None if is_init else self.join_url(host, init_server),
             token=None if is_init else token,
             node_ip=host.node_ip,
             flannel_iface=host.flannel_iface,
-            cluster_init=is_init and len(self.inventory.servers) > 1,
+            cluster_init=is_init and (len(self.inventory.servers) > 1 or cluster.embedded_etcd),
+            agent_token=agent_secret if host.role == "server" else None,
             tls_sans=sans,
             extra=extra,
         )
+
+    def join_url(self, host: Host, init_server: Host) -> str:
+        """Where ``host`` joins: a server joins the first server itself (an etcd member is added
+        through a running one; the endpoint may not lead to a server yet), an agent joins
+        through ``api_endpoint`` when set (else the first server)."""
+        if host.role == "server":
+            return f"https://{url_host(init_server.address)}:{self.api_port}"
+        return self.server_url(init_server)
 
     @cached_property
     def _airgap_hashes(self) -> dict[str, str]:
@@ -248,14 +314,16 @@ class K3s(Distribution):
         for host in self.inventory.hosts:
             is_init = host.name == state.init_server.name
             k = k3s_facts(facts[host.name])
-            config = self.render_config(host, state.init_server, None if is_init else JOIN_TOKEN.text)
-            fills = () if is_init else (JOIN_TOKEN,)
+            token = None if is_init else (JOIN_TOKEN if host.role == "server" else AGENT_TOKEN)
+            config = self.render_config(host, state.init_server, token.text if token else None)
+            fills = tuple(p for p in (token, AGENT_SECRET if host.role == "server" else None) if p is not None)
             desired: str | None = None
-            if is_init:
-                desired = sha256_text(config)
-            elif JOIN_TOKEN in known:
-                secret = known[JOIN_TOKEN]
-                desired = sha256_text(config.replace(JOIN_TOKEN.text, secret.reveal() if isinstance(secret, Secret) else secret))
+            if all(p in known for p in fills):
+                filled = config
+                for p in fills:
+                    value = known[p]
+                    filled = filled.replace(p.text, value.reveal() if isinstance(value, Secret) else value)
+                desired = sha256_text(filled)
             action, reasons = self.decide(host, k, desired, state, is_init=is_init)
             upload = Upload(CONFIG, config, 0o600, fills, show=True)
             steps = self.host_steps(host, k, action, upload, config_changed=desired is None or desired != k.config_sha256)
@@ -460,16 +528,17 @@ class K3s(Distribution):
         return Command(command, self.timeout + 30, journal_unit=UNITS[host.role], space=space)
 
     def join_secret_step(self, init_server: Host) -> Step:
-        """The full join token (K10<ca-hash>::server:<secret>), read as root once the file exists."""
+        """The full server token (K10<ca-hash>::server:<secret>, for servers) and agent token
+        (K10<ca-hash>::node:<secret>, for agents), read as root once both files exist."""
         return Step(
-            f"read the join token from {init_server.name}",
-            "hosts join with the token of the new server",
+            f"read the join tokens from {init_server.name}",
+            "servers join with the server token, agents with the agent token",
             (
                 ReadValue(
-                    f"cat {NODE_TOKEN}",
-                    (JOIN_TOKEN,),
-                    _token,
-                    f"{NODE_TOKEN} did not appear within {self.timeout:.0f}s",
+                    f"cat {NODE_TOKEN} {AGENT_TOKEN_FILE}",
+                    (JOIN_TOKEN, AGENT_TOKEN),
+                    _tokens,
+                    f"{NODE_TOKEN} and {AGENT_TOKEN_FILE} did not appear within {self.timeout:.0f}s",
                     timeout=60,
                     retry_for=self.timeout,
                 ),
@@ -513,9 +582,33 @@ def k3s_facts(facts: HostFacts) -> K3sFacts:
     return facts.dist
 
 
-def _token(output: str) -> tuple[str, ...] | None:
-    token = output.strip()
-    return (token,) if token else None
+def _tokens(output: str) -> tuple[str, ...] | None:
+    """(server token, agent token) from the two files, once both are there."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if len(lines) == 2 and "::server:" in lines[0] and agent_token_secret(lines[1]):
+        return lines[0], lines[1]
+    return None
+
+
+def agent_token_secret(token: str) -> str:
+    """The secret of an agent token (``K10<hash>::node:<secret>``, or the bare secret); "" if none."""
+    token = token.strip()
+    if "::" in token:
+        credentials = token.split("::", 1)[1]
+        return credentials.split(":", 1)[1] if ":" in credentials else credentials
+    return token
+
+
+def sqlite_conversion_refused(host: Host) -> str:
+    """Why a running SQLite server is not turned into an etcd cluster, and how to do it by hand."""
+    return (
+        f"{host.name}: runs k3s with SQLite (it was started without cluster-init), and more servers need "
+        "embedded etcd; provisioner does not convert a running datastore. To convert it by hand: "
+        f"(1) back up /var/lib/rancher/k3s/server/db and /var/lib/rancher/k3s/server/token on {host.name}; "
+        f"(2) with {host.name} as the only server in the inventory, set cluster.embedded_etcd: true and run "
+        "`provisioner up` (k3s moves the SQLite data into etcd when restarted with cluster-init); "
+        "(3) check `provisioner status`; (4) add the other servers to the inventory and run `provisioner up` again"
+    )
 
 
 def _file_sha256(path: Path) -> str:

@@ -6,13 +6,23 @@ repository, kubelet/kubeadm/kubectl held at the chosen version, kubelet flags â€
 when the facts say it is missing or different. Then the first control plane runs ``kubeadm init``,
 Flannel is applied, and workers ``kubeadm join`` with a bootstrap token made for this run, handed
 over in a 0600 JoinConfiguration file. OS differences come from ``provisioner.hostos``.
+
+A stacked control plane of several servers (an etcd member on each) needs ``cluster.api_endpoint``
+as ``controlPlaneEndpoint``. The first server runs ``kubeadm init --upload-certs``: kubeadm stores
+the shared CAs and keys in the kube-system Secret ``kubeadm-certs``, encrypted (AES-GCM) with a
+certificate key that ``kubeadm certs certificate-key`` made on that server, and deletes the Secret
+after two hours (kubernetes/kubernetes cmd/kubeadm/app/phases/copycerts: the Secret is owned by a
+bootstrap token with the 2 h ``DefaultCertTokenDuration``). The other control planes join one at a
+time, before the workers, with the certificate key and a fresh bootstrap token in their 0600
+JoinConfiguration (removed after the join). Joining a running cluster re-uploads the certificates
+first (``kubeadm init phase upload-certs``), since the Secret of the init may have expired.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -20,8 +30,10 @@ from provisioner import hostos, templates
 from provisioner.distros.base import ClusterState, Distribution, sha256_text
 from provisioner.errors import HostError, ProvisionerError
 from provisioner.inventory import Host, KubeadmCluster, is_ip
+from provisioner.nodes import NodeListing, parse_node_list
 from provisioner.steps import (
     Action,
+    ClusterPlan,
     Command,
     HostPlan,
     Operation,
@@ -67,6 +79,10 @@ KUBE_PACKAGES_SPACE = 150 * 1000 * 1000
 BOOTSTRAP_TOKEN = Placeholder("kubeadm-bootstrap-token", "<bootstrap token from the first control plane>")
 CA_HASH = Placeholder("kubeadm-ca-hash", "<CA hash of the first control plane>", secret=False)
 KUBEADM_VERSION = Placeholder("kubeadm-version", "<version of the installed kubeadm>", secret=False)
+#: The AES key (64 hex digits) of the kubeadm-certs Secret: made on the first control plane by
+#: `kubeadm certs certificate-key`, read back over SSH, written only into 0600 config files.
+CERT_KEY = Placeholder("kubeadm-certificate-key", "<certificate key of the kubeadm-certs Secret>")
+UPLOAD_CERTS_CONFIG = f"{WORKDIR}/kubeadm-upload-certs.yaml"
 WATCHED_FILES = (
     MODULES_FILE,
     SYSCTL_FILE,
@@ -192,10 +208,6 @@ class Kubeadm(Distribution):
 
     def check_hosts(self, facts: dict[str, HostFacts]) -> list[str]:
         problems = []
-        if len(self.inventory.servers) > 1:
-            problems.append(
-                "kubeadm: one control plane is supported; more than one host has role server (HA control planes are not implemented yet)"
-            )
         for host in self.inventory.hosts:
             f = facts[host.name]
             k = kubeadm_facts(f)
@@ -256,6 +268,18 @@ class Kubeadm(Distribution):
 
     system_daemonsets = (("kube-flannel", "kube-flannel-ds"),)
 
+    def list_nodes(self, remote: Remote, *, timeout: float = 30) -> NodeListing:
+        """The nodes as this control plane's own API server lists them (127.0.0.1, its serving
+        certificate checked for the name "kubernetes", which kubeadm always puts in it), not
+        through admin.conf's controlPlaneEndpoint: with several control planes a stopped one
+        says so (connection refused) instead of answering for the endpoint, and the others
+        answer while the endpoint's machine is down."""
+        local = f"--server https://127.0.0.1:{self.api_port} --tls-server-name kubernetes"
+        result = remote.sudo(self.kubectl(f"{local} get nodes -o json"), check=False, timeout=timeout)
+        if not result.ok:
+            return NodeListing(None, (result.stderr.strip().splitlines() or ["no output"])[-1])
+        return NodeListing(parse_node_list(result.stdout))
+
     def version_problem(self, kubelet_version: str) -> str | None:
         """The inventory's "1.31" matches any patch release, "1.31.4" only that one."""
         wanted = (self.cluster.version or "").lstrip("v")
@@ -303,9 +327,22 @@ class Kubeadm(Distribution):
         name = "kubeadm/containerd-2.x.toml.j2" if generation >= 2 else "kubeadm/containerd-1.x.toml.j2"
         return templates.render(name, pause_image=PAUSE_IMAGE)
 
-    def init_config(self, host: Host, kubernetes_version: str) -> str:
+    @property
+    def stacked(self) -> bool:
+        """More than one control plane: certificates are shared through the kubeadm-certs Secret."""
+        return len(self.inventory.servers) > 1
+
+    @staticmethod
+    def advertise_address(host: Host) -> str | None:
+        """The address the host's API server advertises: node_ip, or an IP address to reach it
+        (kubeadm picks the default route's address when none is given)."""
+        return host.node_ip or (host.address if is_ip(host.address) else None)
+
+    def init_config(self, host: Host, kubernetes_version: str, certificate_key: str | None = None) -> str:
+        """The InitConfiguration (with ``certificate_key``, the text to put in it, when the
+        control plane is stacked), ClusterConfiguration and KubeletConfiguration."""
         cluster = self.cluster
-        advertise = host.node_ip or (host.address if is_ip(host.address) else None)
+        advertise = self.advertise_address(host)
         sans: list[str] = []
         for san in (cluster.api_endpoint, host.address, host.node_ip):
             if san and san not in sans:
@@ -323,18 +360,37 @@ class Kubeadm(Distribution):
             pod_network_cidr=cluster.pod_network_cidr,
             service_cidr=cluster.service_cidr,
             cert_sans=sans,
+            certificate_key=certificate_key,
         )
 
-    def join_config(self, host: Host, init_server: Host, token: str, ca_cert_hashes: tuple[str, ...]) -> str:
+    def join_config(
+        self, host: Host, init_server: Host, token: str, ca_cert_hashes: tuple[str, ...], certificate_key: str | None = None
+    ) -> str:
+        """The JoinConfiguration; with ``certificate_key`` the host joins as a control plane
+        (``controlPlane``: its advertise address and the key of the kubeadm-certs Secret)."""
         return templates.render(
             "kubeadm/join.yaml.j2",
             cluster_name=self.cluster.name,
             node_name=host.name,
             api_version=self.api_version(),
+            api_port=self.api_port,
             control_plane_endpoint=self.api_host_port(init_server),
             token=token,
             ca_cert_hashes=list(ca_cert_hashes),
             kubelet_args=self.kubelet_args(host),
+            control_plane=certificate_key is not None,
+            advertise_address=self.advertise_address(host),
+            certificate_key=certificate_key,
+        )
+
+    def upload_certs_config(self, certificate_key: str) -> str:
+        """The InitConfiguration `kubeadm init phase upload-certs` reads the key from (a key
+        given as a flag would be visible in the process list)."""
+        return templates.render(
+            "kubeadm/upload-certs.yaml.j2",
+            cluster_name=self.cluster.name,
+            api_version=self.api_version(),
+            certificate_key=certificate_key,
         )
 
     def flannel_manifest(self) -> tuple[str, str]:
@@ -367,6 +423,8 @@ class Kubeadm(Distribution):
                 action = Action.INSTALL if is_init else Action.JOIN
                 if is_init:
                     steps += [self.images_step(host), self.init_step(host)]
+                elif host.role == "server":
+                    steps += [self.join_images_step(host), self.join_step(host, state.init_server)]
                 else:
                     steps.append(self.join_step(host, state.init_server))
             elif self.needs_upgrade(k):
@@ -556,17 +614,19 @@ class Kubeadm(Distribution):
         ops: list[Operation] = [Upload(CONTAINERD_CONFIG, config)] if config_differs else []
         return [Step("configure containerd", reason, (*ops, restart))]
 
-    def _init_config_ops(self, host: Host, *, show: bool) -> list[Operation]:
+    def _init_config_ops(self, host: Host, *, show: bool, certificate_key: bool = False) -> list[Operation]:
         """The 0600 InitConfiguration upload; with a minor version in the inventory the config
-        names the kubeadm version the repository installed, read on the host first."""
+        names the kubeadm version the repository installed, read on the host first. With
+        ``certificate_key`` the config carries the key of the kubeadm-certs Secret, made on the
+        host first (``kubeadm certs certificate-key``)."""
         version = self.cluster.version or ""
         ops: list[Operation] = []
+        fills: tuple[Placeholder, ...] = ()
         if version.count(".") == 2:
             kubernetes_version = f"v{version}"
-            fills: tuple[Placeholder, ...] = ()
         else:
             kubernetes_version = KUBEADM_VERSION.text
-            fills = (KUBEADM_VERSION,)
+            fills += (KUBEADM_VERSION,)
             ops.append(
                 ReadValue(
                     "kubeadm version -o short",
@@ -576,8 +636,24 @@ class Kubeadm(Distribution):
                     timeout=60,
                 )
             )
-        ops.append(Upload(INIT_CONFIG, self.init_config(host, kubernetes_version), 0o600, fills, show=show))
+        if certificate_key:
+            fills += (CERT_KEY,)
+            ops.append(self._certificate_key_read())
+        key = CERT_KEY.text if certificate_key else None
+        ops.append(Upload(INIT_CONFIG, self.init_config(host, kubernetes_version, key), 0o600, fills, show=show))
         return ops
+
+    @staticmethod
+    def _certificate_key_read() -> ReadValue:
+        """A new certificate key, made by kubeadm on the first control plane (a 32-byte AES key
+        printed as hex); kept as a secret, never echoed."""
+        return ReadValue(
+            "kubeadm certs certificate-key",
+            (CERT_KEY,),
+            _certificate_key,
+            "`kubeadm certs certificate-key` did not print a certificate key (64 hex digits)",
+            timeout=60,
+        )
 
     def images_step(self, host: Host) -> Step:
         """Pull the control-plane images before ``kubeadm init``, with the package timeout: on a
@@ -596,23 +672,48 @@ class Kubeadm(Distribution):
             ),
         )
 
+    def join_images_step(self, host: Host) -> Step:
+        """The same pull on a control plane about to join, for the kubeadm version installed
+        there (the cluster's: the packages are held at it)."""
+        return Step(
+            "pull the control-plane images",
+            f"kubeadm join --control-plane needs them; pulled first (up to {PACKAGE_TIMEOUT}s)",
+            (
+                Command(
+                    'kubeadm config images pull --kubernetes-version "$(kubeadm version -o short)"',
+                    PACKAGE_TIMEOUT,
+                    hint=f"the images come from registry.k8s.io; see `journalctl -u containerd` on {host.name}",
+                ),
+            ),
+        )
+
     def init_step(self, host: Host) -> Step:
         """kubeadm init from a 0600 config file; preflight errors verbatim; a failure after
-        preflight is reset so that a rerun starts clean."""
-        ops = self._init_config_ops(host, show=True)
-        ops.append(self._kubeadm_command(host, f"init --config {INIT_CONFIG}", "init"))
+        preflight is reset so that a rerun starts clean. A stacked control plane also uploads
+        the shared certificates (``--upload-certs``, the key is not printed)."""
+        ops = self._init_config_ops(host, show=True, certificate_key=self.stacked)
+        upload = " --upload-certs --skip-certificate-key-print" if self.stacked else ""
+        ops.append(self._kubeadm_command(host, f"init --config {INIT_CONFIG}{upload}", "init"))
         return Step("kubeadm init", "not part of the cluster yet", tuple(ops))
 
     def join_step(self, host: Host, init_server: Host) -> Step:
-        """This is where a kubeadm worker joins: a 0600 JoinConfiguration holding the bootstrap
-        token and CA hash (placeholders until the first server made them), removed right after."""
-        config = self.join_config(host, init_server, BOOTSTRAP_TOKEN.text, (CA_HASH.text,))
+        """This is where a kubeadm host joins: a 0600 JoinConfiguration holding the bootstrap
+        token and CA hash (placeholders until the first server made them), removed right after.
+        A control plane's file also holds the certificate key: kubeadm downloads the shared
+        certificates from the kubeadm-certs Secret and adds an etcd member."""
+        control_plane = host.role == "server"
+        key = CERT_KEY.text if control_plane else None
+        fills = (BOOTSTRAP_TOKEN, CA_HASH, CERT_KEY) if control_plane else (BOOTSTRAP_TOKEN, CA_HASH)
+        config = self.join_config(host, init_server, BOOTSTRAP_TOKEN.text, (CA_HASH.text,), key)
         command = f"join --config {JOIN_CONFIG}; rc=$?; rm -f {JOIN_CONFIG}; exit $rc"
+        reason = (
+            "not part of the cluster yet; joins as a control plane (an etcd member)" if control_plane else "not part of the cluster yet"
+        )
         return Step(
-            "kubeadm join",
-            "not part of the cluster yet",
+            "kubeadm join --control-plane" if control_plane else "kubeadm join",
+            reason,
             (
-                Upload(JOIN_CONFIG, config, 0o600, (BOOTSTRAP_TOKEN, CA_HASH)),
+                Upload(JOIN_CONFIG, config, 0o600, fills),
                 self._kubeadm_command(host, command, "join"),
             ),
         )
@@ -631,16 +732,48 @@ class Kubeadm(Distribution):
         return Step(
             f"create a bootstrap token on {init_server.name}",
             "workers join with a fresh, short-lived token",
+            (self._token_read(),),
+        )
+
+    @staticmethod
+    def _token_read() -> ReadValue:
+        return ReadValue(
+            "kubeadm token create --ttl 15m0s --print-join-command",
+            (BOOTSTRAP_TOKEN, CA_HASH),
+            _join_command,
+            "`kubeadm token create --print-join-command` printed no token and CA hash",
+            timeout=60,
+        )
+
+    def upload_certs_step(self, init_server: Host) -> Step:
+        """For control planes joining a running cluster: a bootstrap token, a new certificate
+        key, and the shared certificates uploaded again under it (the kubeadm-certs Secret of the
+        init lives two hours). The key reaches kubeadm in a 0600 file removed right after."""
+        command = (
+            f"kubeadm init phase upload-certs --upload-certs --skip-certificate-key-print --config {UPLOAD_CERTS_CONFIG}; "
+            f"rc=$?; rm -f {UPLOAD_CERTS_CONFIG}; exit $rc"
+        )
+        return Step(
+            f"create a bootstrap token and upload the certificates on {init_server.name}",
+            "control planes join with a fresh, short-lived token and the certificate key of a new kubeadm-certs Secret",
             (
-                ReadValue(
-                    "kubeadm token create --ttl 15m0s --print-join-command",
-                    (BOOTSTRAP_TOKEN, CA_HASH),
-                    _join_command,
-                    "`kubeadm token create --print-join-command` printed no token and CA hash",
-                    timeout=60,
-                ),
+                self._token_read(),
+                self._certificate_key_read(),
+                Upload(UPLOAD_CERTS_CONFIG, self.upload_certs_config(CERT_KEY.text), 0o600, (CERT_KEY,)),
+                Command(command, 120, hint=f"see `kubeadm init phase upload-certs` on {init_server.name}"),
             ),
         )
+
+    def cluster_plan(self, plans: dict[str, HostPlan], state: ClusterState) -> ClusterPlan:
+        """As for every distribution; when a control plane joins a cluster that already runs,
+        the join-secret step also uploads the certificates under a new key (a new cluster's init
+        uploaded them moments before)."""
+        plan = super().cluster_plan(plans, state)
+        init = state.init_server
+        fresh = plans[init.name].action is Action.INSTALL
+        if plan.join_secret is None or fresh or not any(CERT_KEY in p.needs for n, p in plans.items() if n != init.name):
+            return plan
+        return replace(plan, join_secret=self.upload_certs_step(init))
 
     def addon_steps(self, state: ClusterState) -> list[Step]:
         manifest, fingerprint = self.flannel_manifest()
@@ -826,6 +959,11 @@ def _join_command(output: str) -> tuple[str, ...] | None:
     token = re.search(r"--token\s+(\S+)", output)
     hashes = re.findall(r"--discovery-token-ca-cert-hash\s+(\S+)", output)
     return (token.group(1), hashes[0]) if token and hashes else None
+
+
+def _certificate_key(output: str) -> tuple[str, ...] | None:
+    key = output.strip()
+    return (key,) if re.fullmatch(r"[0-9a-f]{64}", key) else None
 
 
 def _kubeadm_version(output: str) -> tuple[str, ...] | None:

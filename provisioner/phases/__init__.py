@@ -76,6 +76,7 @@ class Options:
     no_drain: bool = False  # rolling upgrade without draining
     max_unavailable: int = 1  # agents upgraded at once
     unreachable_ok: bool = False  # remove: an unreachable host is not an error
+    allow_even_servers: bool = False  # up/plan: an even number of etcd servers is allowed
 
     @property
     def drain(self) -> DrainOptions:

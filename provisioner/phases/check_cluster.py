@@ -17,7 +17,9 @@ from provisioner.checks import (
 from provisioner.distros import ClusterState
 from provisioner.errors import ProvisionerError
 from provisioner.inventory import Host
+from provisioner.nodes import NodeListing
 from provisioner.phases import Context, Phase
+from provisioner.quorum import lost_quorum
 
 
 def api_server(ctx: Context) -> Host | None:
@@ -52,10 +54,13 @@ class CheckCluster(Phase):
             rows.append(failed("kubectl on a server", "no server answered over SSH"))
             rows.extend([api_row] if api_row else [])
             return
-        remote = ctx.remote(server)
         ctx.inputs.reporter.step(server.name, "checking nodes and system pods")
-        listing = dist.list_nodes(remote)
-        if listing.nodes is None:
+        server, listing, errors = self._list_nodes(ctx, server)
+        remote = ctx.remote(server)
+        if listing.nodes is None and any(lost_quorum(e) for e in errors.values()):
+            detail = "; ".join(f"{name}: {error}" for name, error in errors.items())
+            rows.append(failed("etcd quorum", f"etcd has lost quorum: no server's API can read the cluster ({detail})"))
+        elif listing.nodes is None:
             rows.append(failed(f"kubectl on {server.name}", f"`kubectl get nodes` failed: {listing.error}"))
         else:
             ctx.results.nodes = listing.nodes
@@ -74,6 +79,23 @@ class CheckCluster(Phase):
             result = remote.sudo(command, check=False, timeout=30)
             rows.append(daemonset_check(namespace, name, result.ok, result.stdout if result.ok else result.stderr))
         ctx.inputs.reporter.done(server.name, "checked")
+
+    @staticmethod
+    def _list_nodes(ctx: Context, first: Host) -> tuple[Host, NodeListing, dict[str, str]]:
+        """The nodes from ``first``, else from the next connected server whose API answers (a
+        stopped server does not fail the check while the others keep the cluster)."""
+        dist = ctx.inputs.distribution
+        others = [
+            s for s in ctx.inputs.inventory.servers if s.name != first.name and s.name in ctx.results.remotes and s.name not in ctx.failures
+        ]
+        errors: dict[str, str] = {}
+        listing = NodeListing(None)
+        for server in [first, *others]:
+            listing = dist.list_nodes(ctx.remote(server))
+            if listing.nodes is not None:
+                return server, listing, errors
+            errors[server.name] = listing.error
+        return first, NodeListing(None, errors.get(first.name, "")), errors
 
     @staticmethod
     def _read(ctx: Context, server: Host, args: str, name: str, judge: Callable[[str], CheckResult]) -> CheckResult:

@@ -6,10 +6,12 @@ from collections import defaultdict
 
 from provisioner.errors import HostValidationError
 from provisioner.phases import Context, Phase
+from provisioner.quorum import even_servers_problem, quorum
 
 
 class ValidateHosts(Phase):
-    """sudo really gives root; cloned machines are noticed; the distribution's own checks."""
+    """sudo really gives root; cloned machines are noticed; an even number of etcd servers is
+    refused (unless allowed); the distribution's own checks."""
 
     title = "validate hosts"
 
@@ -37,6 +39,12 @@ class ValidateHosts(Phase):
                 )
 
         dist = ctx.inputs.distribution
+        servers = len(ctx.inputs.inventory.servers)
+        even = even_servers_problem(servers) if dist.embedded_etcd(servers) else None
+        if even is not None and not ctx.inputs.options.allow_even_servers:
+            problems.append(even)
+        elif even is not None:
+            ctx.warn(f"{servers} servers (--allow-even-servers): etcd needs {quorum(servers)} of them up")
         problems += dist.check_hosts(facts)
         for warning in dist.host_warnings(facts):
             ctx.warn(warning)

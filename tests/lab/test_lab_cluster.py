@@ -42,6 +42,14 @@ def test_up_builds_a_cluster_with_ready_nodes_named_as_in_the_inventory_while_th
     assert "k3s-install.sh" in log_text
     for text in (run.stdout, run.stderr, log_text):
         assert token not in text and secret not in text
+    # the agents joined with the agent token, which stays out of every argv and log as well
+    agent_token = lab_env.ssh(SERVER, "cat /var/lib/rancher/k3s/server/agent-token").strip()
+    agent_secret = agent_token.split("::node:")[1]
+    for text in (seen, run.stdout, run.stderr, log_text):
+        assert agent_secret not in text
+    for agent in (AGENT1, AGENT2):
+        config = lab_env.ssh(agent, "cat /etc/rancher/k3s/config.yaml")
+        assert agent_token in config and secret not in config
 
     nodes = json.loads(lab_env.ssh(SERVER, "k3s kubectl get nodes -o json"))["items"]
     ready = {n["metadata"]["name"]: next(c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready") for n in nodes}

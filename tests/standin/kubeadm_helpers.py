@@ -11,7 +11,7 @@ prefixed with it) plus a bin directory put first on PATH with:
 - ``kubelet``: runs the kubelet stand-in (kubeadm's preflight asks ``kubelet --version``).
 
 The container runtime socket is a socket inode made with mknod; the sysctls kubeadm checks
-are files under the root. The API server binds 127.0.0.1 on a free port (apiServer.extraArgs
+are files under the root; each host's etcd peer port is a free port of its own. The API server binds 127.0.0.1 on a free port (apiServer.extraArgs
 bind-address, localAPIEndpoint.bindPort).
 """
 
@@ -26,7 +26,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from standin_helpers import BUILD_DIR, FAST_ENV, SYSTEM_PYTHON, find_kubectl
+from standin_helpers import BUILD_DIR, FAST_ENV, SYSTEM_PYTHON, find_kubectl, free_port
 
 from provisioner_lab import zipapps
 
@@ -147,7 +147,8 @@ class KubeadmHost:
         for path in ("proc/sys/net/bridge/bridge-nf-call-iptables", "proc/sys/net/ipv4/ip_forward"):
             self.write(path, sysctls + "\n")
         self.write("proc/swaps", "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n")
-        self.extra_env = dict(env or {})
+        # the etcd peer port of this host's control plane (several on one machine: one each)
+        self.extra_env = {"K3S_STANDIN_ETCD_PEER_PORT": str(free_port()), **(env or {})}
 
     def make_containerd_socket(self) -> None:
         sock = self.root / "run/containerd/containerd.sock"

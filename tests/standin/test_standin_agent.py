@@ -169,27 +169,38 @@ def server_heartbeat(srv, name):
     return None
 
 
-def test_second_server_joins_and_proxies_the_api(server, processes, start_agent, tmp_path):
-    """HA join (lower priority part of the contract): server with `server:` set."""
+def test_second_server_joins_a_cluster_init_server_and_serves_the_api(processes, start_agent, tmp_path):
+    """HA join: a server with `server:` set joins a first server started with cluster-init
+    (embedded etcd; joining a SQLite server is refused, see test_standin_etcd.py)."""
     from standin_helpers import Server, free_port
 
+    first = start_server(
+        tmp_path / "server-1",
+        tmp_path / "cache1",
+        ["--cluster-init", "--node-name", "standin-server", "--token", TEST_SECRET],
+        env={"K3S_STANDIN_ETCD_PEER_PORT": str(free_port())},
+    )
+    server = first
     port = free_port()
     root = tmp_path / "server-2"
     proc = processes(
         root,
         ["server", "--server", server.url, f"--https-listen-port={port}", "--bind-address", "127.0.0.1", "--node-name", "standin-server-2"],
-        env={"K3S_TOKEN": server.token},
+        env={"K3S_TOKEN": server.token, "K3S_STANDIN_ETCD_PEER_PORT": str(free_port())},
         name="server2",
     )
-    proc.wait_ready()
-    second = Server(root, port, proc, tmp_path / "cache2")
-    assert (second.tls / "server-ca.crt").read_bytes() == (server.tls / "server-ca.crt").read_bytes()
-    assert second.token == server.token
-    names = second.kubectl("get", "nodes", "-o", "name").stdout.split()
-    assert "node/standin-server" in names and "node/standin-server-2" in names
-    row = table_row(second, "standin-server-2")
-    assert row[1:3] == ["Ready", "control-plane,master"]
-    agent = start_agent(second, "agent-via-second")
-    agent.wait_ready()
-    assert node_ready_status(server.node("agent-via-second")) == "True"
-    assert re.search(r"Joined cluster at https://127\.0\.0\.1:\d+", proc.log())
+    try:
+        proc.wait_ready()
+        second = Server(root, port, proc, tmp_path / "cache2")
+        assert (second.tls / "server-ca.crt").read_bytes() == (server.tls / "server-ca.crt").read_bytes()
+        assert second.token == server.token
+        names = second.kubectl("get", "nodes", "-o", "name").stdout.split()
+        assert "node/standin-server" in names and "node/standin-server-2" in names
+        row = wait_until(lambda: (lambda r: r if r and r[1] == "Ready" else None)(table_row(second, "standin-server-2")), 10)
+        assert row[1:3] == ["Ready", "control-plane,etcd,master"]
+        agent = start_agent(second, "agent-via-second")
+        agent.wait_ready()
+        wait_until(lambda: node_ready_status(server.node("agent-via-second")) == "True", 10)
+        assert re.search(r"Joined cluster at https://127\.0\.0\.1:\d+", proc.log())
+    finally:
+        first.proc.stop()

@@ -31,6 +31,8 @@ from provisioner.testing import FakeRemote, Link, SimulatedRemote
 from tests.unit.conftest import make_inventory
 
 TOKEN = "K10" + "ab" * 32 + "::server:" + "f00dfeedcafe" * 3
+#: The agent token k3s writes from the servers' ``agent-token`` (the fake keeps its secret part).
+AGENT_TOKEN_PREFIX = "K10" + "ab" * 32 + "::node:"
 ADMIN_KUBECONFIG = """apiVersion: v1
 kind: Config
 clusters:
@@ -92,6 +94,8 @@ class FakeK3sCluster:
     uninstall_fails: set[str] = field(default_factory=set)
     install_fails: set[str] = field(default_factory=set)
     cordoned_counts: list[int] = field(default_factory=list)
+    #: The servers' etcd has no quorum: a running API answers every request with etcd's timeout.
+    quorum_lost: bool = False
 
     def __post_init__(self) -> None:
         for index, host in enumerate(self.inventory.hosts):
@@ -109,7 +113,11 @@ class FakeK3sCluster:
         remote.on(r"os\.id=", handler=lambda r, c: (0, self._facts(sim, r), ""))
         remote.on(r"k3s-install\.sh", handler=lambda r, c: self._install(sim, r, c))
         remote.on(r"systemctl .*restart k3s", handler=lambda r, c: self._restart(sim))
-        remote.on(r"cat /var/lib/rancher/k3s/server/node-token", handler=lambda r, c: self._token(sim))
+        remote.on(
+            r"cat /var/lib/rancher/k3s/server/node-token /var/lib/rancher/k3s/server/agent-token", handler=lambda r, c: self._tokens(sim, r)
+        )
+        remote.on(r"cat /var/lib/rancher/k3s/server/node-token$", handler=lambda r, c: self._token(sim))
+        remote.on(r"cat /var/lib/rancher/k3s/server/agent-token$", handler=lambda r, c: self._agent_token(sim, r))
         remote.on(r"kubectl get nodes -o json", handler=lambda r, c: self._list(sim))
         remote.on(r"kubectl get --raw=/readyz", handler=lambda r, c: (0, "ok", "") if sim.active else (1, "", "refused"))
         remote.on(r"kubectl delete node (\S+)", handler=lambda r, c: self._delete(c))
@@ -212,6 +220,8 @@ class FakeK3sCluster:
         config = remote.files.get(k3s.CONFIG)
         if config is not None:
             lines.append(f"k3s.config_sha256={hashlib.sha256(config).hexdigest()}")
+            if sim.role == "server" and re.search(rb"^(cluster-init: true|server: )", config, re.M):
+                lines.append("k3s.etcd=yes")
         lines += [f"disk.{directory}={free} {mount}" for directory, (mount, free) in sim.disks.items()]
         return "\n".join(lines) + "\n"
 
@@ -221,8 +231,10 @@ class FakeK3sCluster:
         config = remote.files.get(k3s.CONFIG, b"").decode()
         if sim.host.name in self.install_fails:
             return 1, "", "[ERROR] the install script failed"
-        if role == "agent" and TOKEN not in config:
-            return 1, "", "[ERROR] no token"
+        if role == "agent" and AGENT_TOKEN_PREFIX not in config:
+            return 1, "", "[ERROR] no agent token"
+        if role == "agent" and TOKEN in config:
+            return 1, "", "[ERROR] an agent was given the server token"
         sim.role = role
         sim.version = version.group(1) if version else "v1.31.0+k3s1"
         sim.installs += 1
@@ -256,9 +268,27 @@ class FakeK3sCluster:
             return 0, TOKEN + "\n", ""
         return 1, "", "cat: /var/lib/rancher/k3s/server/node-token: No such file or directory"
 
+    def agent_secret(self, remote: FakeRemote) -> str | None:
+        """The ``agent-token`` of a server's config.yaml (k3s writes the agent token from it)."""
+        match = re.search(r'^agent-token: "([^"]+)"', remote.files.get(k3s.CONFIG, b"").decode(), re.M)
+        return match.group(1) if match else None
+
+    def _agent_token(self, sim: SimHost, remote: FakeRemote) -> tuple[int, str, str]:
+        secret = self.agent_secret(remote)
+        if sim.role == "server" and sim.active and secret:
+            return 0, AGENT_TOKEN_PREFIX + secret + "\n", ""
+        return 1, "", "cat: /var/lib/rancher/k3s/server/agent-token: No such file or directory"
+
+    def _tokens(self, sim: SimHost, remote: FakeRemote) -> tuple[int, str, str]:
+        code, out, err = self._token(sim)
+        code2, out2, err2 = self._agent_token(sim, remote)
+        return max(code, code2), out + out2, err + err2
+
     def _list(self, sim: SimHost) -> tuple[int, str, str]:
         if not (sim.role == "server" and sim.active):
             return 1, "", "The connection to the server 127.0.0.1:6443 was refused"
+        if self.quorum_lost:
+            return 1, "", "Error from server: etcdserver: request timed out"
         items = []
         for name, node in sorted(self.nodes.items()):  # the API lists nodes by name
             labels = {"kubernetes.io/hostname": name}
@@ -414,6 +444,7 @@ def prepared(dist: Kubeadm, name: str, *, joined: bool = True, **changes: object
 
 
 KUBEADM_TOKEN = "q1w2e3.a1b2c3d4e5f6a7b8"
+KUBEADM_CERT_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 
 def facts_text(k: KubeadmFacts, host: Host) -> str:
@@ -456,8 +487,11 @@ class FakeKubeadmCluster:
 
     def __post_init__(self) -> None:
         dist = kubeadm(KUBEADM_INVENTORY)
+        known = {h.name for h in dist.inventory.hosts}
         for host in self.inventory.hosts:
-            self.state[host.name] = prepared(dist, host.name, joined=False).dist
+            # hosts beyond cp1 and w1 (more control planes) are prepared for this inventory
+            prepared_by = dist if host.name in known else Kubeadm(self.inventory)
+            self.state[host.name] = prepared(prepared_by, host.name, joined=False).dist
 
     def connector(self, inventory: Inventory, host: Host) -> FakeRemote:
         remote = FakeRemote(host.name, host.address, strict=True)
@@ -467,7 +501,10 @@ class FakeKubeadmCluster:
         remote.on(r"os\.id=", handler=lambda r, c: (0, facts_text(self.state[name], host), ""))
         remote.on(r"^kubeadm version", stdout="v1.31.4\n")
         remote.on(r"^kubeadm config images pull --config ", handler=lambda r, c: self._event(f"pull images {name}"))
-        remote.on(r"^kubeadm init", handler=lambda r, c: self._init(name, r))
+        remote.on(r"^kubeadm init", handler=lambda r, c: self._init(name, r, c))
+        remote.on(r"^kubeadm certs certificate-key$", handler=lambda r, c: self._certificate_key(name))
+        remote.on(r"^kubeadm init phase upload-certs ", handler=lambda r, c: self._upload_certs(name, r))
+        remote.on(r"^kubeadm config images pull --kubernetes-version ", handler=lambda r, c: self._event(f"pull images {name}"))
         remote.on(r"^kubeadm token create", handler=lambda r, c: self._token())
         remote.on(r"^kubeadm join", handler=lambda r, c: self._join(name, r))
         remote.on(r"kubectl .* apply -f", handler=lambda r, c: self._apply(r))
@@ -562,9 +599,25 @@ class FakeKubeadmCluster:
         ok = version == wanted.group(1) or (wanted.group(2) == "*" and version.startswith(wanted.group(1)))
         return 0, "ready\n" if ok else f"{version} True\n", ""
 
-    def _init(self, name: str, remote: FakeRemote) -> tuple[int, str, str]:
+    def _certificate_key(self, name: str) -> tuple[int, str, str]:
+        self.events.append(f"certificate key {name}")
+        return 0, KUBEADM_CERT_KEY + "\n", ""
+
+    def _upload_certs(self, name: str, remote: FakeRemote) -> tuple[int, str, str]:
+        config = remote.files["/etc/kubernetes/provisioner/kubeadm-upload-certs.yaml"].decode()
+        assert f'certificateKey: "{KUBEADM_CERT_KEY}"' in config
+        assert remote.modes["/etc/kubernetes/provisioner/kubeadm-upload-certs.yaml"] == 0o600
+        self.events.append(f"upload certs {name}")
+        return 0, '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace\n', ""
+
+    def _init(self, name: str, remote: FakeRemote, command: str) -> tuple[int, str, str]:
         assert "kubeadm-init.yaml" in "".join(remote.uploads)
-        self.events.append(f"init {name}")
+        if "--upload-certs" in command:
+            config = remote.files["/etc/kubernetes/provisioner/kubeadm-init.yaml"].decode()
+            assert f'certificateKey: "{KUBEADM_CERT_KEY}"' in config
+            self.events.append(f"init {name} --upload-certs")
+        else:
+            self.events.append(f"init {name}")
         self.state[name] = KubeadmFacts(**{**self.state[name].__dict__, "admin_conf": True, "kubelet_conf": True})
         remote.files[ADMIN_CONF] = ADMIN_KUBECONFIG.replace("default", "kubernetes").encode()
         self.nodes[name] = True
@@ -590,8 +643,13 @@ class FakeKubeadmCluster:
     def _join(self, name: str, remote: FakeRemote) -> tuple[int, str, str]:
         config = remote.files["/etc/kubernetes/provisioner/kubeadm-join.yaml"].decode()
         assert KUBEADM_TOKEN in config and "sha256:" + "c" * 64 in config
-        self.events.append(f"join {name}")
-        self.state[name] = KubeadmFacts(**{**self.state[name].__dict__, "kubelet_conf": True})
+        control_plane = "controlPlane:" in config
+        if control_plane:
+            assert f'certificateKey: "{KUBEADM_CERT_KEY}"' in config
+        self.events.append(f"join {'control plane ' if control_plane else ''}{name}")
+        self.state[name] = KubeadmFacts(**{**self.state[name].__dict__, "kubelet_conf": True, "admin_conf": control_plane})
+        if control_plane:
+            remote.files[ADMIN_CONF] = ADMIN_KUBECONFIG.replace("default", "kubernetes").encode()
         self.nodes[name] = True
         return 0, "This node has joined the cluster\n", ""
 

@@ -112,7 +112,7 @@ def test_plan_json_lists_actions_and_masks_the_token(cluster: FakeK3sCluster) ->
     assert [(h["host"], h["action"]) for h in data["hosts"]] == [("controller", "nothing"), ("worker1", "restart"), ("worker2", "join")]
     assert data["hosts"][1]["steps"] == ["restart k3s-agent"]
     assert data["hosts"][2]["steps"] == ["upload /etc/rancher/k3s/config.yaml", "run the install script as agent"]
-    assert 'token: \\"<join token of the first server>\\"' in out
+    assert 'token: \\"<agent token of the first server>\\"' in out  # an agent gets the agent token
     assert data["join_secret"] is None  # known from the running server: no step reads it again
     assert [s["name"] for s in data["stale_nodes"]] == ["delete the stale Node object worker2"]
     assert TOKEN not in out and TOKEN.split("::server:")[1] not in out

@@ -45,9 +45,9 @@ def _no_network_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def built(text: str = BASIC) -> FakeK3sCluster:
+def built(text: str = BASIC, *, allow_even_servers: bool = False) -> FakeK3sCluster:
     cluster = FakeK3sCluster(make_inventory(text))
-    outcome = actions.up(cluster.inventory, Options(timeout=3), connector=cluster.connector)
+    outcome = actions.up(cluster.inventory, Options(timeout=3, allow_even_servers=allow_even_servers), connector=cluster.connector)
     assert outcome.ok, outcome.error
     for remote in cluster.remotes.values():
         remote.commands.clear()
@@ -169,7 +169,7 @@ def test_the_last_server_is_refused_and_nothing_is_sent() -> None:
 
 
 def test_with_embedded_etcd_removing_one_of_two_servers_is_refused_one_of_three_is_planned() -> None:
-    two = built(HA.replace("  - {name: s3, address: 192.0.2.23, role: server}\n", ""))
+    two = built(HA.replace("  - {name: s3, address: 192.0.2.23, role: server}\n", ""), allow_even_servers=True)
     refused = remove(two, "s2", dry_run=True)
     assert isinstance(refused.error, RemovalRefused)
     assert "etcd has 2 members and needs 2 for quorum; 1 healthy would remain (s1)" in str(refused.error)

@@ -10,11 +10,19 @@ from ruamel.yaml import YAML
 from provisioner.distros import Action, ClusterState
 from provisioner.distros.k3s import K3s, K3sFacts
 from provisioner.errors import ProvisionerError
+from provisioner.inventory import Host
 from provisioner.nodes import Condition, Node
 from provisioner.secrets import Secret
 from tests.unit.conftest import make_inventory
 
 TOKEN = Secret("K10" + "cd" * 32 + "::server:" + "0123456789abcdef" * 2)
+AGENT_SECRET = "fedcba9876543210" * 2
+AGENT = Secret("K10" + "cd" * 32 + "::node:" + AGENT_SECRET)
+
+
+def running(servers: Host, nodes: list[Node] | None) -> ClusterState:
+    """The state of a running cluster whose first server has the server and agent tokens."""
+    return ClusterState(servers, TOKEN, nodes, secrets={"agent-token": AGENT})
 
 
 def k3s_for(text: str | None = None) -> K3s:
@@ -35,7 +43,10 @@ def ready(name: str, ok: bool = True) -> Node:
 
 def config_sha(dist: K3s, name: str, token: Secret | None = TOKEN) -> str:
     inv = dist.inventory
-    text = dist.render_config(inv.host(name), inv.servers[0], token.reveal() if token and name != "controller" else None)
+    host = inv.host(name)
+    if token is not None and host.role == "agent":
+        token = AGENT
+    text = dist.render_config(host, inv.servers[0], token.reveal() if token and name != "controller" else None, AGENT_SECRET)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -50,7 +61,7 @@ def decide(
     dist: K3s, name: str, facts: K3sFacts, *, nodes: list[Node] | None = None, desired: str | None = "auto"
 ) -> tuple[Action, list[str]]:
     inv = dist.inventory
-    state = ClusterState(inv.servers[0], TOKEN, nodes)
+    state = running(inv.servers[0], nodes)
     if desired == "auto":
         desired = config_sha(dist, name)
     return dist.decide(inv.host(name), facts, desired, state, is_init=name == "controller")
@@ -160,6 +171,7 @@ def test_first_server_config_has_node_name_sans_and_0600_kubeconfig_but_no_token
         "node-name": "controller",
         "node-ip": "192.0.2.100",
         "write-kubeconfig-mode": "0600",
+        "agent-token": "<agent token secret>",
         "tls-san": ["10.9.9.9", "192.0.2.10", "192.0.2.100", "k8s.example"],
         "disable": ["traefik", "servicelb"],
         "secrets-encryption": True,
@@ -218,7 +230,7 @@ def test_plan_holds_the_token_as_a_placeholder_even_when_it_is_known() -> None:
     facts = {h.name: _host_facts(h.name, K3sFacts()) for h in dist.inventory.hosts}
     plans = dist.plan(facts, ClusterState(dist.inventory.servers[0], TOKEN, None))
     assert TOKEN.reveal() not in plans["worker1"].preview and TOKEN.reveal() not in str(plans["worker1"].as_dict())
-    assert 'token: "<join token of the first server>"' in plans["worker1"].preview
+    assert 'token: "<agent token of the first server>"' in plans["worker1"].preview
     assert [p.action for p in plans.values()] == [Action.INSTALL, Action.JOIN, Action.JOIN]
     assert [s.name for s in plans["worker1"].steps] == ["upload /etc/rancher/k3s/config.yaml", "run the install script as agent"]
     assert [s.name for s in plans["controller"].steps] == [
@@ -258,7 +270,7 @@ def _sha(data: bytes) -> str:
 
 
 def _plan_controller(dist: K3s, facts: K3sFacts, nodes: list[Node] | None):  # type: ignore[no-untyped-def]
-    plans = dist.plan({"controller": _host_facts("controller", facts)}, ClusterState(dist.inventory.servers[0], TOKEN, nodes))
+    plans = dist.plan({"controller": _host_facts("controller", facts)}, running(dist.inventory.servers[0], nodes))
     return plans["controller"]
 
 
@@ -341,9 +353,7 @@ def test_running_version_is_compared_with_the_binary_for_channel_installs_too() 
 def test_active_firewalld_gets_the_k3s_ports_and_the_pod_and_service_networks() -> None:
     dist = k3s_for()
     facts = K3sFacts(firewalld="active", firewalld_ports=frozenset({"10250/tcp"}))
-    plans = dist.plan(
-        {h.name: _host_facts(h.name, facts) for h in dist.inventory.hosts}, ClusterState(dist.inventory.servers[0], TOKEN, None)
-    )
+    plans = dist.plan({h.name: _host_facts(h.name, facts) for h in dist.inventory.hosts}, running(dist.inventory.servers[0], None))
     server = plans["controller"].steps[0]
     assert server.name == "firewalld: open k3s ports"
     assert server.operations[0].text == (  # type: ignore[union-attr]

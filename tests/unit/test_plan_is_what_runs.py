@@ -17,6 +17,7 @@ from provisioner.summary import RunSummary
 from provisioner.testing import FakeRemote
 from tests.unit.conftest import BASIC, make_inventory
 from tests.unit.fakes import (
+    AGENT_TOKEN_PREFIX,
     KUBEADM_INVENTORY,
     TOKEN,
     FakeK3sCluster,
@@ -163,10 +164,10 @@ def test_k3s_new_cluster_plans_agents_with_a_placeholder_and_reads_the_token_onc
     planned, executed = planned_then_executed(cluster)
     assert planned.plan is not None
     assert planned.plan.cluster.join_secret is not None
-    assert planned.plan.cluster.join_secret.name == "read the join token from controller"
-    assert [r.name for r in executed.cluster_steps] == ["read the join token from controller"]
+    assert planned.plan.cluster.join_secret.name == "read the join tokens from controller"
+    assert [r.name for r in executed.cluster_steps] == ["read the join tokens from controller"]
     assert all(TOKEN not in str(p.as_dict()) for p in planned.plan.hosts.values())
-    assert TOKEN.encode() in cluster.remotes["worker1"].files["/etc/rancher/k3s/config.yaml"]
+    assert AGENT_TOKEN_PREFIX.encode() in cluster.remotes["worker1"].files["/etc/rancher/k3s/config.yaml"]
 
 
 def test_an_agent_installed_against_a_server_being_reinstalled_is_reconfigured_with_the_new_token() -> None:

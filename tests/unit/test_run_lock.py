@@ -172,7 +172,7 @@ def test_plan_and_status_take_no_lock() -> None:
 
 def test_the_cluster_lock_goes_on_the_server_that_already_runs_the_cluster() -> None:
     text = """
-    cluster: {name: homelab, version: v1.31.4+k3s1}
+    cluster: {name: homelab, version: v1.31.4+k3s1, embedded_etcd: true}
     ssh: {user: root}
     hosts:
       - {name: s1, address: 192.0.2.10, role: server}
@@ -187,7 +187,7 @@ def test_the_cluster_lock_goes_on_the_server_that_already_runs_the_cluster() -> 
     cluster.hosts["w1"].role, cluster.hosts["w1"].active, cluster.hosts["w1"].version = "agent", True, "v1.31.4+k3s1"
     cluster.hosts["s1"].config_node_name, cluster.hosts["w1"].config_node_name = "s1", "w1"
     # s0 is first in the inventory now but new: the cluster is held by s1, so s1 is locked
-    outcome = up(cluster)
+    outcome = up(cluster, allow_even_servers=True)
     assert outcome.ok, outcome.error
     assert len(lock_commands(cluster.remotes["s1"])) == 1 and lock_commands(cluster.remotes["s0"]) == []
 

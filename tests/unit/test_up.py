@@ -12,7 +12,7 @@ from provisioner.distros import k3s
 from provisioner.errors import HostsFailed, HostValidationError, NotReadyError
 from provisioner.phases import Options
 from tests.unit.conftest import BASIC, make_inventory
-from tests.unit.fakes import TOKEN, FakeK3sCluster
+from tests.unit.fakes import AGENT_TOKEN_PREFIX, TOKEN, FakeK3sCluster
 
 INSTALLER = "k3s-install.sh"
 
@@ -41,7 +41,8 @@ def test_fresh_cluster_installs_the_server_then_joins_agents_and_writes_the_kube
         assert "INSTALL_K3S_EXEC=agent" in remote.ran(INSTALLER)[0]
         assert remote.uploads == ["/etc/rancher/k3s/config.yaml"]
         assert remote.modes["/etc/rancher/k3s/config.yaml"] == 0o600
-        assert TOKEN.encode() in remote.files["/etc/rancher/k3s/config.yaml"]
+        assert AGENT_TOKEN_PREFIX.encode() in remote.files["/etc/rancher/k3s/config.yaml"]
+        assert TOKEN.encode() not in remote.files["/etc/rancher/k3s/config.yaml"]  # agents never hold the server token
     assert {n: o.result for n, o in outcome.summary.outcomes.items()} == dict.fromkeys(("controller", "worker1", "worker2"), "changed")
     written = tmp_path / "homelab.kubeconfig"
     config = kubeconfig.parse(written.read_text())

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import collections
 import hmac
-import http.client
-import http.server
 import json
 import threading
 import time
@@ -23,6 +21,7 @@ import urllib.parse
 
 from .config import _yaml
 from .disruption import Disruption
+from .etcd import quorum_lost, readyz_failure
 from .httpserver import wants_table
 from .selectors import field_match, json_patch, label_match, merge_patch, parse_field_selector, parse_label_selector
 from .store import KINDS, ApiError, bad_request, kind_for, not_found
@@ -88,11 +87,12 @@ def resource_not_found():
 
 
 class ApiApp:
-    def __init__(self, store, cluster, ca_pem, secret, agent_secret, advertise, port, bootstrap=None, upstream=None):
+    def __init__(self, store, cluster, ca_pem, secret, agent_secret, advertise, port, bootstrap=None, etcd=None):
         self.store, self.cluster = store, cluster
         self.ca_pem, self.secret, self.agent_secret = ca_pem, secret, agent_secret
         self.advertise, self.port = advertise, port
-        self.bootstrap, self.upstream = bootstrap, upstream
+        #: the stand-in etcd member (etcd.py) whose replica `store` is; None: a single server's store
+        self.bootstrap, self.etcd = bootstrap, etcd
         self.stopping = threading.Event()
         self.git_version = STANDIN_VERSION
         self.disruption = Disruption(store) if store is not None else None
@@ -112,19 +112,28 @@ class ApiApp:
         if path == "/ping":
             return h.send_bytes(200, b"pong", "text/plain; charset=utf-8")
         if path.split("/")[1] in ("readyz", "livez", "healthz"):
-            return h.send_bytes(200, b"ok", "text/plain; charset=utf-8")
-        if path == "/version" and not self.upstream:
+            return self.health(h, path.split("/")[1])
+        if path == "/version":
             return h.send_json(200, version_info(self.git_version))
         if path.startswith("/v1-k3s/"):
-            if self.upstream:
-                return self.proxy(h, method, body)
             return self.supervisor(h, method, path, body)
         anonymous_ok = method == "GET" and path in ANONYMOUS_PATHS
-        if path != "/version" and not anonymous_ok and h.client_cert_identity() is None:
+        if not anonymous_ok and h.client_cert_identity() is None:
             raise unauthorized()
-        if self.upstream:
-            return self.proxy(h, method, body)
+        self.require_datastore()
         return self.kube_api(h, method, path, q, body)
+
+    def health(self, h, endpoint):
+        """/readyz, /livez, /healthz: ok, or 500 listing the failed etcd check (no quorum)."""
+        if self.etcd is not None and not self.etcd.healthy():
+            return h.send_bytes(500, readyz_failure(endpoint), "text/plain; charset=utf-8")
+        return h.send_bytes(200, b"ok", "text/plain; charset=utf-8")
+
+    def require_datastore(self):
+        """Without etcd quorum every request that needs the datastore fails (after a short
+        wait for a leader), as kube-apiserver's do when etcd times out."""
+        if self.etcd is not None and not self.etcd.wait_healthy():
+            raise quorum_lost()
 
     # -- /v1-k3s: node registration with basic auth
     def auth_basic(self, h):
@@ -145,6 +154,18 @@ class ApiApp:
             if role != "server":
                 raise ApiError(403, "Forbidden", "only servers may fetch bootstrap data")
             return h.send_json(200, self.bootstrap)
+        if path == "/v1-k3s/standin/etcd/members" and method == "POST":
+            # a joining server asks to become an etcd member (k3s: /db/info, then member add)
+            if role != "server":
+                raise ApiError(403, "Forbidden", "only servers may join etcd")
+            if self.etcd is None:
+                raise ApiError(400, "BadRequest", "this server is not running embedded etcd")
+            try:
+                req = json.loads(body or b"{}")
+            except ValueError:
+                raise bad_request("invalid JSON body")
+            return h.send_json(200, self.etcd.add_member(req.get("name", ""), req.get("peerURL", "")))
+        self.require_datastore()
         if path in ("/v1-k3s/standin/register", "/v1-k3s/standin/heartbeat") and method == "POST":
             name = h.headers.get("K3s-Node-Name", "")
             password = h.headers.get("K3s-Node-Password", "")
@@ -540,7 +561,8 @@ class ApiApp:
         for etype, obj in initial:
             send(etype, obj)
         deadline = time.monotonic() + timeout
-        while cursor is not None and not self.stopping.is_set():
+        generation = getattr(store, "generation", 0)
+        while cursor is not None and not self.stopping.is_set() and getattr(store, "generation", 0) == generation:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -555,39 +577,3 @@ class ApiApp:
                     send(etype, obj)
         h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
-
-    # -- a joined server forwards everything to the server it joined
-    def proxy(self, h, method, body):
-        host, port, ctx = self.upstream
-        is_watch = "watch=" in h.path or "/watch/" in h.path
-        conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=2000 if is_watch else 30)
-        headers = {
-            k: h.headers[k]
-            for k in ("Accept", "Content-Type", "Authorization", "K3s-Node-Name", "K3s-Node-Password", "User-Agent")
-            if h.headers.get(k)
-        }
-        try:
-            conn.request(method, h.path, body=body or None, headers=headers)
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as e:
-            conn.close()
-            raise ApiError(503, "ServiceUnavailable", "upstream server %s:%d unavailable: %s" % (host, port, e))
-        try:
-            if (resp.getheader("Transfer-Encoding") or "").lower() == "chunked":
-                h.send_response(resp.status)
-                h.send_header("Content-Type", resp.getheader("Content-Type") or "application/json")
-                h.send_header("Transfer-Encoding", "chunked")
-                h.end_headers()
-                while True:
-                    chunk = resp.read1(65536)
-                    if not chunk:
-                        break
-                    h.wfile.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
-                    h.wfile.flush()
-                h.wfile.write(b"0\r\n\r\n")
-                h.wfile.flush()
-            else:
-                data = resp.read()
-                h.send_bytes(resp.status, data, resp.getheader("Content-Type") or "application/json")
-        finally:
-            conn.close()

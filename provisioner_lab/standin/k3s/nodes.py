@@ -10,6 +10,7 @@ pkg/controller/nodelifecycle/node_lifecycle_controller.go, pkg/kubelet/kubelet_n
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
 import ipaddress
@@ -138,6 +139,11 @@ def node_registration(node_name, role, cfg, node_args, internal_ip, version=STAN
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 
 
+#: k3s pkg/etcd: the etcd member name and peer address of a server's Node
+ETCD_NAME_ANNOTATION = "etcd.k3s.cattle.io/node-name"
+ETCD_ADDRESS_ANNOTATION = "etcd.k3s.cattle.io/node-address"
+
+
 #: Ready=False message of a real kubelet whose CNI plugin has written no config yet.
 NETWORK_NOT_READY = (
     "container runtime network not ready: NetworkReady=false "
@@ -231,6 +237,18 @@ class Cluster:
             self._renew_lease(node)
             return node
 
+    def _lease_age(self, name):
+        """Seconds since the node's Lease was renewed (None: no Lease)."""
+        lease = self.store.get(LEASE, "kube-node-lease", name)
+        renew = ((lease or {}).get("spec") or {}).get("renewTime")
+        if not renew:
+            return None
+        try:
+            when = datetime.datetime.strptime(renew, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
+        except ValueError:
+            return None
+        return max(0.0, (utcnow() - when).total_seconds())
+
     def _renew_lease(self, node):
         name = node["metadata"]["name"]
         now = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -304,7 +322,18 @@ class Cluster:
         }
         if reg.get("taints"):
             node["spec"]["taints"] = reg["taints"]
+        self._etcd_annotations(node, reg)
         return node
+
+    @staticmethod
+    def _etcd_annotations(node, reg):
+        """k3s annotates an etcd server's Node with its member name and peer address (its etcd
+        member controller removes that member when the Node is deleted)."""
+        member = reg.get("etcdMember") or {}
+        if member.get("name"):
+            ann = node["metadata"].setdefault("annotations", {})
+            ann[ETCD_NAME_ANNOTATION] = member["name"]
+            ann[ETCD_ADDRESS_ANNOTATION] = member.get("address", "")
 
     def _new_kubelet_node(self, reg):
         """A Node as a real kubelet registers it (kubeadm adds roles and taints later)."""
@@ -345,6 +374,7 @@ class Cluster:
             if reg.get("externalIPs"):
                 ann["k3s.io/external-ip"] = ",".join(reg["externalIPs"])
             ann["k3s.io/node-args"] = json.dumps(reg.get("nodeArgs") or [])
+            self._etcd_annotations(node, reg)
         status = node.setdefault("status", {})
         addrs = [{"type": "InternalIP", "address": a} for a in reg.get("internalIPs") or []]
         addrs += [{"type": "ExternalIP", "address": a} for a in reg.get("externalIPs") or []]
@@ -437,6 +467,10 @@ class Cluster:
         for node in self.store.list(NODE)[0]:
             name = node["metadata"]["name"]
             last = self.last_seen.get(name)
+            renewed = self._lease_age(name)
+            if renewed is not None:
+                # heartbeats another server received reach this one as the node's Lease
+                last = max(last or 0.0, now - renewed)
             if last is None:
                 self.last_seen[name] = now
                 continue

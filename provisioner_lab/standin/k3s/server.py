@@ -1,8 +1,15 @@
 """TEST DOUBLE (k3s stand-in, not the real k3s).
 
-`k3s server`: PKI, tokens, kubeconfig, the API server, joining a first server, READY=1.
+`k3s server`: PKI, tokens, kubeconfig, the API server, embedded etcd (the stand-in of etcd.py)
+with `cluster-init` or when joining a server, READY=1.
 
-Upstream: k3s-io/k3s pkg/cli/server/server.go, pkg/server/server.go
+A server with `cluster-init` starts a one-member etcd cluster; a server with `server:` fetches
+the CAs from that server, becomes an etcd member through it and then serves the API itself from
+its own replica. Joining a server that runs without etcd (SQLite) is refused. Controllers and
+the node monitor run on the etcd leader only (k3s: leader election of the controllers).
+
+Upstream: k3s-io/k3s pkg/cli/server/server.go, pkg/server/server.go, pkg/cluster/managed.go,
+pkg/etcd/etcd.go (join: member add through a running server), pkg/etcd/member_controller.go
 """
 
 from __future__ import annotations
@@ -15,16 +22,18 @@ import shutil
 import signal
 import ssl
 import threading
+import time
 
 from .api import ApiApp
 from .certs import PKI, kubeconfig_yaml, serving_sans, url_host
-from .config import parse_token, resolve_token, sha256_hex
+from .config import basic_auth, parse_token, resolve_token, sha256_hex
 from .controllermanager import ControllerManager
+from .etcd import PEER_PORT, EtcdMember, ReplicatedStore, member_name
 from .httpserver import Handler, TLSServer, server_ssl_context
 from .netaddr import default_route_address
-from .nodeloop import NodeClient, NodeLoop, load_node_password, resolve_node_name
-from .nodes import Cluster, node_registration
-from .store import NAMESPACE, PROTECTED_NAMESPACES, ApiError, Store
+from .nodeloop import NodeClient, load_node_password, resolve_node_name
+from .nodes import ETCD_NAME_ANNOTATION, Cluster, node_registration
+from .store import NAMESPACE, NODE, PROTECTED_NAMESPACES, ApiError, Store
 from .util import DEFAULT_DATA_DIR, DEFAULT_KUBECONFIG, Fatal, add_secret, atomic_write, env_float, hp, log, read_file, sd_notify
 from .version import STANDIN_NOTE, STANDIN_VERSION
 
@@ -88,10 +97,74 @@ def join_cluster(url, token, pki, stop):
         stop.wait(retry)
     else:
         return None, None
+    if not data.get("etcd"):
+        raise Fatal(
+            "failed to join cluster at %s: that server does not run embedded etcd (it was started "
+            "without cluster-init and uses SQLite); restart it with cluster-init before joining "
+            "servers (stand-in message)" % url
+        )
     pki.install_ca("server-ca", data["server-ca.crt"], data["server-ca.key"])
     pki.install_ca("client-ca", data["client-ca.crt"], data["client-ca.key"])
     log("info", "Joined cluster at %s; certificate authorities installed" % url)
     return client, data
+
+
+def etcd_member_add(client, name, peer_url, stop):
+    """Ask the server we join to add us as an etcd member; retried while it has no quorum."""
+    retry = env_float("K3S_STANDIN_RETRY_SECONDS", 5.0)
+    while True:
+        try:
+            status, data = client.call("POST", "/v1-k3s/standin/etcd/members", {"name": name, "peerURL": peer_url})
+            if status == 200:
+                return data
+            log("error", "Failed to add etcd member %s: %d %s" % (name, status, data.get("message", "")))
+        except (OSError, http.client.HTTPException) as e:
+            log("info", "Waiting to add etcd member %s: %s" % (name, e))
+        if stop.wait(retry):
+            raise Fatal("stopped before joining etcd")
+
+
+def ensure_namespaces(store):
+    """The namespaces every cluster has. Already done: each exists."""
+    for ns in PROTECTED_NAMESPACES:
+        if store.get(NAMESPACE, None, ns) is None:
+            store.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+
+
+def remove_etcd_member(member, kind, obj):
+    """k3s's etcd member controller: deleting an etcd server's Node removes its member."""
+    if kind is not NODE:
+        return
+    name = (obj["metadata"].get("annotations") or {}).get(ETCD_NAME_ANNOTATION)
+    if name and name in member.member_list():
+        try:
+            member.remove(name)
+            log("info", "Removed etcd member %s of deleted node %s" % (name, obj["metadata"]["name"]))
+        except ApiError as e:
+            log("error", "Failed to remove etcd member %s: %s" % (name, e.message))
+
+
+def leader_loop(member, store, cluster, grace, stop):
+    """What runs on the etcd leader only: namespaces, the node monitor, the controllers."""
+    cm = ControllerManager(store)
+    last_monitor = 0.0
+    while not stop.is_set():
+        if not member.is_leader():
+            stop.wait(0.3)
+            continue
+        before = store.rv
+        try:
+            ensure_namespaces(store)
+            if time.monotonic() - last_monitor >= min(1.0, grace / 4):
+                last_monitor = time.monotonic()
+                cluster.monitor_once()
+            cm.sync_once()
+        except ApiError as e:
+            log("info", "controllers: %s" % e.message)
+        except Exception as e:  # noqa: BLE001 -- a bad object must not stop the loop
+            log("error", "controllers: %s" % e)
+        if store.rv == before:
+            stop.wait(0.3)
 
 
 def run_server(cfg, node_args, stop):
@@ -151,26 +224,42 @@ def run_server(cfg, node_args, stop):
         or default_route_address()
     )
     grace = env_float("K3S_STANDIN_NODE_GRACE_SECONDS", 40.0)
-    store = cluster = upstream = None
-    if join_url:
-        up_ctx = ssl.create_default_context(cadata=ca_pem.decode())
-        up_ctx.load_cert_chain(pki.path("client-admin.crt"), pki.path("client-admin.key"))
-        upstream = (client.host, client.port, up_ctx)
+    etcd_dir = os.path.join(server_dir, "db", "etcd")
+    saved_member = EtcdMember.saved_name(etcd_dir)
+    use_etcd = bool(cfg.get("cluster-init") or join_url or saved_member)
+    state = os.path.join(server_dir, "db", "state.json")
+    store = ReplicatedStore(state) if use_etcd else Store(state)
+    member = None
+    if use_etcd:
+        peer_host = bind if bind not in ("0.0.0.0", "::") else advertise
+        peer_port = int(os.environ.get("K3S_STANDIN_ETCD_PEER_PORT") or PEER_PORT)
+        peer_ctx = ssl.create_default_context(cadata=ca_pem.decode())
+        member = EtcdMember(
+            saved_member or member_name(node_name),
+            "https://%s:%d" % (url_host(peer_host), peer_port),
+            store,
+            etcd_dir,
+            basic_auth("server", secret),
+            peer_ctx,
+        )
+        if join_url and client is not None:
+            member.join(lambda name, url: etcd_member_add(client, name, url, stop))
+        elif not saved_member:
+            member.bootstrap()
     else:
-        store = Store(os.path.join(server_dir, "db", "state.json"))
-        for ns in PROTECTED_NAMESPACES:
-            if store.get(NAMESPACE, None, ns) is None:
-                store.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        store.flush()
-        cluster = Cluster(store, grace)
-        bootstrap = {
-            "server-ca.crt": ca_pem.decode(),
-            "server-ca.key": read_file(pki.path("server-ca.key")).decode(),
-            "client-ca.crt": read_file(pki.path("client-ca.crt")).decode(),
-            "client-ca.key": read_file(pki.path("client-ca.key")).decode(),
-            "etcd": bool(cfg.get("cluster-init")),
-        }
-    app = ApiApp(store, cluster, ca_pem, secret, agent_secret, advertise, port, bootstrap=bootstrap, upstream=upstream)
+        ensure_namespaces(store)
+    store.flush()
+    cluster = Cluster(store, grace)
+    if member is not None:
+        store.delete_hooks.append(lambda kind, obj: remove_etcd_member(member, kind, obj))
+    bootstrap = {
+        "server-ca.crt": ca_pem.decode(),
+        "server-ca.key": read_file(pki.path("server-ca.key")).decode(),
+        "client-ca.crt": read_file(pki.path("client-ca.crt")).decode(),
+        "client-ca.key": read_file(pki.path("client-ca.key")).decode(),
+        "etcd": use_etcd,
+    }
+    app = ApiApp(store, cluster, ca_pem, secret, agent_secret, advertise, port, bootstrap=bootstrap, etcd=member)
     ctx = server_ssl_context(pki.path("serving-kube-apiserver.crt"), pki.path("serving-kube-apiserver.key"), pki.path("client-ca.crt"))
     try:
         httpd = TLSServer((bind, port), Handler, ctx, app)
@@ -179,22 +268,26 @@ def run_server(cfg, node_args, stop):
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="https", daemon=True).start()
     log("info", "Stand-in k3s %s (%s) serving on https://%s:%d" % (STANDIN_VERSION, STANDIN_NOTE, url_host(bind), port))
 
-    threads = []
-    if store is not None:
+    if member is not None:
+        member.start(stop, bind, peer_port, ctx)
 
-        def flusher():
-            while not stop.wait(0.5):
-                store.flush()
+    def flusher():
+        while not stop.wait(0.5):
+            store.flush()
+
+    threads = [threading.Thread(target=flusher, name="flush", daemon=True)]
+    if member is None:
 
         def monitor():
             while not stop.wait(min(1.0, grace / 4)):
                 cluster.monitor_once()
 
         threads += [
-            threading.Thread(target=flusher, name="flush", daemon=True),
             threading.Thread(target=monitor, name="monitor", daemon=True),
             threading.Thread(target=ControllerManager(store).run, args=(stop,), name="controllers", daemon=True),
         ]
+    else:
+        threads.append(threading.Thread(target=leader_loop, args=(member, store, cluster, grace, stop), name="leader", daemon=True))
 
     def notify_ready():
         sd_notify("READY=1")
@@ -204,41 +297,33 @@ def run_server(cfg, node_args, stop):
         notify_ready()
     else:
         password = load_node_password()
-        etcd = bool(cfg.get("cluster-init")) or bool(bootstrap and bootstrap.get("etcd"))
 
-        def reg_fn(local_ip):
-            reg = node_registration(
-                node_name,
-                "control-plane",
-                cfg,
-                node_args,
-                advertise if not join_url or not local_ip else (node_ips[0] if node_ips else local_ip),
-            )
-            reg["etcd"] = etcd
+        hb = env_float("K3S_STANDIN_HEARTBEAT_SECONDS", 10.0)
+        retry = env_float("K3S_STANDIN_RETRY_SECONDS", 5.0)
+
+        def registration():
+            reg = node_registration(node_name, "control-plane", cfg, node_args, advertise)
+            reg["etcd"] = use_etcd
+            if member is not None:
+                reg["etcdMember"] = {"name": member.name, "address": member.peer_url}
             return reg
 
-        if store is not None:
-            hb = env_float("K3S_STANDIN_HEARTBEAT_SECONDS", 10.0)
-            retry = env_float("K3S_STANDIN_RETRY_SECONDS", 5.0)
+        def own_node():
+            """Register this server's Node and heartbeat it (through etcd: while it has quorum)."""
+            ready = False
+            while not stop.is_set():
+                try:
+                    cluster.register(registration(), password)
+                    if not ready:
+                        ready = True
+                        notify_ready()
+                    wait = hb
+                except ApiError as e:
+                    log("error", "Failed to register node %s: %s" % (node_name, e.message))
+                    wait = retry
+                stop.wait(wait)
 
-            def own_node():
-                ready = False
-                while not stop.is_set():
-                    try:
-                        cluster.register(reg_fn(None), password)
-                        if not ready:
-                            ready = True
-                            notify_ready()
-                        wait = hb
-                    except ApiError as e:
-                        log("error", "Failed to register node %s: %s" % (node_name, e.message))
-                        wait = retry
-                    stop.wait(wait)
-
-            threads.append(threading.Thread(target=own_node, name="node", daemon=True))
-        else:
-            loop = NodeLoop(client, reg_fn, password, stop, on_first_ready=notify_ready)
-            threads.append(threading.Thread(target=loop.run, name="node", daemon=True))
+        threads.append(threading.Thread(target=own_node, name="node", daemon=True))
     for t in threads:
         t.start()
     while not stop.wait(1.0):
@@ -246,7 +331,8 @@ def run_server(cfg, node_args, stop):
     app.stopping.set()
     httpd.shutdown()
     httpd.server_close()
-    if store is not None:
-        store.flush()
+    if member is not None:
+        member.shutdown()
+    store.flush()
     log("info", "Stand-in k3s server stopped")
     return 0

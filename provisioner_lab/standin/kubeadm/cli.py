@@ -14,6 +14,7 @@ from ..k3s.util import Fatal, mask
 from ..kubelet.klog import klog
 from ..kubelet.version import STANDIN_NOTE, STANDIN_VERSION
 from .base import STACK_HINT, KubeadmError
+from .cmd_certs import cmd_certs
 from .cmd_config import cmd_config
 from .cmd_init import cmd_init
 from .cmd_join import cmd_join
@@ -27,6 +28,7 @@ Usage:
   kubeadm [command]
 
 Available Commands (stand-in):
+  certs       Commands related to handling kubernetes certificates (stand-in: certificate-key)
   config      Manage configuration for a kubeadm cluster (stand-in: images list|pull)
   init        Run this command in order to set up the Kubernetes control plane
   join        Run this on any machine you wish to join an existing cluster
@@ -48,6 +50,7 @@ def main(argv):
         return 0
     cmd, rest = args[0], args[1:]
     handlers = {
+        "certs": cmd_certs,
         "config": cmd_config,
         "init": cmd_init,
         "join": cmd_join,

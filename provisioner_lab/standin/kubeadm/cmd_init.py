@@ -25,6 +25,7 @@ from ..kubelet.version import STANDIN_NOTE, STANDIN_VERSION
 from .base import ADMIN_CONF, CONTROL_PLANE_LABEL, ETC_K8S, EXCLUDE_LB_LABEL, PKI, KubeadmError, fmt_duration, say, wait_seconds
 from .cluster import admin_client, api, create_or_replace, create_token, join_command, wait_for
 from .config import InitConfig, join_hostport, load_config, parse_flags
+from .copycerts import KEY_SIZE, new_certificate_key, upload_certs, valid_key
 from .manifests import write_manifests
 from .pki import Certs
 from .preflight import Preflight, common_checks, port_free
@@ -89,23 +90,38 @@ def resolve_version(v):
     return STANDIN_VERSION
 
 
-def cmd_init(args):
-    flags, positional = parse_flags(args, INIT_FLAGS, ("dry-run", "upload-certs", "skip-token-print", "skip-certificate-key-print"))
-    if positional:
-        raise KubeadmError('unknown command "%s" for "kubeadm init"' % positional[0])
+def init_docs(flags):
+    """The configuration documents of `kubeadm init` (and its phases): --config, or the flags.
+    Upstream lets only --skip-* and a few others go with --config (ValidateMixedArguments)."""
     if flags.get("config"):
-        mixed = [
-            f
-            for f in flags
-            if f not in ("config", "ignore-preflight-errors", "v", "skip-phases", "dry-run", "upload-certs", "patches", "skip-token-print")
-        ]
+        allowed = ("config", "ignore-preflight-errors", "v", "dry-run", "upload-certs", "patches", "node-name", "kubeconfig")
+        mixed = [f for f in flags if f not in allowed and not f.startswith("skip-")]
         if mixed:
             raise KubeadmError("can not mix '--config' with arguments %s" % sorted(mixed))
         docs = load_config(flags["config"])
         if "JoinConfiguration" in docs:
             raise KubeadmError("kubeadm init: found a JoinConfiguration in %s" % flags["config"])
-    else:
-        docs = init_docs_from_flags(flags)
+        return docs
+    return init_docs_from_flags(flags)
+
+
+def certificate_key(cfg, flags):
+    """The key of the kubeadm-certs Secret: --certificate-key or InitConfiguration.certificateKey,
+    else a new one (printed unless --skip-certificate-key-print)."""
+    key = flags.get("certificate-key") or cfg.certificate_key
+    if key and not valid_key(key):
+        raise KubeadmError("error decoding certificate key: the certificate key must be a hex string of %d bytes" % KEY_SIZE)
+    return key or new_certificate_key()
+
+
+def cmd_init(args):
+    bools = ("dry-run", "upload-certs", "skip-token-print", "skip-certificate-key-print")
+    flags, positional = parse_flags(args, INIT_FLAGS | {"kubeconfig"}, bools)
+    if positional[:2] == ["phase", "upload-certs"] and len(positional) == 2:
+        return phase_upload_certs(flags)
+    if positional:
+        raise KubeadmError('unknown command "%s" for "kubeadm init" (stand-in: of the phases only upload-certs)' % positional[0])
+    docs = init_docs(flags)
     cfg = InitConfig(docs, flags)
     version = resolve_version(cfg.kubernetes_version)
     cfg.kubernetes_version = version
@@ -130,52 +146,14 @@ def cmd_init(args):
     say('[certs] Using certificateDir folder "%s"' % PKI)
     certs = Certs(hp(PKI))
     ca = certs.ca("ca", "kubernetes")
-    sans = [
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "kubernetes.default.svc." + cfg.dns_domain,
-        cfg.reg.name,
-        cfg.service_ip,
-        cfg.advertise,
-        cfg.endpoint_host,
-        *cfg.cert_sans,
-    ]
-    certs.leaf("apiserver", ca, "kube-apiserver", sans=dedupe(sans))
-    certs.leaf("apiserver-kubelet-client", ca, "kube-apiserver-kubelet-client", orgs=["kubeadm:cluster-admins"], server=False)
-    fp_ca = certs.ca("front-proxy-ca", "front-proxy-ca")
-    certs.leaf("front-proxy-client", fp_ca, "front-proxy-client", server=False)
-    etcd_ca = certs.ca("etcd/ca", "etcd-ca")
-    etcd_sans = dedupe(["localhost", cfg.reg.name, cfg.advertise, "127.0.0.1", "::1"])
-    certs.leaf("etcd/server", etcd_ca, cfg.reg.name, sans=etcd_sans)
-    certs.leaf("etcd/peer", etcd_ca, cfg.reg.name, sans=etcd_sans)
-    certs.leaf("etcd/healthcheck-client", etcd_ca, "kube-etcd-healthcheck-client", server=False)
-    certs.leaf("apiserver-etcd-client", etcd_ca, "kube-apiserver-etcd-client", server=False)
-    certs.service_account_key()
+    control_plane_certs(certs, cfg, ca)
     ca_pem = read_file(certs.pki.path("ca.crt"))
 
     # kubeconfigs
     say('[kubeconfig] Using kubeconfig folder "%s"' % ETC_K8S)
     endpoint_url = "https://" + cfg.endpoint
     local_url = "https://" + join_hostport(cfg.advertise, cfg.bind_port)
-    kc_pki = k3s_PKI(hp(ETC_K8S + "/.standin-kubeconfig-pki"))
-    for fname, cn, orgs, url in (
-        ("admin.conf", "kubernetes-admin", ["kubeadm:cluster-admins"], endpoint_url),
-        ("super-admin.conf", "kubernetes-super-admin", ["system:masters"], endpoint_url),
-        ("controller-manager.conf", "system:kube-controller-manager", [], local_url),
-        ("scheduler.conf", "system:kube-scheduler", [], local_url),
-    ):
-        path = "%s/%s" % (ETC_K8S, fname)
-        if os.path.exists(hp(path)):
-            say('[kubeconfig] Using existing kubeconfig file: "%s"' % path)
-            continue
-        name = fname[:-5]
-        kc_pki.ensure_leaf(name, ca, cn, orgs=orgs, server=False)
-        cert_pem, key_pem = read_file(kc_pki.path(name + ".crt")), read_file(kc_pki.path(name + ".key"))
-        text = kubeconfig_text(url, ca_pem, cfg.cluster_name, cn, cert_pem=cert_pem, key_pem=key_pem)
-        atomic_write(hp(path), text, 0o600)
-        say('[kubeconfig] Writing "%s" kubeconfig file' % fname)
-    shutil.rmtree(hp(ETC_K8S + "/.standin-kubeconfig-pki"), ignore_errors=True)
+    write_kubeconfigs(ca, ca_pem, cfg.cluster_name, endpoint_url, local_url, super_admin=True)
     write_node_credentials(ca, ca_pem, cfg.reg.name, endpoint_url, cfg.cluster_name)
     say('[kubeconfig] Writing "kubelet.conf" kubeconfig file')
     write_manifests(cfg)
@@ -199,8 +177,7 @@ def cmd_init(args):
     cluster_doc = dict(cfg.cluster_doc)
     cluster_doc.setdefault("apiVersion", "kubeadm.k8s.io/v1beta4")
     cluster_doc.setdefault("kind", "ClusterConfiguration")
-    cluster_doc["kubernetesVersion"] = version
-    cluster_doc["controlPlaneEndpoint"] = cfg.endpoint
+    cluster_doc["kubernetesVersion"] = version  # controlPlaneEndpoint stays as given (none: empty)
     cluster_doc.setdefault("clusterName", cfg.cluster_name)
     say('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the "kube-system" Namespace')
     create_or_replace(
@@ -227,29 +204,14 @@ def cmd_init(args):
         },
     )
 
+    # upload-certs
+    if flags.get("upload-certs"):
+        upload_certs(client, certificate_key(cfg, flags), print_key=not flags.get("skip-certificate-key-print"))
+    else:
+        say("[upload-certs] Skipping phase. Please see --upload-certs")
+
     # mark-control-plane
-    name = cfg.reg.name
-    wait_for('the node "%s" to register' % name, lambda: client.call("GET", "/api/v1/nodes/" + name)[0] == 200, wait_seconds())
-    taints = cfg.reg.taints
-    if taints is None:
-        taints = [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}]
-    say(
-        "[mark-control-plane] Marking the node %s as control-plane by adding the labels: [%s %s]"
-        % (name, CONTROL_PLANE_LABEL, EXCLUDE_LB_LABEL)
-    )
-    if taints:
-        say(
-            "[mark-control-plane] Marking the node %s as control-plane by adding the taints [%s]"
-            % (name, " ".join("%s:%s" % (t["key"], t["effect"]) for t in taints))
-        )
-    _, node = api(client, "GET", "/api/v1/nodes/" + name)
-    have = node.get("spec", {}).get("taints") or []
-    keys = {(t.get("key"), t.get("effect")) for t in have}
-    patch = {
-        "metadata": {"labels": {CONTROL_PLANE_LABEL: "", EXCLUDE_LB_LABEL: ""}},
-        "spec": {"taints": have + [t for t in taints if (t.get("key"), t.get("effect")) not in keys]},
-    }
-    api(client, "PATCH", "/api/v1/nodes/" + name, patch, ctype="application/strategic-merge-patch+json")
+    mark_control_plane(client, cfg.reg)
 
     # bootstrap-token
     token = None
@@ -303,6 +265,97 @@ def cmd_init(args):
     say("%s \\\n\t--discovery-token-ca-cert-hash %s" % (head, tail))
     say()
     say("(kubeadm %s: %s)" % (STANDIN_VERSION, STANDIN_NOTE))
+    return 0
+
+
+def mark_control_plane(client, reg):
+    """Wait for the node to register, then label and taint it as a control plane."""
+    name = reg.name
+    wait_for('the node "%s" to register' % name, lambda: client.call("GET", "/api/v1/nodes/" + name)[0] == 200, wait_seconds())
+    taints = reg.taints
+    if taints is None:
+        taints = [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}]
+    say(
+        "[mark-control-plane] Marking the node %s as control-plane by adding the labels: [%s %s]"
+        % (name, CONTROL_PLANE_LABEL, EXCLUDE_LB_LABEL)
+    )
+    if taints:
+        say(
+            "[mark-control-plane] Marking the node %s as control-plane by adding the taints [%s]"
+            % (name, " ".join("%s:%s" % (t["key"], t["effect"]) for t in taints))
+        )
+    _, node = api(client, "GET", "/api/v1/nodes/" + name)
+    have = node.get("spec", {}).get("taints") or []
+    keys = {(t.get("key"), t.get("effect")) for t in have}
+    patch = {
+        "metadata": {"labels": {CONTROL_PLANE_LABEL: "", EXCLUDE_LB_LABEL: ""}},
+        "spec": {"taints": have + [t for t in taints if (t.get("key"), t.get("effect")) not in keys]},
+    }
+    api(client, "PATCH", "/api/v1/nodes/" + name, patch, ctype="application/strategic-merge-patch+json")
+
+
+def write_kubeconfigs(ca, ca_pem, cluster_name, endpoint_url, local_url, super_admin):
+    """admin.conf (at the control-plane endpoint), super-admin.conf (init only), and the
+    controller-manager's and scheduler's kubeconfigs (at this control plane's own API)."""
+    kc_pki = k3s_PKI(hp(ETC_K8S + "/.standin-kubeconfig-pki"))
+    files = [("admin.conf", "kubernetes-admin", ["kubeadm:cluster-admins"], endpoint_url)]
+    if super_admin:
+        files.append(("super-admin.conf", "kubernetes-super-admin", ["system:masters"], endpoint_url))
+    files += [
+        ("controller-manager.conf", "system:kube-controller-manager", [], local_url),
+        ("scheduler.conf", "system:kube-scheduler", [], local_url),
+    ]
+    for fname, cn, orgs, url in files:
+        path = "%s/%s" % (ETC_K8S, fname)
+        if os.path.exists(hp(path)):
+            say('[kubeconfig] Using existing kubeconfig file: "%s"' % path)
+            continue
+        name = fname[:-5]
+        kc_pki.ensure_leaf(name, ca, cn, orgs=orgs, server=False)
+        cert_pem, key_pem = read_file(kc_pki.path(name + ".crt")), read_file(kc_pki.path(name + ".key"))
+        text = kubeconfig_text(url, ca_pem, cluster_name, cn, cert_pem=cert_pem, key_pem=key_pem)
+        atomic_write(hp(path), text, 0o600)
+        say('[kubeconfig] Writing "%s" kubeconfig file' % fname)
+    shutil.rmtree(hp(ETC_K8S + "/.standin-kubeconfig-pki"), ignore_errors=True)
+
+
+def control_plane_certs(certs, cfg, ca):
+    """The certificates of one control plane (the CAs exist): the API server's serving
+    certificate for its names and addresses, its clients, and this etcd member's."""
+    sans = [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc." + cfg.dns_domain,
+        cfg.reg.name,
+        cfg.service_ip,
+        cfg.advertise,
+        cfg.endpoint_host,
+        *cfg.cert_sans,
+    ]
+    certs.leaf("apiserver", ca, "kube-apiserver", sans=dedupe(sans))
+    certs.leaf("apiserver-kubelet-client", ca, "kube-apiserver-kubelet-client", orgs=["kubeadm:cluster-admins"], server=False)
+    fp_ca = certs.ca("front-proxy-ca", "front-proxy-ca")
+    certs.leaf("front-proxy-client", fp_ca, "front-proxy-client", server=False)
+    etcd_ca = certs.ca("etcd/ca", "etcd-ca")
+    etcd_sans = dedupe(["localhost", cfg.reg.name, cfg.advertise, "127.0.0.1", "::1"])
+    certs.leaf("etcd/server", etcd_ca, cfg.reg.name, sans=etcd_sans)
+    certs.leaf("etcd/peer", etcd_ca, cfg.reg.name, sans=etcd_sans)
+    certs.leaf("etcd/healthcheck-client", etcd_ca, "kube-etcd-healthcheck-client", server=False)
+    certs.leaf("apiserver-etcd-client", etcd_ca, "kube-apiserver-etcd-client", server=False)
+    certs.service_account_key()
+
+
+def phase_upload_certs(flags):
+    """`kubeadm init phase upload-certs --upload-certs`: store the certificates of this control
+    plane in a new kubeadm-certs Secret (its two hours start again), under the given key or a new
+    one, talking to the cluster as admin."""
+    if not flags.get("upload-certs"):
+        say("[upload-certs] Skipping phase. Please see --upload-certs")
+        return 0
+    cfg = InitConfig(init_docs(flags), flags)
+    client, _kc = admin_client(flags.get("kubeconfig", ADMIN_CONF))
+    upload_certs(client, certificate_key(cfg, flags), print_key=not flags.get("skip-certificate-key-print"))
     return 0
 
 

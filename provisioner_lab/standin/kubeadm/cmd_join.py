@@ -1,7 +1,8 @@
 """TEST DOUBLE (kubeadm stand-in, not the real kubeadm).
 
 `kubeadm join`: discovery with the token's JWS and the CA pin, the node certificate,
-kubelet files, kubelet restart, wait for the Node.
+kubelet files, kubelet restart, wait for the Node. A control plane (controlPlane in the
+JoinConfiguration, or --control-plane) goes on in controlplane.py after reading kubeadm-config.
 
 Upstream: kubernetes/kubernetes cmd/kubeadm/app/cmd/join.go, cmd/kubeadm/app/discovery/token/token.go
 """
@@ -17,14 +18,16 @@ import urllib.parse
 from ..k3s.util import add_secret, atomic_write, hp
 from ..kubelet.client import ApiClient
 from ..kubelet.kubeconfig import Kubeconfig, ca_public_key_hash, crypto, yaml
-from ..kubelet.paths import BOOTSTRAP_TOKEN_RE, KUBELET_CONF
+from ..kubelet.paths import BOOTSTRAP_TOKEN_RE, KUBELET_CONF, MANIFESTS
 from ..kubelet.tokens import jws_detached, parse_go_duration
 from ..kubelet.version import STANDIN_NOTE, STANDIN_VERSION
 from .base import PKI, KubeadmError, say, wait_seconds
 from .cluster import api, wait_for
 from .cmd_init import restart_kubelet, write_kubelet_files, write_node_credentials
 from .config import Registration, kubelet_config, load_config, parse_flags, split_endpoint
-from .preflight import Preflight, common_checks
+from .controlplane import join_control_plane
+from .manifests import peer_port
+from .preflight import Preflight, common_checks, port_free
 
 JOIN_FLAGS = {
     "config",
@@ -38,6 +41,7 @@ JOIN_FLAGS = {
     "cri-socket",
     "apiserver-advertise-address",
     "certificate-key",
+    "apiserver-bind-port",
     "patches",
     "skip-phases",
 }
@@ -61,14 +65,25 @@ class JoinConfig:
                 },
                 "nodeRegistration": {k: v for k, v in (("name", flags.get("node-name")), ("criSocket", flags.get("cri-socket"))) if v},
             }
+            if flags.get("control-plane"):
+                lae = {k: v for k, v in (("advertiseAddress", flags.get("apiserver-advertise-address")),) if v}
+                if flags.get("apiserver-bind-port"):
+                    lae["bindPort"] = int(flags["apiserver-bind-port"])
+                doc["controlPlane"] = {"localAPIEndpoint": lae, "certificateKey": flags.get("certificate-key", "")}
             version = "v1beta4"
         else:
             if "JoinConfiguration" not in docs:
                 raise KubeadmError("no JoinConfiguration found in %s" % flags["config"])
             version, doc = docs["JoinConfiguration"]
         self.version = version
-        if doc.get("controlPlane") is not None:
-            raise KubeadmError("stand-in kubeadm: joining control-plane nodes is not supported")
+        #: controlPlane of the JoinConfiguration: None for a worker
+        self.control_plane = doc.get("controlPlane")
+        cp = self.control_plane or {}
+        self.certificate_key = str(cp.get("certificateKey") or "")
+        if self.certificate_key:
+            add_secret(self.certificate_key)
+        self.local_api_endpoint = dict(cp.get("localAPIEndpoint") or {})
+        self.node_registration = dict(doc.get("nodeRegistration") or {})
         self.reg = Registration(doc, version, flags.get("ignore-preflight-errors"))
         disc = doc.get("discovery") or {}
         bt = disc.get("bootstrapToken") or {}
@@ -94,6 +109,11 @@ class JoinConfig:
                 "unsafeSkipCAVerification as true in your kubeadm config file or "
                 "pass --discovery-token-unsafe-skip-ca-verification flag to continue"
             )
+
+
+def kcm_doc_version(cluster_doc):
+    """The kubeadm API version of the ClusterConfiguration kept in kubeadm-config."""
+    return str(cluster_doc.get("apiVersion", "kubeadm.k8s.io/v1beta4")).rpartition("/")[2] or "v1beta4"
 
 
 def mask_token(token):
@@ -162,14 +182,24 @@ def cmd_join(args):
             raise KubeadmError("can not mix '--config' with arguments %s" % sorted(mixed + positional))
         docs = load_config(flags["config"])
     else:
-        if flags.get("control-plane"):
-            raise KubeadmError("stand-in kubeadm: joining control-plane nodes is not supported")
         docs = None
     cfg = JoinConfig(docs, flags, positional)
+    control_plane = cfg.control_plane is not None
     say("[preflight] Running pre-flight checks")
     pf = Preflight(cfg.reg.ignore)
-    common_checks(pf, cfg.reg, control_plane=False)
-    for path in (KUBELET_CONF, PKI + "/ca.crt"):
+    common_checks(pf, cfg.reg, control_plane=control_plane)
+    files = [KUBELET_CONF, PKI + "/ca.crt"]
+    if control_plane:
+        files += ["%s/%s.yaml" % (MANIFESTS, n) for n in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")]
+        port = int(cfg.local_api_endpoint.get("bindPort") or 6443)
+        if not port_free(port):
+            pf.error("Port-%d" % port, "Port %d is in use" % port)
+        if not port_free(peer_port(), str(cfg.local_api_endpoint.get("advertiseAddress") or "")):
+            pf.error("Port-%d" % peer_port(), "Port %d is in use" % peer_port())
+        etcd_dir = hp("/var/lib/etcd")
+        if os.path.isdir(etcd_dir) and os.listdir(etcd_dir):
+            pf.error("DirAvailable--var-lib-etcd", "/var/lib/etcd is not empty")
+    for path in files:
         if os.path.exists(hp(path)):
             pf.error("FileAvailable-" + path.replace("/", "-"), "%s already exists" % path)
     pf.finish()
@@ -195,6 +225,11 @@ def cmd_join(args):
                 "this new joining Node" % name,
                 "kubelet-start",
             )
+    if control_plane:
+        cluster_version = str(kcm_doc_version(cluster_doc))
+        join_control_plane(cfg, boot, ca_pem, cluster_doc, kubelet_cfg, cluster_version)
+        say("(kubeadm %s: %s)" % (STANDIN_VERSION, STANDIN_NOTE))
+        return 0
     write_kubelet_files(kubelet_cfg, cfg.reg)
     # TLS bootstrap (stand-in endpoint instead of the CSR API + approver + signer)
     c = crypto()

@@ -81,6 +81,9 @@ def cmd_reset(args):
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             raise KubeadmError("aborted reset operation")
     say("[preflight] Running pre-flight checks")
+    from .controlplane import remove_etcd_member  # a control plane's etcd member leaves first
+
+    remove_etcd_member()
     say("[reset] Stopping the kubelet service")
     subprocess.run(["systemctl", "stop", "kubelet"], capture_output=True, timeout=120)
     if clean_dir(hp(ETCD_DATA_DIR)):

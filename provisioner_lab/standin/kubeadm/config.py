@@ -146,6 +146,7 @@ class InitConfig:
         self.advertise = str(lae.get("advertiseAddress") or default_route_address())
         self.bind_port = int(lae.get("bindPort") or 6443)
         self.tokens = init.get("bootstrapTokens") or [{}]
+        self.certificate_key = str(init.get("certificateKey") or "")
         self.cluster_doc = cluster
         self.cluster_name = cluster.get("clusterName") or "kubernetes"
         kv = str(cluster.get("kubernetesVersion") or "stable-1")

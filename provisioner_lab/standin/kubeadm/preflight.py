@@ -154,10 +154,10 @@ def common_checks(pf, reg, control_plane):
         pf.warn("Service-Kubelet", "kubelet service is not enabled, please run 'systemctl enable kubelet.service'")
 
 
-def port_free(port):
+def port_free(port, host=""):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
-            s.bind(("", port))
+            s.bind((host, port))
             return True
         except OSError:
             return False

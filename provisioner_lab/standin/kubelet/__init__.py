@@ -12,7 +12,9 @@ kubelet; it runs no containers and no pods.
     and when the container runtime socket is missing;
   - static pods: when /etc/kubernetes/manifests/kube-apiserver.yaml exists (written by
     `kubeadm init`), runs the stand-in Kubernetes API server of the k3s stand-in (its modules,
-    imported from the sibling package standin.k3s) with the PKI named in that manifest, in kubeadm mode;
+    imported from the sibling package standin.k3s) with the PKI named in that manifest, in kubeadm mode,
+    on a replica of the stand-in etcd (k3s/etcd.py) whose member the etcd manifest names (a
+    stacked control plane: the API answers only while a majority of the members is up);
   - registers its Node with the client certificate of its kubeconfig, honours
     --hostname-override, --node-ip, --node-labels, --register-with-taints, heartbeats.
 

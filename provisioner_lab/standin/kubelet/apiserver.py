@@ -9,23 +9,28 @@ pkg/controller/bootstrap/signer.go, cmd/kube-apiserver/app/options/options.go (f
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import os
 import re
 import secrets
+import ssl
 import threading
+import time
 import urllib.parse
 
 from ..k3s.api import ApiApp, resource_not_found, unauthorized
 from ..k3s.certs import url_host
 from ..k3s.controllermanager import ControllerManager
+from ..k3s.etcd import PEER_PORT, EtcdMember, ReplicatedStore
 from ..k3s.httpserver import Handler, TLSServer, server_ssl_context
 from ..k3s.nodes import Cluster
-from ..k3s.store import CONFIGMAP, NAMESPACE, SECRET, ApiError, Store, bad_request
+from ..k3s.server import ensure_namespaces
+from ..k3s.store import CONFIGMAP, SECRET, ApiError, Store, bad_request
 from ..k3s.util import Fatal, env_float, hp, log, read_file
 from .kubeconfig import cert_identity, crypto, load_cert, sign_client_cert, yaml
-from .paths import API_STATE, APISERVER_MANIFEST, BOOTSTRAP_TOKEN_RE, CONTROLLER_MANAGER_MANIFEST, SYSTEM_NAMESPACES
+from .paths import API_STATE, APISERVER_MANIFEST, BOOTSTRAP_TOKEN_RE, CONTROLLER_MANAGER_MANIFEST, ETCD_MANIFEST, ETCD_MEMBER_DIR
 from .tokens import jws_detached, token_expired, token_fields
 from .version import STANDIN_NOTE, STANDIN_VERSION
 
@@ -44,10 +49,12 @@ class KubeadmApiApp(ApiApp):
         ),
         re.compile(r"^/api/v1/nodes/[a-z0-9.-]+$"),
         re.compile(r"^/api/v1/namespaces/kube-public/configmaps/cluster-info$"),
+        # copycerts' Role for the bootstrappers group: get on the kubeadm-certs Secret only
+        re.compile(r"^/api/v1/namespaces/kube-system/secrets/kubeadm-certs$"),
     )
 
-    def __init__(self, store, cluster, ca_pem, ca_key_pem, advertise, port):
-        super().__init__(store, cluster, ca_pem, secrets.token_hex(16), None, advertise, port)
+    def __init__(self, store, cluster, ca_pem, ca_key_pem, advertise, port, etcd=None):
+        super().__init__(store, cluster, ca_pem, secrets.token_hex(16), None, advertise, port, etcd=etcd)
         self.git_version = STANDIN_VERSION
         c = crypto()
         self.ca_cert = load_cert(ca_pem)
@@ -98,6 +105,7 @@ class KubeadmApiApp(ApiApp):
             if method != "GET" or not any(r.match(path) for r in self.TOKEN_READABLE):
                 raise ApiError(403, "Forbidden", "stand-in: a bootstrap token may not %s %s" % (method, path))
             q = {k: v[-1] for k, v in urllib.parse.parse_qs(u.query).items()}
+            self.require_datastore()
             return self.kube_api(h, method, path, q, body)
         return super().handle(h, method)
 
@@ -196,35 +204,76 @@ class ApiServer:
             raise Fatal("kube-apiserver: PKI files named in %s are missing" % APISERVER_MANIFEST)
         cm_flags, _ = manifest_command(CONTROLLER_MANAGER_MANIFEST)
         pod_network = (cm_flags or {}).get("cluster-cidr", "10.244.0.0/16")
-        store = Store(hp(API_STATE))
-        for ns in SYSTEM_NAMESPACES:
-            if store.get(NAMESPACE, None, ns) is None:
-                store.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        etcd_flags, _ = manifest_command(ETCD_MANIFEST)
+        member = None
+        if etcd_flags and etcd_flags.get("initial-advertise-peer-urls"):
+            store = ReplicatedStore(hp(API_STATE))
+            member = etcd_member(etcd_flags, store)
+        else:  # a manifest of an older stand-in: the plain single-server store
+            store = Store(hp(API_STATE))
+            ensure_namespaces(store)
         store.flush()
         grace = env_float("K3S_STANDIN_NODE_GRACE_SECONDS", 40.0)
         cluster = Cluster(store, grace, mode="kubeadm", pod_network=pod_network)
         advertise = f.get("advertise-address") or "127.0.0.1"
-        app = KubeadmApiApp(store, cluster, ca_pem, ca_key_pem, advertise, port)
+        app = KubeadmApiApp(store, cluster, ca_pem, ca_key_pem, advertise, port, etcd=member)
         ctx = server_ssl_context(cert, key, client_ca)
-        self.httpd = TLSServer((bind, port), Handler, ctx, app)
-        self.app, self.store = app, store
         stop = self.own_stop
+        if member is not None:
+            peer = urllib.parse.urlsplit(etcd_flags.get("listen-peer-urls") or member.peer_url)
+            peer_ctx = server_ssl_context(
+                hp(etcd_flags["peer-cert-file"]), hp(etcd_flags["peer-key-file"]), hp(etcd_flags["peer-trusted-ca-file"])
+            )
+            try:
+                member.start(stop, peer.hostname or "0.0.0.0", peer.port or PEER_PORT, peer_ctx)
+            except OSError:
+                stop.set()
+                member.shutdown()
+                raise
+        try:
+            self.httpd = TLSServer((bind, port), Handler, ctx, app)
+        except OSError:
+            stop.set()
+            if member is not None:
+                member.shutdown()
+            raise
+        self.app, self.store, self.member = app, store, member
         threading.Thread(target=lambda: (self.stop.wait(), self.own_stop.set()), daemon=True).start()
 
         def flusher():
             while not stop.wait(0.5):
                 store.flush()
 
-        def monitor():
-            while not stop.wait(min(1.0, grace / 4)):
-                cluster.monitor_once()
-                app.clean_tokens()
+        def leader_only():
+            """The node monitor, the token cleaner and the controllers: on every API server of a
+            single-server store, on the etcd leader only otherwise (upstream: leader election of
+            kube-controller-manager)."""
+            cm = ControllerManager(store)
+            last = 0.0
+            while not stop.is_set():
+                if member is not None and not member.is_leader():
+                    stop.wait(0.3)
+                    continue
+                before = store.rv
+                try:
+                    if member is not None:
+                        ensure_namespaces(store)
+                    if time.monotonic() - last >= min(1.0, grace / 4):
+                        last = time.monotonic()
+                        cluster.monitor_once()
+                        app.clean_tokens()
+                    cm.sync_once()
+                except ApiError as e:
+                    log("info", "controllers: %s" % e.message)
+                except Exception as e:  # noqa: BLE001 -- a bad object must not stop the loop
+                    log("error", "controllers: %s" % e)
+                if store.rv == before:
+                    stop.wait(0.3)
 
         self.threads = [
             threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True),
             threading.Thread(target=flusher, daemon=True),
-            threading.Thread(target=monitor, daemon=True),
-            threading.Thread(target=ControllerManager(store).run, args=(stop,), daemon=True),
+            threading.Thread(target=leader_only, daemon=True),
         ]
         for t in self.threads:
             t.start()
@@ -236,5 +285,33 @@ class ApiServer:
             self.app.stopping.set()
             self.httpd.shutdown()
             self.httpd.server_close()
+            if self.member is not None:
+                self.member.shutdown()
             self.store.flush()
             self.httpd = None
+
+
+def etcd_auth(etcd_ca_key_pem):
+    """What members present to each other on the peer port: a digest of the etcd CA's key,
+    which only control planes hold (real etcd: peer certificates of that CA)."""
+    return "Bearer " + hashlib.sha256(b"stand-in etcd peer\n" + etcd_ca_key_pem).hexdigest()
+
+
+def etcd_member(flags, store):
+    """The stand-in etcd member of this control plane, from the etcd static pod's flags: a new
+    one-member cluster (init), or a member kubeadm join already added (initial-cluster-state
+    existing, initial-cluster listing the members). Restarted: its saved member.json."""
+    ca_file = hp(flags.get("peer-trusted-ca-file", ""))
+    ca_key = read_file(os.path.join(os.path.dirname(ca_file), "ca.key"))
+    ca_pem = read_file(ca_file)
+    if not ca_key or not ca_pem:
+        raise Fatal("etcd: the etcd CA named in %s is missing" % ETCD_MANIFEST)
+    client_ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    name = flags.get("name") or "default"
+    member = EtcdMember(name, flags["initial-advertise-peer-urls"], store, hp(ETCD_MEMBER_DIR), etcd_auth(ca_key), client_ctx)
+    if flags.get("initial-cluster-state") == "existing":
+        initial = dict(kv.split("=", 1) for kv in (flags.get("initial-cluster") or "").split(",") if "=" in kv)
+        member.join(lambda _name, _url: {"members": initial, "membersVersion": 0})
+    else:
+        member.bootstrap()
+    return member

@@ -36,7 +36,14 @@ APISERVER_MANIFEST = MANIFESTS + "/kube-apiserver.yaml"
 CONTROLLER_MANAGER_MANIFEST = MANIFESTS + "/kube-controller-manager.yaml"
 
 
+ETCD_MANIFEST = MANIFESTS + "/etcd.yaml"
+
+
 ETCD_DATA_DIR = "/var/lib/etcd"
+
+
+#: the stand-in etcd member of a control plane (k3s/etcd.py): member.json
+ETCD_MEMBER_DIR = ETCD_DATA_DIR + "/standin/member"
 
 
 API_STATE = ETCD_DATA_DIR + "/standin/state.json"
