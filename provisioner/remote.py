@@ -855,7 +855,7 @@ def _open(conn: Connection, host: str, target: str, private_key: Path | None, co
     except paramiko.BadHostKeyException as error:
         raise HostKeyError(
             host,
-            f"the host key of {error.hostname} CHANGED: known_hosts has {fingerprint(error.expected_key)}, "
+            f"the host key of {'jump host ' if target.startswith('jump host') else ''}{error.hostname} CHANGED: known_hosts has {fingerprint(error.expected_key)}, "
             f"the host offers {fingerprint(error.key)}. If the host was reinstalled, remove the old "
             f"entry (ssh-keygen -R {error.hostname} -f {known_hosts}) and run again; otherwise "
             "someone may be intercepting the connection",
