@@ -131,7 +131,7 @@ class K3s(Distribution):
         # k3s units that have a unit file; one state line per unit, in order
         lines += [
             "set -- firewalld",
-            "for unit in k3s k3s-agent; do [ -f /etc/systemd/system/$unit.service ] && set -- \"$@\" $unit; done",
+            'for unit in k3s k3s-agent; do [ -f /etc/systemd/system/$unit.service ] && set -- "$@" $unit; done',
             'states=$(systemctl is-active "$@" 2>/dev/null)',
             'printf \'%s\\n\' "$states" | for unit in "$@"; do',
             "  IFS= read -r state",
