@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 CORES = os.cpu_count() or 1
@@ -65,6 +65,7 @@ class Run:
     connections: int
     changed: list[str]
     load: str
+    phases: dict[str, float] = field(default_factory=dict)  # phase title -> seconds, from the run's log
 
     @property
     def floor(self) -> float:
@@ -160,7 +161,21 @@ def measure(lab: object, workdir: Path, inventory: Path, mode: str, agents: int,
         connections=sampler.connections,
         changed=[h["name"] for h in hosts if h["result"] != "unchanged"],
         load=Path("/proc/loadavg").read_text().split(" ")[0],
+        phases=phase_seconds(Path(data["log"])) if data.get("log") else {},
     )
+
+
+def phase_seconds(log: Path) -> dict[str, float]:
+    """Seconds per phase from a run's log ("phase done: <title> (<n>s)"), and "start-up": from
+    the process start to its first log line is not in the log; the caller has the wall time."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for line in log.read_text().splitlines():
+            _, found, rest = line.partition("phase done: ")
+            if found and rest.endswith("s)") and " (" in rest:
+                title, _, seconds = rest.rpartition(" (")
+                out[title] = float(seconds[:-2])
+    return out
 
 
 @contextlib.contextmanager
@@ -372,6 +387,12 @@ def render(results: dict[str, Run], markdown: bool) -> list[tuple[str, bool, str
         print()
         for name, ok, value in found:
             print(f"- {'met' if ok else 'MISSED'}: {name} ({value})")
+        print()
+        for run in sorted(results.values(), key=lambda r: (r.mode != "direct", r.agents)):
+            if run.scenario == "rerun" and run.phases:
+                spent = sum(run.phases.values())
+                parts = ", ".join(f"{title} {seconds:.2f}" for title, seconds in run.phases.items() if seconds >= 0.05)
+                print(f"- {run.mode} 1+{run.agents} rerun, phases (s): {parts}; outside the phases (start-up, exit) {run.wall - spent:.2f}")
     else:
         widths = [max(len(str(r[i])) for r in [HEADER, *table]) for i in range(len(HEADER))]
         for row in [HEADER, *table]:
