@@ -389,10 +389,12 @@ def render(results: dict[str, Run], markdown: bool) -> list[tuple[str, bool, str
             print(f"- {'met' if ok else 'MISSED'}: {name} ({value})")
         print()
         for run in sorted(results.values(), key=lambda r: (r.mode != "direct", r.agents)):
-            if run.scenario == "rerun" and run.phases:
+            if run.scenario in ("fresh", "rerun") and run.phases:
                 spent = sum(run.phases.values())
                 parts = ", ".join(f"{title} {seconds:.2f}" for title, seconds in run.phases.items() if seconds >= 0.05)
-                print(f"- {run.mode} 1+{run.agents} rerun, phases (s): {parts}; outside the phases (start-up, exit) {run.wall - spent:.2f}")
+                print(
+                    f"- {run.mode} 1+{run.agents} {run.scenario}, phases (s): {parts}; outside them (start-up, exit) {run.wall - spent:.2f}"
+                )
     else:
         widths = [max(len(str(r[i])) for r in [HEADER, *table]) for i in range(len(HEADER))]
         for row in [HEADER, *table]:
