@@ -66,7 +66,7 @@ from provisioner.phases.validate_hosts import ValidateHosts
 from provisioner.phases.verify_kubeconfig import VerifyKubeconfig
 from provisioner.phases.wait_ready import WaitReady
 from provisioner.progress import SilentReporter
-from provisioner.remote import Remote, connect, sudo_password_for
+from provisioner.remote import RUN_JUMP_HOSTS, Remote, connect, sudo_password_for
 from provisioner.summary import RunSummary
 
 
@@ -193,6 +193,7 @@ def execute(
         error = raised
     finally:
         ctx.inputs.reporter.end()
+        RUN_JUMP_HOSTS.close()  # after run_phases closed the hosts' connections through them
     if error is None and ctx.failures:
         error = HostsFailed(dict(ctx.failures))
     return Outcome(ctx.summary(), error)

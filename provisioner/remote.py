@@ -767,17 +767,53 @@ def append_known_host(known_hosts: Path, hostname: str, key: paramiko.PKey) -> N
 
 
 def _apply_host_keys(conn: Connection, policy: str, known_hosts: Path, host: str) -> None:
-    """Replace Fabric's AutoAddPolicy on ``conn`` and every gateway hop, and load known_hosts."""
-    hop: object = conn
-    while hop is not None and hasattr(hop, "client"):
-        client = hop.client
-        if known_hosts.exists():
-            client.get_host_keys().load(str(known_hosts))
-        client.set_missing_host_key_policy(_host_key_policy(policy, known_hosts, host))
-        hop = getattr(hop, "gateway", None)
+    """Replace Fabric's AutoAddPolicy on ``conn`` (one hop) and load known_hosts into it."""
+    client = conn.client
+    if known_hosts.exists():
+        client.get_host_keys().load(str(known_hosts))
+    client.set_missing_host_key_policy(_host_key_policy(policy, known_hosts, host))
 
 
 # --- connecting ---------------------------------------------------------------------------
+
+
+class JumpHosts:
+    """The jump hosts of a run: one SSH connection to each, opened once and shared by every host
+    behind it (a host is then one forwarded channel through the jump host, not one more login on
+    it; OpenSSH's MaxStartups would refuse many logins at once). A jump host that could not be
+    opened is not tried again in the same run: every host behind it fails with the same reason.
+    Thread-safe; ``close`` ends them (after the hosts' own connections)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, str, str, str], Connection | ConnectError] = {}
+
+    def gateway(self, key: tuple[str, str, str, str], open_jump: Callable[[], Connection]) -> Connection:
+        """The open connection for ``key`` (made with ``open_jump`` the first time), or the
+        ``ConnectError`` that opening it raised."""
+        with self._lock:
+            known = self._open.get(key)
+            if known is None or (not isinstance(known, ConnectError) and not known.is_connected):
+                try:
+                    known = open_jump()
+                except ConnectError as error:
+                    known = error
+                self._open[key] = known
+        if isinstance(known, ConnectError):
+            raise known
+        return known
+
+    def close(self) -> None:
+        """Close every jump connection. Already done: none open."""
+        with self._lock:
+            opened, self._open = list(self._open.values()), {}
+        for conn in opened:
+            if not isinstance(conn, ConnectError):
+                _quietly(conn.close)
+
+
+#: The jump hosts of the current run when the caller passes none (``actions.execute`` closes them).
+RUN_JUMP_HOSTS = JumpHosts()
 
 
 def connect(
@@ -786,14 +822,17 @@ def connect(
     *,
     ssh_config_path: str | None = None,
     sudo_password: Secret | None = None,
+    jump_hosts: JumpHosts | None = None,
 ) -> SSHRemote:
     """Open an SSH session to ``host`` with the inventory's settings, or raise ``ConnectError``.
 
     Inventory values win over ``~/.ssh/config`` (Host aliases, User, Port, IdentityFile and
     ProxyJump are honoured when the inventory leaves them unset). An explicit private key is the
-    only key offered (like IdentitiesOnly), so a wrong key fails instead of falling back.
+    only key offered (like IdentitiesOnly), so a wrong key fails instead of falling back. Behind
+    ``ssh.proxy_jump`` the jump host is checked against the same known_hosts and policy, offered
+    the same key first (then what ssh_config, the agent and ~/.ssh offer), and its connection
+    is shared by the hosts behind it (``jump_hosts``, default: the run's ``RUN_JUMP_HOSTS``).
     """
-    import paramiko
     from fabric import Config, Connection
 
     options = inventory.ssh_for(host)
@@ -805,91 +844,108 @@ def connect(
         dead_peer=float(options.dead_peer_timeout or DEFAULT_DEAD_PEER_TIMEOUT),
         command=float(options.command_timeout or DEFAULT_COMMAND_TIMEOUT),
     )
+    known_hosts = Path(os.path.expanduser(str(options.known_hosts or DEFAULT_KNOWN_HOSTS)))
+    policy = options.host_key_policy or "accept-new"
+    connect_timeout = options.connect_timeout or 10
     # channel_timeout bounds opening the tunnel through a jump host (paramiko's default: an hour)
     connect_kwargs: dict[str, object] = {"channel_timeout": bounds.dead_peer}
-    if options.private_key is not None:
-        connect_kwargs.update(pkey=_load_key(host.name, options.private_key), look_for_keys=False, allow_agent=False)
+    pkey = _load_key(host.name, options.private_key) if options.private_key is not None else None
+    if pkey is not None:
+        connect_kwargs.update(pkey=pkey, look_for_keys=False, allow_agent=False)
     gateway = None
     if options.proxy_jump:
-        gateway = Connection(
-            options.proxy_jump,
-            config=config.clone(),
-            connect_timeout=options.connect_timeout or 10,
-            connect_kwargs={"channel_timeout": bounds.dead_peer},
-        )
+        jump = options.proxy_jump
+
+        def open_jump() -> Connection:
+            kwargs: dict[str, object] = {"channel_timeout": bounds.dead_peer}
+            if pkey is not None:
+                kwargs["pkey"] = pkey
+            conn = Connection(jump, config=config.clone(), connect_timeout=connect_timeout, connect_kwargs=kwargs)
+            _apply_host_keys(conn, policy, known_hosts, host.name)
+            _open(conn, host.name, f"jump host {conn.user}@{conn.host}:{conn.port}", options.private_key, connect_timeout, known_hosts)
+            _detect_dead_peer(conn, bounds)
+            log.debug("connected to jump host %s@%s:%s", conn.user, conn.host, conn.port)
+            return conn
+
+        key = (jump, str(options.private_key), str(known_hosts), policy)
+        gateway = (jump_hosts or RUN_JUMP_HOSTS).gateway(key, open_jump)
     conn = Connection(
         host.address,
         user=options.user,
         port=options.port,
         config=config,
         gateway=gateway,
-        connect_timeout=options.connect_timeout or 10,
+        connect_timeout=connect_timeout,
         connect_kwargs=connect_kwargs,
     )
-    known_hosts = Path(os.path.expanduser(str(options.known_hosts or DEFAULT_KNOWN_HOSTS)))
-    policy = options.host_key_policy or "accept-new"
     _apply_host_keys(conn, policy, known_hosts, host.name)
     target = f"{conn.user}@{conn.host}:{conn.port}"
+    _open(conn, host.name, target, options.private_key, connect_timeout, known_hosts)
+    _detect_dead_peer(conn, bounds)
+    log.debug("%s: connected to %s", host.name, target)
+    return SSHRemote(host.name, host.address, conn, sudo_password=sudo_password, bounds=bounds)
+
+
+def _open(conn: Connection, host: str, target: str, private_key: Path | None, connect_timeout: int, known_hosts: Path) -> None:
+    """Open ``conn`` (the SSH handshake, host key check and login), or raise ``ConnectError``
+    for ``host`` naming ``target``."""
+    import paramiko
+
     try:
         conn.open()
-        _detect_dead_peer(conn, bounds)
-    except HostKeyError:
+    except ConnectError:
         raise
     except paramiko.BadHostKeyException as error:
         raise HostKeyError(
-            host.name,
-            f"the host key of {error.hostname} CHANGED: known_hosts has {fingerprint(error.expected_key)}, "
+            host,
+            f"the host key of {'jump host ' if target.startswith('jump host') else ''}{error.hostname} CHANGED: known_hosts has {fingerprint(error.expected_key)}, "
             f"the host offers {fingerprint(error.key)}. If the host was reinstalled, remove the old "
             f"entry (ssh-keygen -R {error.hostname} -f {known_hosts}) and run again; otherwise "
             "someone may be intercepting the connection",
         ) from None
     except paramiko.PasswordRequiredException:
-        raise ConnectError(host.name, f"the private key {options.private_key} is encrypted; load it into ssh-agent instead") from None
+        raise ConnectError(host, f"the private key {private_key} is encrypted; load it into ssh-agent instead") from None
     except paramiko.AuthenticationException as error:
-        key = f" with key {options.private_key}" if options.private_key else ""
-        raise ConnectError(host.name, f"authentication failed for {target}{key}: {error}") from None
+        key = f" with key {private_key}" if private_key else ""
+        raise ConnectError(host, f"authentication failed for {target}{key}: {error}") from None
     except TimeoutError:
-        raise ConnectError(host.name, f"unreachable: no answer from {target} within {options.connect_timeout or 10}s") from None
+        raise ConnectError(host, f"unreachable: no answer from {target} within {connect_timeout}s") from None
     except paramiko.ssh_exception.NoValidConnectionsError as error:
         reasons = "; ".join(sorted({getattr(e, "strerror", None) or str(e) for e in error.errors.values()}))
-        raise ConnectError(host.name, f"unreachable: {target}: {reasons}") from None
+        raise ConnectError(host, f"unreachable: {target}: {reasons}") from None
     except socket.gaierror as error:
-        raise ConnectError(host.name, f"cannot resolve {conn.host}: {error.strerror}") from None
+        raise ConnectError(host, f"cannot resolve {conn.host}: {error.strerror}") from None
     except OSError as error:
-        raise ConnectError(host.name, f"unreachable: {target}: {error.strerror or error}") from None
+        raise ConnectError(host, f"unreachable: {target}: {error.strerror or error}") from None
     except paramiko.SSHException as error:
-        raise ConnectError(host.name, f"SSH error with {target}: {error}") from None
+        raise ConnectError(host, f"SSH error with {target}: {error}") from None
     except EOFError:
-        raise ConnectError(host.name, f"{target} closed the connection during the SSH handshake") from None
-    log.debug("%s: connected to %s", host.name, target)
-    return SSHRemote(host.name, host.address, conn, sudo_password=sudo_password, bounds=bounds)
+        raise ConnectError(host, f"{target} closed the connection during the SSH handshake") from None
 
 
 def _detect_dead_peer(conn: Connection, bounds: Bounds) -> None:
-    """Make a dead host show within ``bounds.dead_peer`` on ``conn`` and every jump host.
+    """Make a dead host show within ``bounds.dead_peer`` on ``conn`` (a jump host is one
+    connection of its own and gets this when it is opened).
 
     SSH keepalives are sent every ``bounds.keepalive`` seconds of silence, so there is always
     data in flight; TCP_USER_TIMEOUT makes the kernel drop the connection when data stays
     unacknowledged that long (network cut, host off), which ends the transport and wakes every
     waiting channel. TCP keepalive probes cover a socket with nothing to send.
     """
-    hop: object = conn
-    while hop is not None and getattr(hop, "transport", None) is not None:
-        transport = hop.transport  # type: ignore[attr-defined]
-        transport.set_keepalive(int(bounds.keepalive))
-        sock = transport.sock
-        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-            interval = max(1, int(bounds.keepalive))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            for name, value in (
-                ("TCP_KEEPIDLE", interval),
-                ("TCP_KEEPINTVL", interval),
-                ("TCP_KEEPCNT", max(1, int(bounds.dead_peer // interval))),
-                ("TCP_USER_TIMEOUT", int(bounds.dead_peer * 1000)),
-            ):
-                if hasattr(socket, name):
-                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-        hop = getattr(hop, "gateway", None)
+    transport = conn.transport
+    transport.set_keepalive(int(bounds.keepalive))
+    sock = transport.sock
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        interval = max(1, int(bounds.keepalive))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (
+            ("TCP_KEEPIDLE", interval),
+            ("TCP_KEEPINTVL", interval),
+            ("TCP_KEEPCNT", max(1, int(bounds.dead_peer // interval))),
+            ("TCP_USER_TIMEOUT", int(bounds.dead_peer * 1000)),
+        ):
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 def _load_key(host: str, path: Path) -> paramiko.PKey:

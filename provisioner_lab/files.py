@@ -44,10 +44,12 @@ def inventory_text(
     known_hosts: Path,
     distribution: str = "k3s",
     package_repo: str | None = None,
+    proxy_jump: str | None = None,
 ) -> str:
     """Inventory YAML for the lab: cluster (k3s stand-in air-gapped, or kubeadm from the lab's
     local package repository), ssh settings, hosts. For kubeadm, ``version`` is the minor
-    series ("1.31") and ``package_repo`` the flat repository URL (ends with "/")."""
+    series ("1.31") and ``package_repo`` the flat repository URL (ends with "/"). With
+    ``proxy_jump`` every host is reached through that jump host (``ssh.proxy_jump``)."""
     q = yaml_scalar
     lines = [f'# Written by `provisioner lab up` for the on-machine test lab "{lab}" (systemd-nspawn hosts).']
     if distribution == "kubeadm":
@@ -85,8 +87,10 @@ def inventory_text(
         f"  private_key: {q(str(private_key))}",
         f"  known_hosts: {q(str(known_hosts))}",
         "  host_key_policy: strict",
-        "hosts:",
     ]
+    if proxy_jump is not None:
+        lines.append(f"  proxy_jump: {q(proxy_jump)}")
+    lines += ["hosts:"]
     lines += [f"  - {{name: {q(h.name)}, address: {q(h.address)}, role: {q(h.role)}}}" for h in hosts]
     return "\n".join(lines) + "\n"
 

@@ -509,36 +509,8 @@ class Lab:
     def _write_user_files(self, st: LabState, pubkeys: dict[str, str]) -> None:
         """Inventory, known_hosts and ssh_config next to it (rewritten only if the text changed)."""
         assert st.inventory and st.known_hosts and st.ssh_config
-        if st.distribution == "kubeadm":
-            inventory = files.inventory_text(
-                lab=self.name,
-                hosts=st.hosts,
-                version=debs.minor_series(debs.kubernetes_version()),
-                k3s_binary=None,
-                install_script=None,
-                user=st.user,
-                private_key=self.key_path,
-                known_hosts=Path(st.known_hosts),
-                distribution="kubeadm",
-                package_repo=st.package_repo,
-            )
-        else:
-            # the k3s stand-in as the hosts get it: one zipapp, built from the package's modules
-            k3s = self.standin_k3s()
-            script = zipapps.install_script()
-            version = zipapps.STANDINS["k3s"].version
-            inventory = files.inventory_text(
-                lab=self.name,
-                hosts=st.hosts,
-                version=version,
-                k3s_binary=k3s,
-                install_script=script,
-                user=st.user,
-                private_key=self.key_path,
-                known_hosts=Path(st.known_hosts),
-            )
         texts = {
-            Path(st.inventory): inventory,
+            Path(st.inventory): self._inventory_text(st, st.hosts),
             Path(st.known_hosts): files.known_hosts_text(self.name, [(h.address, pubkeys[h.name]) for h in st.hosts]),
             Path(st.ssh_config): files.ssh_config_text(
                 self.name, st.hosts, user=st.user, private_key=self.key_path, known_hosts=Path(st.known_hosts)
@@ -551,6 +523,51 @@ class Lab:
             except OSError:
                 pass
             write_file(path, text)
+
+    def _inventory_text(self, st: LabState, hosts: Sequence[HostRecord], proxy_jump: str | None = None) -> str:
+        """The inventory of ``hosts`` (all of them reached through ``proxy_jump`` when given)."""
+        assert st.known_hosts
+        if st.distribution == "kubeadm":
+            return files.inventory_text(
+                lab=self.name,
+                hosts=hosts,
+                version=debs.minor_series(debs.kubernetes_version()),
+                k3s_binary=None,
+                install_script=None,
+                user=st.user,
+                private_key=self.key_path,
+                known_hosts=Path(st.known_hosts),
+                distribution="kubeadm",
+                package_repo=st.package_repo,
+                proxy_jump=proxy_jump,
+            )
+        # the k3s stand-in as the hosts get it: one zipapp, built from the package's modules
+        return files.inventory_text(
+            lab=self.name,
+            hosts=hosts,
+            version=zipapps.STANDINS["k3s"].version,
+            k3s_binary=self.standin_k3s(),
+            install_script=zipapps.install_script(),
+            user=st.user,
+            private_key=self.key_path,
+            known_hosts=Path(st.known_hosts),
+            proxy_jump=proxy_jump,
+        )
+
+    def bastion_inventory(self, bastion: str, path: Path | str) -> Path:
+        """Write an inventory of every lab host but ``bastion``, each reached through ``bastion``
+        (``ssh.proxy_jump: root@<its address>``: its real sshd forwards the connections; its host
+        key is checked like the others', strictly, against the lab's known_hosts). Returns
+        ``path``. Changes: writes ``path`` only; the bastion stays an ordinary lab host."""
+        st = self.state()
+        if st is None or not st.known_hosts:
+            raise LabError(f"lab {self.name} is not up")
+        jump = next((h for h in st.hosts if bastion in (h.name, h.address)), None)
+        if jump is None:
+            raise LabError(f"lab {self.name} has no host {bastion!r}")
+        out = Path(path)
+        write_file(out, self._inventory_text(st, [h for h in st.hosts if h != jump], proxy_jump=f"root@{jump.address}"))
+        return out
 
     def standin_k3s(self, version: str | None = None) -> Path:
         """The k3s stand-in executable claiming ``version`` (default: its own), built once into the

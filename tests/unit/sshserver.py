@@ -5,7 +5,8 @@ With ``execute=True`` it runs the commands on this machine (``sudo -n --`` strip
 as the user it is) and serves SFTP from the local filesystem, so the real transport can be
 driven end to end. Faults: ``hang_open`` / ``hang_exec`` leave channel and exec requests
 unanswered, ``hang_sftp`` leaves SFTP writes unanswered, a command ``hang`` never ends, and
-``drop()`` closes every connection (sshd gone).
+``drop()`` closes every connection (sshd gone). With ``forward=True`` it is also a jump host: it
+forwards ``direct-tcpip`` channels to loopback ports (any 127.x address: 127.0.0.1) (``forwarded`` lists the destinations).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import paramiko
@@ -34,6 +36,8 @@ class FakeSSHServer:
     hang_open: bool = False
     hang_exec: bool = False
     hang_sftp: bool = False
+    forward: bool = False
+    forwarded: list[tuple[str, int]] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     stdin_seen: list[str] = field(default_factory=list)
     connections: int = 0
@@ -94,7 +98,40 @@ class _Handler(paramiko.ServerInterface):
     def check_channel_request(self, kind: str, chanid: int) -> int:
         if self.server.hang_open:
             self.server._stop.wait()  # paramiko asks from its transport thread: nothing is answered
-        return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        if kind == "session" or (kind == "direct-tcpip" and self.server.forward):
+            return paramiko.OPEN_SUCCEEDED
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_direct_tcpip_request(self, chanid: int, origin: tuple[str, int], destination: tuple[str, int]) -> int:
+        if not self.server.forward or not destination[0].startswith("127."):
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        self.server.forwarded.append(destination)
+        threading.Thread(target=self._relay, args=(chanid, destination), daemon=True).start()
+        return paramiko.OPEN_SUCCEEDED
+
+    def _relay(self, chanid: int, destination: tuple[str, int]) -> None:
+        """Copy bytes both ways between the forwarded channel and a connection to ``destination``."""
+        channel = None
+        for _ in range(200):  # the channel object exists once paramiko has answered the open request
+            channel = self.transport._channels.get(chanid)  # test double: paramiko keeps no public handle
+            if channel is not None:
+                break
+            self.server._stop.wait(0.01)
+        if channel is None:
+            return
+        upstream = socket.create_connection(("127.0.0.1", destination[1]))  # every 127.x is this server
+
+        def pump(read: Callable[[int], bytes], write: Callable[[bytes], object], done: Callable[[], object]) -> None:
+            try:
+                while data := read(65536):
+                    write(data)
+            except OSError:
+                pass
+            finally:
+                done()
+
+        threading.Thread(target=pump, args=(upstream.recv, channel.sendall, channel.close), daemon=True).start()
+        pump(channel.recv, upstream.sendall, lambda: upstream.shutdown(socket.SHUT_WR))
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         text = command.decode()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -99,4 +102,30 @@ def test_flag_problems_are_named() -> None:
         "[0] --node-label needs a value: --node-label=VALUE",
         "[2] --foo is given twice and cannot be repeated",
         "[3] --token cannot be set here: the join token is managed by the provisioner",
+    ]
+
+
+def test_k3s_fact_script_asks_systemctl_once_and_reads_firewalld_from_its_answer(tmp_path: Path) -> None:
+    """The script runs in sh with stub systemctl/firewall-cmd first on PATH (each call logged)."""
+    calls = tmp_path / "calls"
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "systemctl").write_text(
+        f'#!/bin/sh\necho "systemctl $*" >> {calls}\n'
+        'for u in "$@"; do case $u in is-active|-*) ;; firewalld) echo active;; *) echo inactive;; esac; done\nexit 3\n'
+    )
+    (stubs / "firewall-cmd").write_text(
+        f'#!/bin/sh\necho "firewall-cmd $*" >> {calls}\ncase "$*" in *--zone*) echo 10.0.0.0/8;; *) echo 6443/tcp;; esac\n'
+    )
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    script = K3s(make_inventory()).fact_script()
+    run = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}"))
+    assert run.returncode == 0, run.stderr
+    facts = K3s(make_inventory()).parse_facts(parse_key_values(run.stdout))
+    assert facts.firewalld == "active"
+    assert facts.firewalld_ports == frozenset({"6443/tcp"}) and facts.firewalld_trusted == frozenset({"10.0.0.0/8"})
+    assert [line for line in calls.read_text().splitlines() if line.startswith("systemctl")] == [
+        "systemctl is-active "
+        + " ".join(["firewalld", *(u for u in ("k3s", "k3s-agent") if Path(f"/etc/systemd/system/{u}.service").is_file())])
     ]

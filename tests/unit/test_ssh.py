@@ -16,7 +16,7 @@ import paramiko
 import pytest
 
 from provisioner.errors import ConnectError, HostKeyError, SudoError
-from provisioner.remote import SUDO_PROMPT, SSHRemote, connect
+from provisioner.remote import SUDO_PROMPT, JumpHosts, SSHRemote, connect
 from provisioner.secrets import Secret
 from tests.unit.conftest import make_inventory
 from tests.unit.sshserver import SUDO_PASSWORD, FakeSSHServer
@@ -156,3 +156,71 @@ def test_ssh_config_host_alias_port_user_and_identity_file_are_honoured(server: 
     assert remote.run("echo hello").stdout == "hello\n"
     assert remote.user == "root"
     assert (tmp_path / "known_hosts").read_text().startswith(f"[127.0.0.1]:{server.port} ")
+
+
+def jump_inventory(
+    jump: FakeSSHServer, target: FakeSSHServer, tmp_path: Path, key_file: Path, hosts: int, policy: str = "strict"
+) -> object:
+    lines = "".join(f"  - {{name: h{i}, address: 127.0.0.{i}, role: {'server' if i == 1 else 'agent'}}}\n" for i in range(1, hosts + 1))
+    return make_inventory(
+        f"cluster: {{name: t}}\n"
+        f"ssh: {{user: root, port: {target.port}, private_key: {key_file}, host_key_policy: {policy}, "
+        f"known_hosts: {tmp_path}/known_hosts, proxy_jump: 'jumper@127.0.0.1:{jump.port}'}}\n"
+        "hosts:\n" + lines
+    )
+
+
+@pytest.fixture
+def jump(keys: tuple[paramiko.PKey, paramiko.PKey, Path]) -> Iterator[FakeSSHServer]:
+    srv = FakeSSHServer(paramiko.ECDSAKey.generate(), keys[1], forward=True)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_hosts_behind_one_jump_host_share_one_connection_to_it(server: FakeSSHServer, jump: FakeSSHServer, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "known_hosts").write_text(
+        "".join(f"[127.0.0.{i}]:{server.port} ecdsa-sha2-nistp256 {keys[0].get_base64()}\n" for i in range(1, 6))
+        + f"[127.0.0.1]:{jump.port} ecdsa-sha2-nistp256 {jump.host_key.get_base64()}\n"
+    )
+    (tmp_path / "ssh_config").touch()
+    inventory = jump_inventory(jump, server, tmp_path, keys[2], hosts=5)
+    jumps = JumpHosts()
+    remotes = [connect(inventory, h, ssh_config_path=str(tmp_path / "ssh_config"), jump_hosts=jumps) for h in inventory.hosts]  # type: ignore[attr-defined]
+    assert [r.run("echo hi").stdout for r in remotes] == ["hello\n"] * 5
+    assert jump.connections == 1  # one login on the jump host for the five hosts
+    assert sorted(jump.forwarded) == [(f"127.0.0.{i}", server.port) for i in range(1, 6)]
+    assert server.connections == 5
+    for remote in remotes:
+        remote.close()
+    jumps.close()
+
+
+def test_a_changed_jump_host_key_is_refused_once_and_no_host_is_reached(
+    server: FakeSSHServer, jump: FakeSSHServer, tmp_path: Path, keys
+) -> None:  # type: ignore[no-untyped-def]
+    forged = paramiko.ECDSAKey.generate()
+    (tmp_path / "known_hosts").write_text(
+        "".join(f"[127.0.0.{i}]:{server.port} ecdsa-sha2-nistp256 {keys[0].get_base64()}\n" for i in range(1, 4))
+        + f"[127.0.0.1]:{jump.port} ecdsa-sha2-nistp256 {forged.get_base64()}\n"
+    )
+    (tmp_path / "ssh_config").touch()
+    inventory = jump_inventory(jump, server, tmp_path, keys[2], hosts=3)
+    jumps = JumpHosts()
+    for host in inventory.hosts:  # type: ignore[attr-defined]
+        with pytest.raises(HostKeyError, match=r"host key of jump host 127.0.0.1 CHANGED"):
+            connect(inventory, host, ssh_config_path=str(tmp_path / "ssh_config"), jump_hosts=jumps)  # type: ignore[arg-type]
+    assert jump.connections == 1  # tried once for the run, not once per host
+    assert jump.forwarded == [] and server.connections == 0
+    jumps.close()
+
+
+def test_an_unknown_jump_host_key_is_refused_under_the_strict_policy(
+    server: FakeSSHServer, jump: FakeSSHServer, tmp_path: Path, keys
+) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{server.port} ecdsa-sha2-nistp256 {keys[0].get_base64()}\n")
+    (tmp_path / "ssh_config").touch()
+    inventory = jump_inventory(jump, server, tmp_path, keys[2], hosts=1)
+    with pytest.raises(HostKeyError, match=rf"of \[127.0.0.1\]:{jump.port} is not in .*strict"):
+        connect(inventory, inventory.hosts[0], ssh_config_path=str(tmp_path / "ssh_config"), jump_hosts=JumpHosts())  # type: ignore[attr-defined]
+    assert server.connections == 0
