@@ -788,9 +788,9 @@ class JumpHosts:
         self._lock = threading.Lock()
         self._open: dict[tuple[str, str, str, str], Connection | ConnectError] = {}
 
-    def gateway(self, key: tuple[str, str, str, str], open_jump: Callable[[], Connection]) -> Connection:
+    def gateway(self, key: tuple[str, str, str, str], open_jump: Callable[[], Connection], host: str) -> Connection:
         """The open connection for ``key`` (made with ``open_jump`` the first time), or the
-        ``ConnectError`` that opening it raised."""
+        ``ConnectError`` that opening it raised, for ``host``."""
         with self._lock:
             known = self._open.get(key)
             if known is None or (not isinstance(known, ConnectError) and not known.is_connected):
@@ -800,7 +800,7 @@ class JumpHosts:
                     known = error
                 self._open[key] = known
         if isinstance(known, ConnectError):
-            raise known
+            raise type(known)(host, known.message)
         return known
 
     def close(self) -> None:
@@ -868,7 +868,7 @@ def connect(
             return conn
 
         key = (jump, str(options.private_key), str(known_hosts), policy)
-        gateway = (jump_hosts or RUN_JUMP_HOSTS).gateway(key, open_jump)
+        gateway = (jump_hosts or RUN_JUMP_HOSTS).gateway(key, open_jump, host.name)
     conn = Connection(
         host.address,
         user=options.user,

@@ -208,8 +208,9 @@ def test_a_changed_jump_host_key_is_refused_once_and_no_host_is_reached(
     inventory = jump_inventory(jump, server, tmp_path, keys[2], hosts=3)
     jumps = JumpHosts()
     for host in inventory.hosts:  # type: ignore[attr-defined]
-        with pytest.raises(HostKeyError, match=r"host key of jump host 127.0.0.1 CHANGED"):
+        with pytest.raises(HostKeyError, match=r"host key of jump host 127.0.0.1 CHANGED") as caught:
             connect(inventory, host, ssh_config_path=str(tmp_path / "ssh_config"), jump_hosts=jumps)  # type: ignore[arg-type]
+        assert caught.value.host == host.name  # each host fails under its own name
     assert jump.connections == 1  # tried once for the run, not once per host
     assert jump.forwarded == [] and server.connections == 0
     jumps.close()
