@@ -144,20 +144,25 @@ def remove_etcd_member(member, kind, obj):
             log("error", "Failed to remove etcd member %s: %s" % (name, e.message))
 
 
-def leader_loop(member, store, cluster, grace, stop):
-    """What runs on the etcd leader only: namespaces, the node monitor, the controllers."""
+def leader_loop(member, store, cluster, grace, stop, on_monitor=None):
+    """What runs on the etcd leader only (on every API server of a single-server store, when
+    ``member`` is None): namespaces, the node monitor (and ``on_monitor`` with it), the
+    controllers. Upstream: leader election of kube-controller-manager."""
     cm = ControllerManager(store)
     last_monitor = 0.0
     while not stop.is_set():
-        if not member.is_leader():
+        if member is not None and not member.is_leader():
             stop.wait(0.3)
             continue
         before = store.rv
         try:
-            ensure_namespaces(store)
+            if member is not None:
+                ensure_namespaces(store)
             if time.monotonic() - last_monitor >= min(1.0, grace / 4):
                 last_monitor = time.monotonic()
                 cluster.monitor_once()
+                if on_monitor is not None:
+                    on_monitor()
             cm.sync_once()
         except ApiError as e:
             log("info", "controllers: %s" % e.message)

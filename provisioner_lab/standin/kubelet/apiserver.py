@@ -17,16 +17,14 @@ import re
 import secrets
 import ssl
 import threading
-import time
 import urllib.parse
 
 from ..k3s.api import ApiApp, resource_not_found, unauthorized
 from ..k3s.certs import url_host
-from ..k3s.controllermanager import ControllerManager
 from ..k3s.etcd import PEER_PORT, EtcdMember, ReplicatedStore
 from ..k3s.httpserver import Handler, TLSServer, server_ssl_context
 from ..k3s.nodes import Cluster
-from ..k3s.server import ensure_namespaces
+from ..k3s.server import ensure_namespaces, leader_loop
 from ..k3s.store import CONFIGMAP, SECRET, ApiError, Store, bad_request
 from ..k3s.util import Fatal, env_float, hp, log, read_file
 from .kubeconfig import cert_identity, crypto, load_cert, sign_client_cert, yaml
@@ -244,36 +242,11 @@ class ApiServer:
             while not stop.wait(0.5):
                 store.flush()
 
-        def leader_only():
-            """The node monitor, the token cleaner and the controllers: on every API server of a
-            single-server store, on the etcd leader only otherwise (upstream: leader election of
-            kube-controller-manager)."""
-            cm = ControllerManager(store)
-            last = 0.0
-            while not stop.is_set():
-                if member is not None and not member.is_leader():
-                    stop.wait(0.3)
-                    continue
-                before = store.rv
-                try:
-                    if member is not None:
-                        ensure_namespaces(store)
-                    if time.monotonic() - last >= min(1.0, grace / 4):
-                        last = time.monotonic()
-                        cluster.monitor_once()
-                        app.clean_tokens()
-                    cm.sync_once()
-                except ApiError as e:
-                    log("info", "controllers: %s" % e.message)
-                except Exception as e:  # noqa: BLE001 -- a bad object must not stop the loop
-                    log("error", "controllers: %s" % e)
-                if store.rv == before:
-                    stop.wait(0.3)
-
         self.threads = [
             threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True),
             threading.Thread(target=flusher, daemon=True),
-            threading.Thread(target=leader_only, daemon=True),
+            # the node monitor, the token cleaner and the controllers (k3s/server.py's leader loop)
+            threading.Thread(target=leader_loop, args=(member, store, cluster, grace, stop, app.clean_tokens), daemon=True),
         ]
         for t in self.threads:
             t.start()
