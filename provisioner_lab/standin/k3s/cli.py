@@ -13,9 +13,6 @@ import sys
 import threading
 
 from . import util
-from .agent import run_agent
-from .config import FlagError, parse_command_config
-from .server import install_signal_handlers, run_server
 from .util import DEFAULT_KUBECONFIG, REAL_KUBECTL, Fatal, hp, log
 from .version import GO_VERSION, STANDIN_NOTE, STANDIN_VERSION
 
@@ -76,6 +73,12 @@ GLOBAL OPTIONS:
 
 
 def run_command(cmd, args):
+    # imported here: `k3s kubectl` (run on every wait and node listing) needs none of them, and
+    # the real binary answers it without starting a server
+    from .agent import run_agent
+    from .config import FlagError, parse_command_config
+    from .server import install_signal_handlers, run_server
+
     stop = threading.Event()
     try:
         cfg, positional, node_args = parse_command_config(cmd, args)
