@@ -230,12 +230,13 @@ class K3s(Distribution):
 
     def read_state(self, remote: Remote, init_server: Host) -> ClusterState:
         state = ClusterState(init_server=init_server)
-        token = remote.sudo(f"cat {NODE_TOKEN}", check=False, secret_output=True)
-        if token.ok and token.stdout.strip():
-            state.join_secret = Secret(token.stdout.strip())
-        agent = remote.sudo(f"cat {AGENT_TOKEN_FILE}", check=False, secret_output=True)
-        if agent.ok and agent_token_secret(agent.stdout):
-            state.secrets["agent-token"] = Secret(agent.stdout.strip())
+        # both tokens in one command; either file may be missing (a cluster without agent-token)
+        tokens = remote.sudo(f"cat {NODE_TOKEN} {AGENT_TOKEN_FILE}", check=False, secret_output=True)
+        for line in (line.strip() for line in tokens.stdout.splitlines()):
+            if "::server:" in line:
+                state.join_secret = Secret(line)
+            elif line and agent_token_secret(line):
+                state.secrets["agent-token"] = Secret(line)
         state.nodes = self.list_nodes(remote).nodes
         return state
 

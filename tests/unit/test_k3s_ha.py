@@ -240,3 +240,25 @@ def test_check_with_one_server_down_reads_the_nodes_from_another_server() -> Non
     rows = {row.name: row for row in outcome.summary.checks}
     assert "etcd quorum" not in rows and "nodes registered" in rows
     assert not rows["nodes Ready"].ok and "s1" in rows["nodes Ready"].detail
+
+
+@pytest.mark.parametrize("with_agent_token", [True, False])
+def test_the_cluster_state_reads_both_tokens_in_one_command_either_may_be_missing(with_agent_token: bool) -> None:
+    from provisioner.testing import FakeRemote
+
+    inventory = make_inventory()
+    dist = k3s.K3s(inventory)
+    remote = FakeRemote("server1", strict=True)
+    agent = AGENT_TOKEN_PREFIX + "s3cr3t\n" if with_agent_token else ""
+    missing = "" if with_agent_token else f"cat: {k3s.AGENT_TOKEN_FILE}: No such file or directory"
+    remote.on(
+        rf"^cat {k3s.NODE_TOKEN} {k3s.AGENT_TOKEN_FILE}$",
+        exit_code=0 if with_agent_token else 1,
+        stdout=TOKEN + "\n" + agent,
+        stderr=missing,
+    )
+    remote.on(r"kubectl get nodes -o json", stdout='{"items": []}')
+    state = dist.read_state(remote, inventory.servers[0])
+    assert state.join_secret is not None and state.join_secret.reveal() == TOKEN
+    assert ("agent-token" in state.secrets) is with_agent_token
+    assert len([c for c in remote.commands if "cat " in c[1]]) == 1
