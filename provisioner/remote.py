@@ -709,7 +709,9 @@ def _raise_for_sudo(host: str, stderr: str, had_password: bool) -> None:
         raise SudoError(host, "the SSH user may not use sudo on this host")
     if "sudo: command not found" in stderr or "sudo: not found" in stderr:
         raise SudoError(host, "sudo is not installed; connect as root or install sudo")
-    if had_password and "incorrect password" in stderr:
+    # sudo's first answer to a wrong password is "Sorry, try again." (then, at the end of its input,
+    # "N incorrect password attempt(s)"); the command may end before the reading loop saw it
+    if had_password and ("incorrect password" in stderr or stderr.lstrip().startswith("Sorry, try again.")):
         raise SudoError(host, "sudo refused the password (from ssh.sudo_password_env)")
 
 

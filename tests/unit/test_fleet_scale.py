@@ -211,7 +211,8 @@ def test_hosts_whose_commands_hang_fail_at_their_own_timeout_and_the_others_answ
     assert all("did not finish within 1s" in str(outcome.error.failures[n]) for n in hanging)
     answered = [n for n, r in cluster.remotes.items() if n not in hanging and r.ran("os.id=")]
     assert len(answered) == 201 - len(hanging)
-    assert wall < 2.5, f"{wall:.2f}s: the hanging hosts waited one after another"  # one timeout, not five
+    # one timeout (~1 s), not five in turn (5 s); the margin holds on a loaded machine
+    assert wall < 3.5, f"{wall:.2f}s: the hanging hosts waited one after another"
 
 
 def test_dead_hosts_fail_at_their_connect_timeout_and_the_others_connect() -> None:
@@ -223,19 +224,20 @@ def test_dead_hosts_fail_at_their_connect_timeout_and_the_others_connect() -> No
     assert isinstance(outcome.error, HostsFailed)
     assert set(outcome.error.failures) == dead
     assert set(cluster.remotes) == {h.name for h in cluster.inventory.hosts} - dead
-    assert wall < 2.5, f"{wall:.2f}s: the dead hosts waited one after another"
+    assert wall < 3.0, f"{wall:.2f}s: the dead hosts waited one after another"  # one timeout, not four (4 s)
 
 
 def test_slow_agents_hold_up_only_themselves_while_the_others_join() -> None:
-    slow = {f"agent{i}": 0.3 for i in range(0, 100, 20)}  # 5 agents, 3 operations each: ~0.9 s apiece
+    slow = {f"agent{i}": 0.6 for i in range(0, 100, 20)}  # 5 agents, 3 round trips each: ~1.8 s apiece
     cluster = fleet(100, Link(latency=0.002, slow=slow))
     started = time.monotonic()
     outcome = up(cluster, concurrency=10)
     wall = time.monotonic() - started
     assert outcome.ok, outcome.error
     assert all(cluster.hosts[h.name].installs == 1 for h in cluster.inventory.hosts)
-    # in batches, or one slot each in turn, the slow agents would add up to 3 s or more
-    assert wall < 2.0, f"{wall:.2f}s"
+    # side by side they take ~1.8 s; in batches of 10, or one slot each in turn, they would add up
+    # to 9 s — the bound leaves room for a loaded machine
+    assert wall < 5.0, f"{wall:.2f}s"
 
 
 @pytest.mark.parametrize(

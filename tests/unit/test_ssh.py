@@ -225,3 +225,12 @@ def test_an_unknown_jump_host_key_is_refused_under_the_strict_policy(
     with pytest.raises(HostKeyError, match=rf"of \[127.0.0.1\]:{jump.port} is not in .*strict"):
         connect(inventory, inventory.hosts[0], ssh_config_path=str(tmp_path / "ssh_config"), jump_hosts=JumpHosts())  # type: ignore[attr-defined]
     assert server.connections == 0
+
+
+@pytest.mark.parametrize("stderr", ["Sorry, try again.\n", "Sorry, try again.\nsudo: 1 incorrect password attempt\n"])
+def test_a_refused_password_is_named_however_much_of_sudos_answer_came_before_the_exit(stderr: str) -> None:
+    from provisioner.remote import _raise_for_sudo
+
+    with pytest.raises(SudoError, match="sudo refused the password"):
+        _raise_for_sudo("h1", stderr, had_password=True)
+    _raise_for_sudo("h1", "Sorry, try again.\n", had_password=False)  # not our password: not ours to name
