@@ -148,12 +148,15 @@ def batches(steps: Iterable[Step]) -> list[list[Step]]:
     one group, every other step is a group of its own."""
     groups: list[list[Step]] = []
     for step in steps:
-        uploads_only = bool(step.operations) and all(isinstance(op, Upload) for op in step.operations)
-        if uploads_only and groups and groups[-1][-1].operations and all(isinstance(op, Upload) for op in groups[-1][-1].operations):
+        if _uploads_only(step) and groups and _uploads_only(groups[-1][-1]):
             groups[-1].append(step)
         else:
             groups.append([step])
     return groups
+
+
+def _uploads_only(step: Step) -> bool:
+    return bool(step.operations) and all(isinstance(op, Upload) for op in step.operations)
 
 
 def _run_uploads(remote: Remote, batch: list[Step], values: ValueStore, records: list[StepRecord]) -> None:

@@ -854,6 +854,15 @@ def connect(
     pkey = _load_key(host.name, options.private_key) if options.private_key is not None else None
     if pkey is not None:
         connect_kwargs.update(pkey=pkey, look_for_keys=False, allow_agent=False)
+
+    def establish(conn: Connection, what: str) -> None:
+        """Check its host key as the inventory says, log in, watch for a dead peer."""
+        target = f"{what}{conn.user}@{conn.host}:{conn.port}"
+        _apply_host_keys(conn, policy, known_hosts, host.name)
+        _open(conn, host.name, target, options.private_key, connect_timeout, known_hosts)
+        _detect_dead_peer(conn, bounds)
+        log.debug("%s: connected to %s", host.name, target)
+
     gateway = None
     if options.proxy_jump:
         jump = options.proxy_jump
@@ -863,10 +872,7 @@ def connect(
             if pkey is not None:
                 kwargs["pkey"] = pkey
             conn = Connection(jump, config=config.clone(), connect_timeout=connect_timeout, connect_kwargs=kwargs)
-            _apply_host_keys(conn, policy, known_hosts, host.name)
-            _open(conn, host.name, f"jump host {conn.user}@{conn.host}:{conn.port}", options.private_key, connect_timeout, known_hosts)
-            _detect_dead_peer(conn, bounds)
-            log.debug("connected to jump host %s@%s:%s", conn.user, conn.host, conn.port)
+            establish(conn, "jump host ")
             return conn
 
         key = (jump, str(options.private_key), str(known_hosts), policy)
@@ -880,11 +886,7 @@ def connect(
         connect_timeout=connect_timeout,
         connect_kwargs=connect_kwargs,
     )
-    _apply_host_keys(conn, policy, known_hosts, host.name)
-    target = f"{conn.user}@{conn.host}:{conn.port}"
-    _open(conn, host.name, target, options.private_key, connect_timeout, known_hosts)
-    _detect_dead_peer(conn, bounds)
-    log.debug("%s: connected to %s", host.name, target)
+    establish(conn, "")
     return SSHRemote(host.name, host.address, conn, sudo_password=sudo_password, bounds=bounds)
 
 
